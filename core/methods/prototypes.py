@@ -1,0 +1,78 @@
+"""Prototypical classification with SimpleShot feature transforms.
+
+Features are centred on a domain mean (the catalog's, when given) and L2-normalised; each class
+prototype is the normalised mean of its examples; a query's logits are negative squared distances
+over a temperature. A fixed "none of these" logit at `reject_similarity` competes in the softmax,
+so an item far from every prototype gets a low score instead of 100% for the nearest class.
+Scoring avoids materialising the centred catalog: (q - c)·p = q·p - c·p, one matrix product.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from core.methods.base import FewShotMethod, encode_labels
+from core.progress import Progress, no_progress
+
+CHUNK_ROWS = 65_536
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class PrototypeClassifier(FewShotMethod):
+    name = "prototypes"
+
+    def __init__(self, temperature: float = 0.1, reject_similarity: float = 0.25):
+        self.temperature = temperature
+        self.reject_similarity = reject_similarity
+
+    def fit(
+        self,
+        support: np.ndarray,
+        labels: Sequence[Hashable],
+        unlabelled: np.ndarray | None = None,
+        progress: Progress = no_progress,
+    ) -> "PrototypeClassifier":
+        support = np.asarray(support, np.float32)
+        self.classes_, y = encode_labels(labels)
+        pool = unlabelled if unlabelled is not None and len(unlabelled) else support
+        self.centre_ = np.asarray(pool, np.float32).mean(axis=0)
+        normalised = l2_normalise(support - self.centre_)
+        sums = np.zeros((len(self.classes_), support.shape[1]), np.float32)
+        np.add.at(sums, y, normalised)
+        self.prototypes_ = l2_normalise(sums)
+        progress(1, 1)
+        return self
+
+    def cosine(self, queries: np.ndarray) -> np.ndarray:
+        """Cosine similarity of centred queries to each prototype, computed chunk by chunk."""
+        out = np.empty((len(queries), len(self.classes_)), np.float32)
+        centre_dot = self.prototypes_ @ self.centre_
+        centre_sq = float(self.centre_ @ self.centre_)
+        for start in range(0, len(queries), CHUNK_ROWS):
+            q = np.asarray(queries[start : start + CHUNK_ROWS], np.float32)
+            sq = np.einsum("ij,ij->i", q, q) - 2 * (q @ self.centre_) + centre_sq
+            norms = np.sqrt(np.maximum(sq, 1e-12))[:, None]
+            out[start : start + len(q)] = (q @ self.prototypes_.T - centre_dot) / norms
+        return out
+
+    def predict(self, queries: np.ndarray) -> np.ndarray:
+        return scores_with_rejection(self.cosine(queries), self.temperature, self.reject_similarity)
+
+
+def scores_with_rejection(cosine: np.ndarray, temperature: float, reject_similarity: float) -> np.ndarray:
+    """Softmax over classes plus one "none" option; the none column is dropped from the result.
+
+    Squared distance between unit vectors is 2 - 2·cos, so logits are (2·cos - 2) / T.
+    """
+    logits = (2 * cosine - 2) / temperature
+    none = np.full((len(cosine), 1), (2 * reject_similarity - 2) / temperature, np.float32)
+    full = np.concatenate([logits, none], axis=1)
+    full -= full.max(axis=1, keepdims=True)
+    np.exp(full, out=full)
+    full /= full.sum(axis=1, keepdims=True)
+    return full[:, :-1]

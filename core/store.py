@@ -1,0 +1,339 @@
+"""The catalog store: one SQLite file per catalog, opened through SQLAlchemy.
+
+Every connection gets the same pragmas (WAL so the GUI can read while a worker writes, a busy
+timeout instead of "database is locked", foreign keys so deletes cascade). Writers take the
+lock up front with BEGIN IMMEDIATE, which keeps SQLite from failing a transaction half-way when
+two threads upgrade their read locks at once. Sessions are cheap: make one per thread and task.
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from core.schema import Category, Embedding, Item, Label, ModelRun, Prediction
+
+PALETTE = (
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+    "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9",
+)
+MAX_NAME_LENGTH = 120
+
+
+class StoreError(ValueError):
+    """A request the catalog refuses, with a message meant for the user."""
+
+
+def default_catalog_path() -> Path:
+    return Path(platformdirs.user_data_dir("protoshelf")) / "catalog.sqlite"
+
+
+def _on_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _on_begin(connection) -> None:
+    immediate = connection.get_execution_options().get("immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(path: Path) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30}
+    )
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def validate_category_name(name: str) -> str:
+    """Return the cleaned name or raise StoreError saying what is wrong with it."""
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise StoreError("A category needs a name.")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise StoreError(f"Category names are limited to {MAX_NAME_LENGTH} characters.")
+    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+        raise StoreError("Category names cannot contain line breaks, tabs or control characters.")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    id: int
+    name: str
+    colour: str
+    examples: int
+    predicted: int
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Embeddings of one model: row i of `matrix` belongs to item `item_ids[i]`."""
+
+    item_ids: np.ndarray
+    matrix: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+def vector_to_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, "<f4").tobytes()
+
+
+class Store:
+    """A catalog file. Opening it upgrades its schema to the current version."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser().resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(self.path)
+        self._writer = self.engine.execution_options(immediate=True)
+        from core.migrations import upgrade
+
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One all-or-nothing transaction holding SQLite's write lock from its start."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # --- categories -------------------------------------------------------------------
+
+    def create_category(self, name: str, colour: str | None = None) -> int:
+        name = validate_category_name(name)
+        with self.write() as s:
+            if s.scalar(select(Category.id).where(Category.name == name)) is not None:
+                raise StoreError(f"A category named {name!r} already exists.")
+            count = s.scalar(select(func.count(Category.id))) or 0
+            category = Category(name=name, colour=colour or PALETTE[count % len(PALETTE)])
+            s.add(category)
+            s.flush()
+            return category.id
+
+    def ensure_category(self, name: str) -> int:
+        existing = self.category_id(name)
+        return existing if existing is not None else self.create_category(name)
+
+    def category_id(self, name: str) -> int | None:
+        with self.read() as s:
+            return s.scalar(select(Category.id).where(Category.name == name.strip()))
+
+    def rename_category(self, category_id: int, name: str) -> None:
+        name = validate_category_name(name)
+        with self.write() as s:
+            clash = s.scalar(select(Category.id).where(Category.name == name))
+            if clash is not None and clash != category_id:
+                raise StoreError(f"A category named {name!r} already exists.")
+            s.execute(update(Category).where(Category.id == category_id).values(name=name))
+
+    def recolour_category(self, category_id: int, colour: str) -> None:
+        with self.write() as s:
+            s.execute(update(Category).where(Category.id == category_id).values(colour=colour))
+
+    def delete_category(self, category_id: int) -> dict[int, int]:
+        """Delete a category with its labels; returns {item: category} so it can be undone."""
+        with self.write() as s:
+            removed = dict(
+                s.execute(
+                    select(Label.item_id, Label.category_id).where(Label.category_id == category_id)
+                ).all()
+            )
+            s.execute(delete(Category).where(Category.id == category_id))
+        return removed
+
+    def restore_category(self, category_id: int, name: str, colour: str, labels: dict[int, int]) -> None:
+        """Undo of delete_category: same id, so predictions and history still refer to it."""
+        with self.write() as s:
+            s.add(Category(id=category_id, name=name, colour=colour))
+            s.flush()
+            s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items())
+
+    def categories(self) -> list[CategoryRow]:
+        with self.read() as s:
+            examples = dict(
+                s.execute(select(Label.category_id, func.count()).group_by(Label.category_id)).all()
+            )
+            predicted = dict(
+                s.execute(
+                    select(Prediction.category_id, func.count())
+                    .outerjoin(Label, Label.item_id == Prediction.item_id)
+                    .where(Label.item_id.is_(None))
+                    .group_by(Prediction.category_id)
+                ).all()
+            )
+            return [
+                CategoryRow(c.id, c.name, c.colour, examples.get(c.id, 0), predicted.get(c.id, 0))
+                for c in s.scalars(select(Category).order_by(Category.id))
+            ]
+
+    # --- labels -----------------------------------------------------------------------
+
+    def set_labels(self, item_ids: Iterable[int], category_id: int | None) -> dict[int, int | None]:
+        """Label (or, with None, unlabel) items; returns their previous labels for undo."""
+        ids = list(dict.fromkeys(int(i) for i in item_ids))
+        with self.write() as s:
+            previous: dict[int, int | None] = dict.fromkeys(ids)
+            for chunk in _chunks(ids):
+                previous.update(
+                    s.execute(
+                        select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))
+                    ).all()
+                )
+                s.execute(delete(Label).where(Label.item_id.in_(chunk)))
+            if category_id is not None:
+                s.add_all(Label(item_id=i, category_id=category_id) for i in ids)
+        return previous
+
+    def restore_labels(self, labels: dict[int, int | None]) -> None:
+        """Put back a mapping returned by set_labels (None means: no label)."""
+        with self.write() as s:
+            ids = list(labels)
+            for chunk in _chunks(ids):
+                s.execute(delete(Label).where(Label.item_id.in_(chunk)))
+            s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if c is not None)
+
+    def labels(self) -> dict[int, int]:
+        with self.read() as s:
+            return dict(s.execute(select(Label.item_id, Label.category_id)).all())
+
+    # --- items ------------------------------------------------------------------------
+
+    def item_count(self) -> int:
+        with self.read() as s:
+            return s.scalar(select(func.count(Item.id))) or 0
+
+    def item_ids(self) -> np.ndarray:
+        with self.read() as s:
+            return np.fromiter(s.scalars(select(Item.id).order_by(Item.id)), dtype=np.int64)
+
+    def items(self, item_ids: Sequence[int]) -> dict[int, Item]:
+        with self.read() as s:
+            found: dict[int, Item] = {}
+            for chunk in _chunks(list(item_ids)):
+                found.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(chunk))))
+            return found
+
+    def item_id_by_hash(self, sha256: str) -> int | None:
+        with self.read() as s:
+            return s.scalar(select(Item.id).where(Item.sha256 == sha256))
+
+    def set_title(self, item_id: int, title: str | None) -> None:
+        with self.write() as s:
+            s.execute(update(Item).where(Item.id == item_id).values(title=title or None))
+
+    def thumbnail(self, item_id: int) -> bytes | None:
+        with self.read() as s:
+            return s.scalar(select(Item.thumbnail).where(Item.id == item_id))
+
+    # --- embeddings -------------------------------------------------------------------
+
+    def items_without_embedding(self, model: str) -> list[tuple[int, str]]:
+        with self.read() as s:
+            has = select(Embedding.item_id).where(Embedding.model == model)
+            rows = s.execute(select(Item.id, Item.path).where(Item.id.not_in(has)).order_by(Item.id))
+            return [(i, p) for i, p in rows]
+
+    def save_embeddings(self, model: str, item_ids: Sequence[int], matrix: np.ndarray) -> None:
+        with self.write() as s:
+            s.execute(
+                Embedding.__table__.insert().prefix_with("OR REPLACE"),
+                [
+                    {"item_id": int(i), "model": model, "vector": vector_to_bytes(v)}
+                    for i, v in zip(item_ids, matrix)
+                ],
+            )
+
+    def load_embeddings(self, model: str) -> Vectors:
+        """All vectors of a model as one contiguous float32 matrix, ordered by item id."""
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            rows = raw.execute(
+                "SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)
+            ).fetchall()
+        if not rows:
+            return Vectors(np.empty(0, np.int64), np.empty((0, 0), np.float32))
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+        return Vectors(ids, flat.reshape(len(rows), -1).astype(np.float32, copy=False))
+
+    def embedding_models(self) -> list[str]:
+        with self.read() as s:
+            return list(s.scalars(select(Embedding.model).distinct()))
+
+    # --- predictions ------------------------------------------------------------------
+
+    def save_predictions(
+        self,
+        method: str,
+        backbone: str,
+        params: dict,
+        item_ids: Sequence[int],
+        category_ids: Sequence[int | None],
+        scores: Sequence[float],
+        rankings: Sequence[list[tuple[int, float]]],
+    ) -> int:
+        """Replace all predictions with those of a new model run, in one transaction."""
+        with self.write() as s:
+            run = ModelRun(method=method, backbone=backbone, params=params)
+            s.add(run)
+            s.flush()
+            s.execute(delete(Prediction))
+            s.execute(
+                Prediction.__table__.insert(),
+                [
+                    {
+                        "item_id": int(i),
+                        "category_id": None if c is None else int(c),
+                        "score": float(p),
+                        "ranking": [[int(k), round(float(v), 6)] for k, v in r],
+                        "model_run_id": run.id,
+                    }
+                    for i, c, p, r in zip(item_ids, category_ids, scores, rankings)
+                ],
+            )
+            return run.id
+
+    def predictions(self) -> dict[int, Prediction]:
+        with self.read() as s:
+            return {p.item_id: p for p in s.scalars(select(Prediction))}
+
+    def integrity_check(self) -> str:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA integrity_check").scalar_one()
+
+
+def _chunks(values: list, size: int = 900) -> Iterator[list]:
+    """SQLite caps bound parameters per statement; IN-lists go in slices under that cap."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
