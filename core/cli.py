@@ -42,7 +42,7 @@ def cmd_gui(args) -> int:
     except ImportError as exc:
         print(f"The desktop app cannot start: {exc}", file=sys.stderr)
         return 1
-    return run_app(args.db)
+    return run_app(args.db if args.db_given else None, demo=args.demo)
 
 
 def cmd_import(args) -> int:
@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", type=Path, default=None, help="catalog file")
     sub = parser.add_subparsers(dest="command")
 
-    sub.add_parser("gui", parents=[common], help="open the desktop app").set_defaults(run=cmd_gui)
+    p = sub.add_parser("gui", parents=[common], help="open the desktop app")
+    p.add_argument("--demo", action="store_true", help="open the bundled demo catalog")
+    p.set_defaults(run=cmd_gui)
 
     p = sub.add_parser("import", parents=[common], help="import image files and folders")
     p.add_argument("sources", nargs="+")
@@ -202,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.db_given = args.db is not None
     args.db = args.db or default_catalog_path()
+    args.demo = getattr(args, "demo", False)
     run = getattr(args, "run", cmd_gui)
     try:
         return run(args)

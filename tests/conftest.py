@@ -1,0 +1,43 @@
+"""Shared fixtures: real SQLite catalogs in tmp folders, real images made with Pillow."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core.store import Store  # noqa: E402
+
+DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    catalog = Store(tmp_path / "catalog.sqlite")
+    yield catalog
+    catalog.close()
+
+
+def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None = None, **save) -> Path:
+    """A small real image file; random noise on top of `colour` so hashes differ per seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(abs(hash((str(path), colour))) % 2**32)
+    pixels = np.clip(np.array(colour) + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, fmt, **save)
+    return path
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    """The default backbone on the CPU, loaded once for the whole run."""
+    import torch
+
+    from core.backbones import load_backbone
+    from core.embedding import FeatureExtractor
+
+    return FeatureExtractor(load_backbone(), torch.device("cpu"))
