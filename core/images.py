@@ -63,6 +63,12 @@ def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"image too large (possible decompression bomb): {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ImageError("file not found") from exc
+    except PermissionError as exc:
+        raise ImageError("permission denied") from exc
+    except IsADirectoryError as exc:
+        raise ImageError("a folder, not an image file") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not an image, or a format ProtoShelf cannot read") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -2,8 +2,10 @@
 
 Features are centred on a domain mean (the catalog's, when given) and L2-normalised; each class
 prototype is the normalised mean of its examples; a query's logits are negative squared distances
-over a temperature. A fixed "none of these" logit at `reject_similarity` competes in the softmax,
-so an item far from every prototype gets a low score instead of 100% for the nearest class.
+over a temperature. A "none of these" logit competes in the softmax, so an item far from every
+prototype gets a low score instead of 100% for the nearest class. Its level is calibrated on the
+catalog: the background similarity of catalog items to the prototypes plus `reject_sigmas`
+standard deviations (or a fixed `reject_similarity`).
 Scoring avoids materialising the centred catalog: (q - c)·p = q·p - c·p, one matrix product.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from core.methods.base import FewShotMethod, encode_labels
 from core.progress import Progress, no_progress
 
 CHUNK_ROWS = 65_536
+CALIBRATION_ROWS = 20_000
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -26,8 +29,9 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 class PrototypeClassifier(FewShotMethod):
     name = "prototypes"
 
-    def __init__(self, temperature: float = 0.1, reject_similarity: float = 0.25):
+    def __init__(self, temperature: float = 0.1, reject_similarity: float | None = None, reject_sigmas: float = 1.0):
         self.temperature = temperature
+        self.reject_sigmas = reject_sigmas
         self.reject_similarity = reject_similarity
 
     def fit(
@@ -45,8 +49,16 @@ class PrototypeClassifier(FewShotMethod):
         sums = np.zeros((len(self.classes_), support.shape[1]), np.float32)
         np.add.at(sums, y, normalised)
         self.prototypes_ = l2_normalise(sums)
+        self.reject_similarity_ = self._calibrate_rejection(pool)
         progress(1, 1)
         return self
+
+    def _calibrate_rejection(self, pool: np.ndarray) -> float:
+        if self.reject_similarity is not None:
+            return self.reject_similarity
+        step = max(1, len(pool) // CALIBRATION_ROWS)
+        background = self.cosine(pool[::step])
+        return float(background.mean() + self.reject_sigmas * background.std())
 
     def cosine(self, queries: np.ndarray) -> np.ndarray:
         """Cosine similarity of centred queries to each prototype, computed chunk by chunk."""
@@ -61,7 +73,7 @@ class PrototypeClassifier(FewShotMethod):
         return out
 
     def predict(self, queries: np.ndarray) -> np.ndarray:
-        return scores_with_rejection(self.cosine(queries), self.temperature, self.reject_similarity)
+        return scores_with_rejection(self.cosine(queries), self.temperature, self.reject_similarity_)
 
 
 def scores_with_rejection(cosine: np.ndarray, temperature: float, reject_similarity: float) -> np.ndarray:

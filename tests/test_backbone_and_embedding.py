@@ -1,0 +1,77 @@
+"""The packaged backbone is wired right, and catalog embedding is batched and resumable."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEMO, write_image
+from core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
+from core.embedding import embed_catalog, to_model_input
+from core.images import open_image
+from core.importer import import_images
+from core.progress import Cancelled
+
+
+def top_classes(extractor, name: str, k: int) -> list[str]:
+    image = open_image(DEMO / "images" / f"{name}.png")
+    x = to_model_input(image, extractor.backbone.preprocessing)[None].float()
+    with torch.inference_mode():
+        logits = extractor.backbone((x - extractor.mean) / extractor.std)
+    return [imagenet_classes()[i] for i in logits[0].topk(k).indices]
+
+
+@pytest.mark.parametrize("picture,label", [("strawberry", "strawberry"), ("broccoli", "broccoli"), ("teapot", "teapot")])
+def test_imagenet_top1_of_known_pictures_is_sensible(extractor, picture, label):
+    assert top_classes(extractor, picture, 1) == [label]
+
+
+def test_features_are_not_constant_and_separate_pictures(extractor):
+    images = [open_image(DEMO / "images" / f"{n}.png") for n in ("banana", "violin", "hammer", "socks")]
+    features = extractor.embed_images(images)
+    assert features.shape == (4, 1280) and features.dtype == np.float32
+    assert features.std(axis=0).mean() > 0.05
+    normed = features / np.linalg.norm(features, axis=1, keepdims=True)
+    assert (normed @ normed.T)[np.triu_indices(4, 1)].max() < 0.95
+
+
+def test_unknown_and_undownloadable_backbones_say_what_to_do():
+    with pytest.raises(BackboneError, match="Unknown backbone"):
+        load_backbone("resnet9000")
+    with pytest.raises(BackboneError, match="allow downloads"):
+        load_backbone("timm:resnet50")
+
+
+def test_auto_device_is_cpu_without_a_gpu():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type in {expected, "mps"}
+
+
+def test_embedding_is_resumable_and_skips_items_already_done(store, tmp_path, extractor):
+    for i in range(5):
+        write_image(tmp_path / f"{i}.png", colour=(40 * i, 100, 200 - 30 * i))
+    import_images(store, [tmp_path])
+    calls = []
+
+    def cancel_after_first_batch(done, total):
+        calls.append(done)
+        if done >= 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        embed_catalog(store, extractor=extractor, batch_size=2, workers=0, progress=cancel_after_first_batch)
+    assert len(store.load_embeddings("efficientnet_lite0")) == 2
+    report = embed_catalog(store, extractor=extractor, batch_size=2, workers=0)
+    assert report.embedded == 3
+    assert len(store.load_embeddings("efficientnet_lite0")) == 5
+    assert embed_catalog(store, extractor=extractor).embedded == 0
+
+
+def test_missing_originals_are_reported_not_fatal(store, tmp_path, extractor):
+    keep = write_image(tmp_path / "keep.png")
+    gone = write_image(tmp_path / "gone.png", colour=(0, 0, 255))
+    import_images(store, [keep, gone])
+    gone.unlink()
+    report = embed_catalog(store, extractor=extractor, workers=0)
+    assert report.embedded == 1
+    assert report.failed == [(str(gone), "file not found")]

@@ -1,0 +1,100 @@
+"""The catalog store on a real SQLite file."""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from core.store import Store, StoreError
+
+
+def add_items(store: Store, n: int) -> list[int]:
+    from core.schema import Item
+
+    with store.write() as s:
+        items = [Item(path=f"/x/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(n)]
+        s.add_all(items)
+        s.flush()
+        return [it.id for it in items]
+
+
+def test_pragmas_and_schema_version_are_set(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+
+
+def test_reopening_keeps_everything(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with Store(path) as store:
+        ids = add_items(store, 3)
+        cat = store.create_category("Shoes")
+        store.set_labels(ids[:2], cat)
+        store.save_embeddings("m", ids, np.arange(3 * 4, dtype=np.float32).reshape(3, 4))
+    with Store(path) as store:
+        assert store.labels() == {ids[0]: cat, ids[1]: cat}
+        vectors = store.load_embeddings("m")
+        assert vectors.item_ids.tolist() == ids
+        np.testing.assert_array_equal(vectors.matrix, np.arange(12, dtype=np.float32).reshape(3, 4))
+        assert store.items_without_embedding("m") == []
+        assert len(store.items_without_embedding("other")) == 3
+
+
+def test_vectors_are_little_endian_float32(store):
+    (item,) = add_items(store, 1)
+    store.save_embeddings("m", [item], np.array([[1.5, -2.0]], np.float64))
+    raw = sqlite3.connect(store.path).execute("SELECT vector FROM embeddings").fetchone()[0]
+    assert raw == np.array([1.5, -2.0], "<f4").tobytes()
+
+
+def test_category_names_are_unique_and_validated(store):
+    store.create_category("  Kitchen  ")
+    assert [c.name for c in store.categories()] == ["Kitchen"]
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_category("Kitchen")
+    for bad in ["", "   ", "a\nb", "tab\there", "x" * 500]:
+        with pytest.raises(StoreError):
+            store.create_category(bad)
+
+
+def test_labels_round_trip_and_undo(store):
+    ids = add_items(store, 4)
+    a, b = store.create_category("A"), store.create_category("B")
+    store.set_labels(ids[:2], a)
+    previous = store.set_labels(ids[1:3], b)
+    assert previous == {ids[1]: a, ids[2]: None}
+    assert store.labels() == {ids[0]: a, ids[1]: b, ids[2]: b}
+    store.restore_labels(previous)
+    assert store.labels() == {ids[0]: a, ids[1]: a}
+
+
+def test_deleting_a_category_removes_its_labels_and_can_be_undone(store):
+    ids = add_items(store, 3)
+    a = store.create_category("A", colour="#123456")
+    store.set_labels(ids, a)
+    removed = store.delete_category(a)
+    assert store.labels() == {} and store.categories() == []
+    store.restore_category(a, "A", "#123456", removed)
+    assert store.labels() == dict.fromkeys(ids, a)
+    assert store.categories()[0].examples == 3
+
+
+def test_predictions_replace_the_previous_run_and_count_per_category(store):
+    ids = add_items(store, 4)
+    a, b = store.create_category("A"), store.create_category("B")
+    store.set_labels([ids[0]], a)
+    store.save_predictions("prototypes", "m", {}, ids, [a, a, b, None], [0.9] * 4, [[(a, 0.9)]] * 4)
+    rows = {c.name: c for c in store.categories()}
+    assert (rows["A"].examples, rows["A"].predicted, rows["B"].predicted) == (1, 1, 1)
+    store.save_predictions("prototypes", "m", {}, ids[:1], [b], [0.7], [[(b, 0.7)]])
+    assert set(store.predictions()) == {ids[0]}
+
+
+def test_large_in_lists_are_chunked(store):
+    ids = add_items(store, 2500)
+    cat = store.create_category("Many")
+    store.set_labels(ids, cat)
+    assert len(store.labels()) == 2500
+    assert len(store.items(ids)) == 2500
