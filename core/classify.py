@@ -9,10 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sqlalchemy import select
+
 from core.backbones import DEFAULT_BACKBONE
-from core.methods import DEFAULT_METHOD, UNASSIGNED, decide, make_method, top_k
+from core.fusion import USES, LateFusion, ModalFeatures
+from core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
 from core.progress import Progress, no_progress
+from core.schema import Embedding
 from core.store import Store, Vectors
+from core.text import TEXT_EMBEDDING
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -27,6 +32,8 @@ class CatalogPredictions:
     scores: np.ndarray
     classes: np.ndarray
     method: str
+    modality: str = "image"
+    weights: dict[str, float] | None = None
 
     def rankings(self, k: int) -> list[list[tuple[int, float]]]:
         index, values = top_k(self.scores, k)
@@ -38,17 +45,44 @@ class CatalogPredictions:
     def with_threshold(self, threshold: float) -> "CatalogPredictions":
         best, confidence = decide(self.scores, threshold)
         ids = np.where(best == UNASSIGNED, UNASSIGNED, self.classes[np.maximum(best, 0)].astype(np.int64))
-        return CatalogPredictions(self.item_ids, ids, confidence, self.scores, self.classes, self.method)
+        return CatalogPredictions(
+            self.item_ids, ids, confidence, self.scores, self.classes, self.method, self.modality, self.weights
+        )
+
+
+def available_modalities(store: Store, backbone: str = DEFAULT_BACKBONE) -> list[str]:
+    """Modalities the catalog has vectors for, the default first: fused when titles are embedded."""
+    with store.read() as s:
+        has = {
+            modality: s.scalar(select(Embedding.item_id).where(Embedding.model == model).limit(1)) is not None
+            for modality, model in (("image", backbone), ("text", TEXT_EMBEDDING))
+        }
+    if has["image"] and has["text"]:
+        return ["fused", "image", "text"]
+    return [m for m in ("image", "text") if has[m]]
+
+
+def typical_shots(categories) -> int:
+    """The median number of examples per category: what "auto" picks a method for."""
+    return int(np.median(np.unique(np.asarray(categories), return_counts=True)[1]))
 
 
 class CatalogClassifier:
     def __init__(self, store: Store, backbone: str = DEFAULT_BACKBONE):
         self.store = store
         self.backbone = backbone
-        self.vectors: Vectors = store.load_embeddings(backbone)
+        self.reload()
 
     def reload(self) -> None:
-        self.vectors = self.store.load_embeddings(self.backbone)
+        self.vectors: Vectors = self.store.load_embeddings(self.backbone)
+        self.text_vectors: Vectors = self.store.load_embeddings(TEXT_EMBEDDING)
+        self.item_ids = np.union1d(self.vectors.item_ids, self.text_vectors.item_ids)
+        self.features = ModalFeatures.align(
+            self.item_ids, {"image": self.vectors, "text": self.text_vectors}
+        )
+
+    def default_modality(self) -> str:
+        return "fused" if len(self.text_vectors) and len(self.vectors) else "text" if len(self.text_vectors) else "image"
 
     def run(
         self,
@@ -56,21 +90,39 @@ class CatalogClassifier:
         method: str = DEFAULT_METHOD,
         threshold: float = DEFAULT_THRESHOLD,
         progress: Progress = no_progress,
+        modality: str | None = None,
         **params,
     ) -> CatalogPredictions | None:
-        """Predictions for every embedded item, or None when nothing labelled is embedded yet."""
-        ids = self.vectors.item_ids
-        row_of = {int(i): r for r, i in enumerate(ids)}
-        labelled = [(row_of[i], c) for i, c in labels.items() if i in row_of]
-        if not labelled:
+        """Predictions for every item embedded in `modality` ("image", "text" or "fused"; default:
+        fused when titles are embedded), or None when no labelled item is embedded in it yet.
+
+        Fused predictions fall back to one modality per item where the other is missing.
+        """
+        modality = modality or self.default_modality()
+        if modality not in USES:
+            raise ValueError(f"Unknown modality {modality!r}; choose one of: {', '.join(USES)}")
+        features = self.features.only(USES[modality])
+        present = features.present()
+        labelled_ids = np.fromiter(labels, np.int64, len(labels))
+        positions = np.searchsorted(self.item_ids, labelled_ids)
+        known = positions < len(self.item_ids)
+        known[known] = (self.item_ids[positions[known]] == labelled_ids[known]) & present[positions[known]]
+        if not known.any():
             return None
-        rows, categories = zip(*labelled)
-        model = make_method(method, **params)
-        model.fit(self.vectors.matrix[list(rows)], list(categories), unlabelled=self.vectors.matrix, progress=progress)
-        scores = model.predict(self.vectors.matrix)
+        positions = positions[known]
+        categories = [labels[int(i)] for i in labelled_ids[known]]
+        method = resolve_method(method, typical_shots(categories))
+        model = LateFusion(method, **params).fit(
+            features.take(positions), categories, unlabelled=features, progress=progress
+        )
+        scored = np.flatnonzero(present)
+        queries = features if len(scored) == features.count else features.take(scored)
+        scores = model.predict(queries)
         classes = np.asarray(model.classes_, dtype=np.int64)
         empty = np.empty(0)
-        return CatalogPredictions(ids, empty, empty, scores, classes, method).with_threshold(threshold)
+        return CatalogPredictions(
+            self.item_ids[scored], empty, empty, scores, classes, method, modality, model.weights_
+        ).with_threshold(threshold)
 
 
 def classify_catalog(
@@ -80,9 +132,12 @@ def classify_catalog(
     threshold: float = DEFAULT_THRESHOLD,
     top: int = 5,
     progress: Progress = no_progress,
+    modality: str | None = None,
 ) -> CatalogPredictions | None:
     """Fit, score and store the predictions of the whole catalog (the CLI's `classify`)."""
-    predictions = CatalogClassifier(store, backbone).run(store.labels(), method, threshold, progress)
+    predictions = CatalogClassifier(store, backbone).run(
+        store.labels(), method, threshold, progress, modality=modality
+    )
     if predictions is not None:
         save_predictions(store, predictions, backbone, threshold, top)
     return predictions
@@ -93,6 +148,7 @@ def save_predictions(
 ) -> int:
     category_ids = [None if c == UNASSIGNED else int(c) for c in predictions.category_ids]
     return store.save_predictions(
-        predictions.method, backbone, {"threshold": threshold},
+        predictions.method, backbone,
+        {"threshold": threshold, "modality": predictions.modality, "weights": predictions.weights},
         predictions.item_ids, category_ids, predictions.confidence, predictions.rankings(top),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,14 +63,35 @@ def cmd_embed(args) -> int:
     from core.embedding import embed_catalog
 
     with Store(args.db) as store, progress_bar("embed") as bar:
-        report = embed_catalog(
-            store, args.backbone, device=args.device, batch_size=args.batch_size,
-            workers=args.workers, progress=bar,
-        )
+        if args.engine == "ray":
+            from core.ray_engine import RayUnavailable, embed_catalog_on_ray
+
+            try:
+                report = embed_catalog_on_ray(
+                    store, args.backbone, address=args.address, device=args.device,
+                    batch_size=args.batch_size, progress=bar,
+                )
+            except RayUnavailable as exc:
+                print(f"protoshelf: {exc}", file=sys.stderr)
+                return 2
+        else:
+            report = embed_catalog(
+                store, args.backbone, device=args.device, batch_size=args.batch_size,
+                workers=args.workers, progress=bar,
+            )
     for path, reason in report.failed:
         print(f"failed {path}: {reason}", file=sys.stderr)
+    for note in report.notes:
+        print(note, file=sys.stderr)
     print(f"Embedded {report.embedded} items with {report.backbone} on {report.device}; "
           f"{len(report.failed)} failed.")
+    if not args.no_titles:
+        from core.text import embed_titles
+
+        with Store(args.db) as store, progress_bar("titles") as bar:
+            text = embed_titles(store, device=args.device, progress=bar)
+        if text.embedded:
+            print(f"Embedded {text.embedded} titles with {text.model} on {text.device}.")
     return 0
 
 
@@ -101,10 +123,15 @@ def cmd_categories(args) -> int:
 
 def cmd_classify(args) -> int:
     from core.classify import classify_catalog
+    from core.methods import AUTO, FINETUNE
 
+    if args.method == FINETUNE:
+        args.backbone, args.method = run_finetune(args), AUTO
     with Store(args.db) as store:
         missing = len(store.items_without_embedding(args.backbone))
-        predictions = classify_catalog(store, args.backbone, args.method, args.threshold)
+        predictions = classify_catalog(
+            store, args.backbone, args.method, args.threshold, modality=args.modality
+        )
     if missing:
         print(f"{missing} items have no {args.backbone} embedding yet; run `protoshelf embed`.",
               file=sys.stderr)
@@ -112,8 +139,9 @@ def cmd_classify(args) -> int:
         print("Nothing to learn from: label a few embedded items first.", file=sys.stderr)
         return 1
     unassigned = int((predictions.category_ids < 0).sum())
-    print(f"Classified {len(predictions.item_ids)} items with {args.method}; {unassigned} unassigned "
-          f"(confidence below {args.threshold}).")
+    weights = ", ".join(f"{m} {w:.2f}" for m, w in (predictions.weights or {}).items())
+    print(f"Classified {len(predictions.item_ids)} items with {predictions.method} on {predictions.modality} "
+          f"features ({weights}); {unassigned} unassigned (confidence below {args.threshold}).")
     return 0
 
 
@@ -126,24 +154,130 @@ def cmd_export(args) -> int:
     return 0
 
 
+def run_finetune(args) -> str:
+    from core.methods.finetune import FineTuneConfig, embed_finetuned, finetune_catalog
+
+    config = FineTuneConfig(
+        epochs=getattr(args, "epochs", 8), l2sp=getattr(args, "l2sp", 0.01), blocks=getattr(args, "blocks", 1)
+    )
+    device = getattr(args, "device", "auto")
+    with Store(args.db) as store, progress_bar("fine-tune, then embed") as bar:
+        if getattr(args, "resume", None):
+            embed_finetuned(store, args.resume, device, bar)
+            return args.resume
+        return finetune_catalog(store, base=args.backbone, config=config, device=device, progress=bar)
+
+
+def cmd_finetune(args) -> int:
+    name = run_finetune(args)
+    print(f"Fine-tuned backbone {name}; the catalog is embedded with it, and the {args.backbone} "
+          f"embeddings are kept. Classify with: protoshelf classify --backbone {name}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from core.evaluate import evaluate_folder
+    from core.methods import method_names
+
+    if args.list_methods:
+        print("\n".join(method_names()))
+        return 0
+    if args.folder is None:
+        print("protoshelf evaluate: give an ImageFolder tree (or --list-methods)", file=sys.stderr)
+        return 2
 
     with progress_bar("evaluate") as bar:
         result = evaluate_folder(
             args.folder, args.query, shots=args.shots, episodes=args.episodes, method=args.method,
             seed=args.seed, backbone=args.backbone, device=args.device, cache=args.cache, progress=bar,
+            titles=args.titles or (), modality=args.modality or ("fused" if args.titles else "image"),
+            ways=args.ways, meta_train=args.meta_train,
         )
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        print(f"{result.ways}-way {result.shots}-shot, {result.episodes} episodes, {result.method}: "
-              f"accuracy {result.accuracy:.2%} ± {result.ci95:.2%} (95% interval)")
+        print(f"{result.ways}-way {result.shots}-shot, {result.episodes} episodes, {result.method} on "
+              f"{result.modality}: accuracy {result.accuracy:.2%} ± {result.ci95:.2%} (95% interval)")
     return 0
 
 
+def cmd_suggest(args) -> int:
+    from core.suggest import suggest_for_catalog
+
+    with Store(args.db) as store:
+        suggestions = suggest_for_catalog(store, args.backbone, args.n, args.strategy)
+        names = {c.id: c.name for c in store.categories()}
+        items = store.items([s.item_id for s in suggestions])
+    if not suggestions:
+        print("Nothing to suggest: label a few embedded items first, and leave some unlabelled.",
+              file=sys.stderr)
+        return 1
+    print("rank  item_id  uncertainty  why  path")
+    for rank, suggestion in enumerate(suggestions, start=1):
+        print(f"{rank:>4}  {suggestion.item_id:>7}  {suggestion.uncertainty:>11.3f}  "
+              f"{suggestion.reason(names)}  {items[suggestion.item_id].path}")
+    return 0
+
+
+def cmd_similar(args) -> int:
+    from core.images import file_sha256, open_image
+    from core.similar import SimilaritySearch
+
+    with Store(args.db) as store:
+        vectors = store.load_embeddings(args.backbone)
+        if not len(vectors):
+            print(f"No {args.backbone} embeddings yet: run `protoshelf embed`.", file=sys.stderr)
+            return 1
+        search = SimilaritySearch(vectors)
+        item_id = store.item_id_by_hash(file_sha256(args.image))
+        if item_id is not None and item_id in vectors.item_ids:
+            print(f"{args.image} is item {item_id} of the catalog.")
+            neighbours = search.similar_to_item(item_id, args.k)
+        else:
+            from core.backbones import load_backbone, resolve_device
+            from core.embedding import FeatureExtractor
+
+            extractor = FeatureExtractor(load_backbone(args.backbone), resolve_device(args.device))
+            query = extractor.embed_images([open_image(args.image)])
+            neighbours = search.nearest(query, args.k)[0]
+        items = store.items([n.item_id for n in neighbours])
+    print("rank  item_id  similarity  path")
+    for rank, neighbour in enumerate(neighbours, start=1):
+        print(f"{rank:>4}  {neighbour.item_id:>7}  {neighbour.similarity:>10.4f}  {items[neighbour.item_id].path}")
+    return 0
+
+
+def cmd_duplicates(args) -> int:
+    from core.duplicates import duplicate_groups, export_duplicates
+
+    with Store(args.db) as store, progress_bar("compare") as bar:
+        vectors = store.load_embeddings(args.backbone)
+        groups = duplicate_groups(vectors, args.threshold, bar)
+        rows = export_duplicates(store, groups, args.out)
+    print(f"{len(groups)} groups of near-duplicates ({rows} of {len(vectors)} embedded items) at "
+          f"cosine >= {args.threshold}; wrote {args.out}.")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    """The benchmarks live beside the package in a source checkout, not inside it."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").exists():
+        print("protoshelf bench needs a source checkout of ProtoShelf (its benchmarks/ folder).", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "benchmarks", *(["--quick"] if args.quick else [])]
+    return subprocess.run([*command, *(["--only", *args.only] if args.only else [])], cwd=root).returncode
+
+
+def similarity_threshold(text: str) -> float:
+    value = float(text)
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError("a cosine similarity lies between -1 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from core.methods import DEFAULT_METHOD, METHODS
+    from core.methods import DEFAULT_METHOD, method_names
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", type=Path, default=argparse.SUPPRESS,
@@ -169,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", parents=[common, backbone, device], help="compute missing embeddings")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="image decoding processes")
+    p.add_argument("--no-titles", action="store_true", help="skip the product-title embeddings")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: spread the image embedding over a Ray cluster (pip install 'protoshelf[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: the cluster to join (e.g. auto, or HOST:6379); default: a local Ray")
     p.set_defaults(run=cmd_embed)
 
     p = sub.add_parser("label", parents=[common], help="add example images to a category")
@@ -179,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("categories", parents=[common], help="list categories").set_defaults(run=cmd_categories)
 
     p = sub.add_parser("classify", parents=[common, backbone], help="predict a category for every item")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS))
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=method_names(),
+                   help="auto: the best for the examples per category; finetune: fine-tune, re-embed, then auto")
     p.add_argument("--threshold", type=float, default=0.5, help="below this confidence: unassigned")
+    p.add_argument("--modality", choices=["fused", "image", "text"], default=None,
+                   help="features to classify on (default: fused when titles are embedded)")
     p.set_defaults(run=cmd_classify)
 
     p = sub.add_parser("export", parents=[common], help="write predictions to CSV")
@@ -190,15 +332,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("evaluate", parents=[common, backbone, device], help="few-shot accuracy on an ImageFolder tree")
-    p.add_argument("folder", type=Path)
+    p.add_argument("folder", type=Path, nargs="?")
     p.add_argument("--query", type=Path, help="a second tree to take queries from")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS))
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=method_names())
+    p.add_argument("--list-methods", action="store_true", help="print the method names, one a line")
+    p.add_argument("--ways", type=int, help="categories per episode (default: all)")
+    p.add_argument("--meta-train", type=Path, metavar="FOLDER",
+                   help="a tree of other categories that meta-learning methods learn from first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, help="embedding cache catalog (default: user cache folder)")
+    p.add_argument("--titles", type=Path, action="append",
+                   help="CSV path,title (paths relative to the CSV); repeat for a query tree's CSV")
+    p.add_argument("--modality", choices=["image", "text", "fused"], default=None,
+                   help="features to score (default: fused with --titles, else image)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("finetune", parents=[common, backbone, device],
+                       help="fine-tune the backbone on the labelled images and re-embed the catalog")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--l2sp", type=float, default=0.01, help="pull toward the pretrained weights")
+    p.add_argument("--blocks", type=int, default=1, help="trunk stages to unfreeze")
+    p.add_argument("--resume", metavar="NAME", help="only embed missing items with fine-tuned backbone NAME")
+    p.set_defaults(run=cmd_finetune)
+
+    from core.duplicates import DEFAULT_THRESHOLD as DUPLICATE_THRESHOLD
+    from core.suggest import STRATEGIES
+
+    p = sub.add_parser("suggest", parents=[common, backbone], help="items to label next")
+    p.add_argument("-n", type=int, default=20, help="how many suggestions")
+    p.add_argument("--strategy", default="margin", choices=STRATEGIES, help="how uncertainty is measured")
+    p.set_defaults(run=cmd_suggest)
+
+    p = sub.add_parser("similar", parents=[common, backbone, device], help="catalog items that look like an image")
+    p.add_argument("image", type=Path, help="an image file, in the catalog or not")
+    p.add_argument("-k", type=int, default=10, help="how many items")
+    p.set_defaults(run=cmd_similar)
+
+    p = sub.add_parser("duplicates", parents=[common, backbone], help="write groups of near-duplicate items to CSV")
+    p.add_argument("out", type=Path)
+    p.add_argument("--threshold", type=similarity_threshold, default=DUPLICATE_THRESHOLD,
+                   help=f"cosine similarity that makes two items duplicates (default {DUPLICATE_THRESHOLD})")
+    p.set_defaults(run=cmd_duplicates)
+
+    p = sub.add_parser("bench", help="run the speed benchmarks; prints one JSON object")
+    p.add_argument("--quick", action="store_true", help="100k items instead of 1M, fewer images")
+    p.add_argument("--only", nargs="+", choices=["embedding", "rescoring", "grid"])
+    p.set_defaults(run=cmd_bench)
     return parser
 
 

@@ -4,10 +4,16 @@ Images are imported into a cache catalog and embedded once (content-addressed, s
 or a second tree with the same pictures costs nothing); episodes then only index the cached
 matrix. Each episode draws K support images per category; the queries are every other image,
 or with a query tree, its images whose relative path is not a support image's.
+
+With titles CSVs (`path,title`, paths relative to the CSV), titles are embedded too and the
+modality picks what is scored: "image", "text" (images with a title only) or "fused" (every
+image; those without a title fall back to the image alone).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +21,13 @@ import platformdirs
 
 from core.backbones import DEFAULT_BACKBONE
 from core.embedding import embed_catalog
-from core.importer import find_images, import_images
-from core.methods import DEFAULT_METHOD, make_method
+from core.fusion import USES, LateFusion, ModalFeatures
+from core.importer import find_images, import_images, read_titles_csv
+from core.methods import DEFAULT_METHOD, FINETUNE, METHODS, make_method, resolve_method
+from core.methods.finetune import FineTuneConfig
 from core.progress import Progress, no_progress
 from core.store import Store
+from core.text import TEXT_EMBEDDING, embed_titles, set_titles
 
 
 def default_cache_path() -> Path:
@@ -41,6 +50,11 @@ class EvalResult:
     episodes: int
     method: str
     per_category: dict[str, float]
+    modality: str = "image"
+    image_weight: float | None = None
+    fit_seconds: float = field(default=0.0, compare=False)
+    """Mean time to fit one episode's support set (for finetune: the training); timing, so it
+    does not take part in comparing results."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,34 +74,76 @@ def scan_tree(root: Path) -> dict[str, list[Path]]:
 
 @dataclass
 class EmbeddedTree:
+    """`images[i].row` is the image's position in `features`."""
+
     images: list[Image]
-    matrix: np.ndarray
+    features: ModalFeatures
+
+    def only(self, modality: str) -> "EmbeddedTree":
+        """The images that `modality` can score, with just its features."""
+        features = self.features.only(USES[modality])
+        present = features.present()
+        kept = [im for im in self.images if present[im.row]]
+        return EmbeddedTree(
+            [Image(im.category, im.relative, i) for i, im in enumerate(kept)],
+            features.take([im.row for im in kept]),
+        )
 
 
-def embed_tree(store: Store, root: Path, backbone: str, device: str, progress: Progress) -> EmbeddedTree:
+def read_titles(csv_paths: Sequence[str | Path]) -> dict[str, str]:
+    """Titles by resolved image path, merged over several `path,title` CSVs."""
+    titles: dict[str, str] = {}
+    for csv_path in csv_paths:
+        titles.update(read_titles_csv(csv_path).titles)
+    return titles
+
+
+def embed_tree(
+    store: Store,
+    root: Path,
+    backbone: str,
+    device: str,
+    progress: Progress,
+    titles: dict[str, str] | None = None,
+    modality: str = "image",
+) -> EmbeddedTree:
     tree = scan_tree(root)
     files = [path for paths in tree.values() for path in paths]
-    report = import_images(store, files, progress=progress)
-    embed_catalog(store, backbone, device=device, progress=progress)
-    vectors = store.load_embeddings(backbone)
-    row_of = {int(i): r for r, i in enumerate(vectors.item_ids)}
-    images, rows = [], []
+    report = import_images(store, files, titles=titles, progress=progress)
+    vectors = {}
+    if modality != "text":
+        embed_catalog(store, backbone, device=device, progress=progress)
+        vectors["image"] = store.load_embeddings(backbone)
+    if modality != "image":
+        # The cache is content-addressed: an image seen before keeps its item, so set its title.
+        set_titles(store, {i: (titles or {}).get(p) for p, i in report.ids_by_path.items()})
+        embed_titles(store, device=device, progress=progress)
+        vectors["text"] = store.load_embeddings(TEXT_EMBEDDING)
+    has_vector = {int(i) for v in vectors.values() for i in v.item_ids}
+    images, items = [], []
     for category, paths in tree.items():
         for path in paths:
             item = report.ids_by_path.get(str(path.resolve()))
-            if item is not None and item in row_of:
-                images.append(Image(category, str(path.relative_to(root)), len(rows)))
-                rows.append(row_of[item])
-    return EmbeddedTree(images, vectors.matrix[rows])
+            if item in has_vector:
+                images.append(Image(category, str(path.relative_to(root)), len(items)))
+                items.append(item)
+    return EmbeddedTree(images, ModalFeatures.align(np.array(items, np.int64), vectors))
 
 
 def sample_episode(
-    support_tree: EmbeddedTree, query_tree: EmbeddedTree | None, shots: int, rng: np.random.Generator
+    support_tree: EmbeddedTree,
+    query_tree: EmbeddedTree | None,
+    shots: int,
+    rng: np.random.Generator,
+    ways: int | None = None,
 ) -> tuple[list[Image], list[Image]]:
-    """K support images per category, and the queries that may be scored against them."""
+    """K support images per category (of `ways` random ones, or all), and the queries to score."""
     by_category: dict[str, list[Image]] = {}
     for image in support_tree.images:
         by_category.setdefault(image.category, []).append(image)
+    if ways and ways < len(by_category):
+        chosen = rng.choice(sorted(by_category), size=ways, replace=False)
+        by_category = {c: by_category[c] for c in sorted(chosen)}
     support = []
     for images in by_category.values():
         picks = rng.choice(len(images), size=min(shots, len(images)), replace=False)
@@ -111,27 +167,157 @@ def evaluate_folder(
     device: str = "auto",
     cache: str | Path | None = None,
     progress: Progress = no_progress,
+    titles: Sequence[str | Path] = (),
+    modality: str = "image",
+    ways: int | None = None,
+    meta_train: str | Path | None = None,
+    finetune: FineTuneConfig | None = None,
 ) -> EvalResult:
+    """Accuracy over `episodes` few-shot episodes; `titles` are `path,title` CSVs.
+
+    `ways` draws that many categories per episode (default: all). `meta_train` is a tree of other
+    categories that a meta-learning method learns from once before the episodes. Method
+    "finetune" fine-tunes on each episode's support images (configured by `finetune`).
+    """
+    method = resolve_method(method, shots)
+    if modality not in USES:
+        raise ValueError(f"Unknown modality {modality!r}; choose one of: {', '.join(USES)}")
+    if modality != "image" and not titles:
+        raise ValueError(f"the {modality} modality needs titles: pass a titles CSV")
+    title_of = read_titles(titles)
     store = Store(cache or default_cache_path())
     try:
-        support_tree = embed_tree(store, Path(folder), backbone, device, progress)
-        query_tree = embed_tree(store, Path(query_folder), backbone, device, progress) if query_folder else None
+        support_tree = embed_tree(store, Path(folder), backbone, device, progress, title_of, modality)
+        query_tree = (
+            embed_tree(store, Path(query_folder), backbone, device, progress, title_of, modality)
+            if query_folder else None
+        )
+        meta_tree = embed_tree(store, Path(meta_train), backbone, device, progress) if meta_train else None
     finally:
         store.close()
+    if method == FINETUNE:
+        roots = (Path(folder), Path(query_folder) if query_folder else None)
+        return evaluate_finetune(
+            support_tree, query_tree, roots, shots, episodes, seed, backbone, device,
+            finetune or FineTuneConfig(), ways, progress,
+        )
+    params = meta_train_params(method, meta_tree, support_tree, modality, progress) if meta_tree else {}
+    return evaluate_trees(
+        support_tree, query_tree, shots, episodes, method, seed, modality, progress, ways, params
+    )
+
+
+def meta_train_params(
+    method: str, meta_tree: EmbeddedTree, evaluated: EmbeddedTree, modality: str, progress: Progress
+) -> dict:
+    """Meta-train `method` once on the meta tree; its categories must not be evaluated ones."""
+    trainer = make_method(method)
+    if not hasattr(trainer, "meta_train"):
+        learners = [name for name, cls in METHODS.items() if hasattr(cls, "meta_train")]
+        raise ValueError(f"{method} does not meta-train; --meta-train works with: {', '.join(learners)}")
+    if modality != "image":
+        raise ValueError("--meta-train works on image features only")
+    shared = {im.category for im in meta_tree.images} & {im.category for im in evaluated.images}
+    if shared:
+        raise ValueError(
+            "--meta-train categories must be disjoint from the evaluated ones; both have: "
+            + ", ".join(sorted(shared)[:5])
+        )
+    category_at = {im.row: im.category for im in meta_tree.images}
+    features = meta_tree.features
+    labels = [category_at[position] for position in features.rows["image"]]
+    return trainer.meta_train(features.matrices["image"], labels, progress)
+
+
+def evaluate_finetune(
+    support_tree: EmbeddedTree,
+    query_tree: EmbeddedTree | None,
+    roots: tuple[Path, Path | None],
+    shots: int,
+    episodes: int,
+    seed: int,
+    backbone: str,
+    device: str,
+    config: FineTuneConfig,
+    ways: int | None = None,
+    progress: Progress = no_progress,
+) -> EvalResult:
+    """Fine-tune on each episode's support images, embed its images with the result, and score them
+    with prototypes: what the app does after fine-tuning, on one episode at a time."""
+    from core.backbones import load_backbone, resolve_device
+    from core.embedding import FeatureExtractor
+    from core.images import open_image
+    from core.methods.finetune import embed_images, finetune
+
+    base = load_backbone(backbone)
+    side = base.preprocessing.resize
+    support_root, query_root = roots
     rng = np.random.default_rng(seed)
-    ways = len({im.category for im in support_tree.images})
-    accuracies, hits, counts = [], {}, {}
+    accuracies, fit_seconds, hits, counts = [], [], {}, {}
     for episode in range(episodes):
-        support, queries = sample_episode(support_tree, query_tree, shots, rng)
+        support, queries = sample_episode(support_tree, query_tree, shots, rng, ways)
         if not queries:
             raise ValueError("no query images left: use fewer shots or a --query folder")
-        query_matrix = (query_tree or support_tree).matrix
-        model = make_method(method).fit(
-            support_tree.matrix[[im.row for im in support]],
+        support_images = [open_image(support_root / im.relative, min_side=side) for im in support]
+        query_images = [open_image((query_root or support_root) / im.relative, min_side=side) for im in queries]
+        labels = [im.category for im in support]
+        started = time.perf_counter()
+        tuned = finetune(base, support_images, labels, config, device).backbone
+        fit_seconds.append(time.perf_counter() - started)
+        extractor = FeatureExtractor(tuned, resolve_device(device))
+        model = make_method(DEFAULT_METHOD).fit(embed_images(extractor, support_images), labels)
+        scores = model.predict(embed_images(extractor, query_images))
+        correct = model.classes_[scores.argmax(axis=1)] == np.array([im.category for im in queries], dtype=object)
+        accuracies.append(float(correct.mean()))
+        for im, ok in zip(queries, correct):
+            hits[im.category] = hits.get(im.category, 0) + int(ok)
+            counts[im.category] = counts.get(im.category, 0) + 1
+        progress(episode + 1, episodes)
+    acc = np.array(accuracies)
+    ci95 = float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
+    per_category = {c: round(hits[c] / counts[c], 4) for c in sorted(counts)}
+    ways = min(ways or len(per_category), len({im.category for im in support_tree.images}))
+    return EvalResult(
+        round(float(acc.mean()), 4), round(ci95, 4), ways, shots, episodes, FINETUNE, per_category,
+        fit_seconds=round(float(np.mean(fit_seconds)), 4),
+    )
+
+
+def evaluate_trees(
+    support_tree: EmbeddedTree,
+    query_tree: EmbeddedTree | None,
+    shots: int = 5,
+    episodes: int = 100,
+    method: str = DEFAULT_METHOD,
+    seed: int = 0,
+    modality: str = "image",
+    progress: Progress = no_progress,
+    ways: int | None = None,
+    params: dict | None = None,
+) -> EvalResult:
+    """Episodes on embedded trees; the same seed draws the same supports for every modality
+    that keeps the same images, so modalities compare episode by episode. `params` go to the
+    method (e.g. the state `meta_train` returned)."""
+    support_tree = support_tree.only(modality)
+    query_tree = query_tree.only(modality) if query_tree else None
+    rng = np.random.default_rng(seed)
+    available = len({im.category for im in support_tree.images})
+    ways = min(ways or available, available)
+    accuracies, hits, counts, image_weights, fit_seconds = [], {}, {}, [], []
+    for episode in range(episodes):
+        support, queries = sample_episode(support_tree, query_tree, shots, rng, ways)
+        if not queries:
+            raise ValueError("no query images left: use fewer shots or a --query folder")
+        query_features = (query_tree or support_tree).features
+        started = time.perf_counter()
+        model = LateFusion(method, **(params or {})).fit(
+            support_tree.features.take([im.row for im in support]),
             [im.category for im in support],
-            unlabelled=query_matrix,
+            unlabelled=query_features,
         )
-        scores = model.predict(query_matrix[[im.row for im in queries]])
+        fit_seconds.append(time.perf_counter() - started)
+        image_weights.append(model.weights_.get("image", 0.0))
+        scores = model.predict(query_features.take([im.row for im in queries]))
         predicted = model.classes_[scores.argmax(axis=1)]
         correct = predicted == np.array([im.category for im in queries], dtype=object)
         accuracies.append(float(correct.mean()))
@@ -142,4 +328,8 @@ def evaluate_folder(
     acc = np.array(accuracies)
     ci95 = float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
     per_category = {c: round(hits[c] / counts[c], 4) for c in sorted(counts)}
-    return EvalResult(round(float(acc.mean()), 4), round(ci95, 4), ways, shots, episodes, method, per_category)
+    image_weight = round(float(np.mean(image_weights)), 4) if modality == "fused" else None
+    return EvalResult(
+        round(float(acc.mean()), 4), round(ci95, 4), ways, shots, episodes, method, per_category,
+        modality, image_weight, round(float(np.mean(fit_seconds)), 4),
+    )

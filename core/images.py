@@ -1,7 +1,8 @@
 """Decoding product images safely and cheaply.
 
 Every image in ProtoShelf is opened here, so that the same rules hold for import, embedding and
-thumbnails: only the formats we support, a pixel budget against decompression bombs, EXIF
+thumbnails: only the formats we support (no other Pillow plugin ever parses a file), a pixel
+budget against decompression bombs, a scan budget against progressive-JPEG CPU bombs, EXIF
 orientation applied, transparency composited on white (product shots on a white page), the first
 frame of animations, and JPEG draft decoding so a 4000 px photo is never fully decoded for a
 224 px model input.
@@ -10,15 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
+PLUGINS = sorted(SUPPORTED_FORMATS - {"MPO"})
+"""The Pillow plugins allowed to parse a file; the JPEG plugin opens MPO files itself."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MAX_PIXELS = 80_000_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_JPEG_SCANS = 32
+"""Progressive JPEGs have about 10 scans. Each scan is a pass over every block of the image, so a
+small file repeating a scan thousands of times keeps libjpeg busy for minutes."""
 THUMBNAIL_SIDE = 128
 
 
@@ -48,12 +55,12 @@ def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image
             handle = open(source, "rb")
         with handle, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(handle)
-            if image.format not in SUPPORTED_FORMATS:
-                raise ImageError(f"unsupported image format {image.format}")
+            image = Image.open(handle, formats=PLUGINS)
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"image too large ({width}×{height} pixels)")
+            if image.format in {"JPEG", "MPO"}:
+                _check_jpeg_scans(handle)
             if min_side and image.format in {"JPEG", "MPO"}:
                 image.draft("RGB", _draft_size(image.size, min_side))
             image.seek(0)
@@ -73,6 +80,39 @@ def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image
         raise ImageError("not an image, or a format ProtoShelf cannot read") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"damaged or truncated image ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - fuzzing shows Pillow's decoders leak TypeError and kin
+        raise ImageError(f"damaged image (the decoder failed with {exc.__class__.__name__})") from exc
+
+
+_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+_SCAN_END = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+"""Entropy-coded data ends at the first marker that is not a restart marker (0xFF00 is data)."""
+
+
+def _check_jpeg_scans(handle) -> None:
+    """Count start-of-scan markers before libjpeg is given the file. Entropy-coded data never holds
+    the bytes FF DA, so a plain count bounds the number; only a file over the limit is walked
+    segment by segment, so that FF DA inside a payload (say, an EXIF thumbnail) does not count."""
+    position = handle.tell()
+    handle.seek(0)
+    data = handle.read()
+    handle.seek(position)
+    if data.count(b"\xff\xda") <= MAX_JPEG_SCANS:
+        return
+    scans, at = 0, 2
+    while scans <= MAX_JPEG_SCANS and (found := _MARKER.search(data, at)):
+        marker, at = found[1][0], found.end()
+        if marker == 0xD9:
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue
+        at += int.from_bytes(data[at : at + 2], "big")
+        if marker == 0xDA:
+            scans += 1
+            end = _SCAN_END.search(data, at)
+            at = end.start() if end else len(data)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(f"JPEG with more than {MAX_JPEG_SCANS} scans (a CPU bomb; real photos have about 10)")
 
 
 def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:

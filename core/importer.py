@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import unicodedata
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,12 +54,27 @@ class _Decoded:
     error: str = ""
 
 
-def find_images(sources: Iterable[str | Path]) -> Iterator[Path]:
-    """Image files under the sources; folders are walked recursively without following links."""
+def display_path(path: str | Path) -> str:
+    """A path as text that can be shown and stored: undecodable bytes of a non-UTF-8 name are
+    spelled out as \\xNN instead of surviving as lone surrogates that SQLite and Qt refuse."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]] | None = None) -> Iterator[Path]:
+    """Image files under the sources; folders are walked recursively without following links.
+
+    Folders that cannot be listed are appended to `unreadable` as (path, reason).
+    """
+
+    def note(error: OSError) -> None:
+        if unreadable is not None:
+            reason = (error.strerror or str(error)).lower()
+            unreadable.append((display_path(error.filename), f"cannot open folder ({reason})"))
+
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            for root, dirs, files in os.walk(path, onerror=None, followlinks=False):
+            for root, dirs, files in os.walk(path, onerror=note, followlinks=False):
                 dirs.sort()
                 for name in sorted(files):
                     if Path(name).suffix.lower() in IMAGE_SUFFIXES:
@@ -68,26 +84,28 @@ def find_images(sources: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def _decode(path: Path) -> _Decoded:
+    shown = display_path(path)
     try:
         resolved = path.resolve(strict=True)
         if not resolved.is_file():
-            return _Decoded(str(path), error="not a file")
-        sha = file_sha256(resolved)
-        image = open_image(resolved, min_side=256)
+            return _Decoded(shown, error="not a file")
+        if display_path(resolved) != str(resolved):
+            return _Decoded(shown, error="file name is not valid UTF-8; rename the file to import it")
+        image = open_image(resolved, min_side=256)  # first: it refuses giant files before hashing
         return _Decoded(
-            str(resolved), sha, image.width, image.height, resolved.stat().st_size,
+            str(resolved), file_sha256(resolved), image.width, image.height, resolved.stat().st_size,
             thumbnail_bytes(image),
         )
     except ImageError as exc:
-        return _Decoded(str(path), error=str(exc))
+        return _Decoded(shown, error=str(exc))
     except RuntimeError as exc:  # symlink loops surface as RuntimeError on some Pythons
-        return _Decoded(str(path), error=f"cannot resolve path ({exc})")
+        return _Decoded(shown, error=f"cannot resolve path ({exc})")
     except PermissionError:
-        return _Decoded(str(path), error="permission denied")
+        return _Decoded(shown, error="permission denied")
     except FileNotFoundError:
-        return _Decoded(str(path), error="file not found")
+        return _Decoded(shown, error="file not found")
     except OSError as exc:
-        return _Decoded(str(path), error=f"cannot read file ({exc.strerror or exc})")
+        return _Decoded(shown, error=f"cannot read file ({exc.strerror or exc})")
 
 
 def import_images(
@@ -98,8 +116,8 @@ def import_images(
     workers: int = 4,
 ) -> ImportReport:
     """Import image files; `titles` maps resolved paths to product titles."""
-    paths = list(find_images(sources))
     report = ImportReport()
+    paths = list(find_images(sources, report.skipped))
     titles = titles or {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), BATCH_SIZE):
@@ -149,18 +167,23 @@ def read_titles_csv(csv_path: str | Path) -> TitlesFile:
     problems: list[str] = []
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if not reader.fieldnames or "path" not in reader.fieldnames:
-            raise ValueError(f"{csv_path}: the first row must name the columns path,title[,category]")
-        for line, row in enumerate(reader, start=2):
-            raw = (row.get("path") or "").strip()
-            if not raw:
-                problems.append(f"{csv_path}:{line}: empty path")
-                continue
-            key = str((csv_path.parent / raw).resolve())
-            if title := (row.get("title") or "").strip():
-                titles[key] = title
-            if category := (row.get("category") or "").strip():
-                categories[key] = category
+        try:
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ValueError(f"{csv_path}: the first row must name the columns path,title[,category]")
+            for line, row in enumerate(reader, start=2):
+                raw = (row.get("path") or "").strip()
+                if not raw:
+                    problems.append(f"{csv_path}:{line}: empty path")
+                    continue
+                key = str((csv_path.parent / raw).resolve())
+                if title := (row.get("title") or "").strip():
+                    titles[key] = title
+                if category := (row.get("category") or "").strip():
+                    categories[key] = unicodedata.normalize("NFC", category)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{csv_path} is not UTF-8 text: save it as \"CSV UTF-8\" and try again") from exc
+        except csv.Error as exc:  # e.g. a cell over the csv module's 128 KiB limit
+            raise ValueError(f"{csv_path}, near line {reader.line_num + 1}: {exc}") from exc
     return TitlesFile(titles, categories, problems)
 
 

@@ -76,6 +76,15 @@ class Embedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class EmbeddingVersion(Base):
+    """Bumped by triggers on every change to a model's vectors; names the vector cache's files."""
+
+    __tablename__ = "embedding_versions"
+
+    model: Mapped[str] = mapped_column(String(120), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
 class ModelRun(Base):
     """One fitted classifier; predictions point at the run that made them."""
 

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from core import vector_cache
 from core.schema import Category, Embedding, Item, Label, ModelRun, Prediction
 
 PALETTE = (
@@ -26,6 +27,9 @@ PALETTE = (
     "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9",
 )
 MAX_NAME_LENGTH = 120
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Embeddings, overrides and isolates: they make "\u202eseohS" display as "Shoes" (Trojan Source).
+Right-to-left scripts and the plain RLM/LRM marks do not need them."""
 
 
 class StoreError(ValueError):
@@ -63,12 +67,17 @@ def make_engine(path: Path) -> Engine:
 def validate_category_name(name: str) -> str:
     """Return the cleaned name or raise StoreError saying what is wrong with it."""
     cleaned = unicodedata.normalize("NFC", name).strip()
-    if not cleaned:
+    kinds = {unicodedata.category(ch) for ch in cleaned}
+    if all(kind[0] in "ZC" for kind in kinds):
         raise StoreError("A category needs a name.")
     if len(cleaned) > MAX_NAME_LENGTH:
         raise StoreError(f"Category names are limited to {MAX_NAME_LENGTH} characters.")
-    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+    if "Cc" in kinds:
         raise StoreError("Category names cannot contain line breaks, tabs or control characters.")
+    if "Cs" in kinds:
+        raise StoreError("Category names must be valid Unicode text.")
+    if BIDI_CONTROLS.intersection(cleaned):
+        raise StoreError("Category names cannot contain invisible text-direction controls.")
     return cleaned
 
 
@@ -146,8 +155,9 @@ class Store:
         return existing if existing is not None else self.create_category(name)
 
     def category_id(self, name: str) -> int | None:
+        name = unicodedata.normalize("NFC", name).strip()  # as validate_category_name stored it
         with self.read() as s:
-            return s.scalar(select(Category.id).where(Category.name == name.strip()))
+            return s.scalar(select(Category.id).where(Category.name == name))
 
     def rename_category(self, category_id: int, name: str) -> None:
         name = validate_category_name(name)
@@ -275,17 +285,39 @@ class Store:
             )
 
     def load_embeddings(self, model: str) -> Vectors:
-        """All vectors of a model as one contiguous float32 matrix, ordered by item id."""
-        with self.engine.connect() as conn:
+        """All vectors of a model as one contiguous float32 matrix, ordered by item id.
+
+        Rows are copied a chunk at a time into a matrix allocated up front, so the peak is the
+        matrix itself (fetching every row first, then joining them, peaked at 2.2 times that).
+        Large matrices come from, or are saved to, the catalog's vector cache (a read-only
+        memory map; see core/vector_cache.py).
+        """
+        with self.engine.connect() as conn, conn.begin():  # one snapshot for the count and the rows
             raw = conn.connection.driver_connection
-            rows = raw.execute(
+            version = raw.execute("SELECT version FROM embedding_versions WHERE model = ?", (model,)).fetchone()
+            cached = version and vector_cache.read(self.path, model, version[0])
+            if cached:
+                return Vectors(*cached)
+            (count,) = raw.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()
+            if not count:
+                return Vectors(np.empty(0, np.int64), np.empty((0, 0), np.float32))
+            (row_bytes,) = raw.execute(
+                "SELECT length(vector) FROM embeddings WHERE model = ? LIMIT 1", (model,)
+            ).fetchone()
+            ids = np.empty(count, np.int64)
+            matrix = np.empty((count, row_bytes // 4), np.float32)
+            cursor = raw.execute(
                 "SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)
-            ).fetchall()
-        if not rows:
-            return Vectors(np.empty(0, np.int64), np.empty((0, 0), np.float32))
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
-        return Vectors(ids, flat.reshape(len(rows), -1).astype(np.float32, copy=False))
+            )
+            done = 0
+            while rows := cursor.fetchmany(1024):
+                ids[done : done + len(rows)] = [r[0] for r in rows]
+                flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+                matrix[done : done + len(rows)] = flat.reshape(len(rows), -1)
+                done += len(rows)
+        if version and count >= vector_cache.MIN_ROWS:
+            vector_cache.write(self.path, model, version[0], ids, matrix)
+        return Vectors(ids, matrix)
 
     def embedding_models(self) -> list[str]:
         with self.read() as s:

@@ -1,6 +1,7 @@
 """Schema migrations (Alembic). `upgrade` runs on every open, so old catalogs keep working."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -8,6 +9,9 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).parent
+_ALEMBIC = threading.Lock()
+"""Alembic runs env.py through module-global proxies (`alembic.context`), so two threads opening
+catalogs at once would tear each other's state down (KeyError: 'config')."""
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -18,4 +22,5 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    with _ALEMBIC:
+        command.upgrade(alembic_config(engine), revision)

@@ -1,0 +1,207 @@
+"""Embedding throughput, end to end, against the backbone's own ceiling on this machine.
+
+Three figures in images/s, measured in one run, at one batch size:
+
+- forward: uint8 batches already in memory through `FeatureExtractor` (the ceiling: no files);
+- end_to_end: `embed_catalog` on a fresh catalog: file -> decode -> resize -> backbone -> stored;
+- naive: what a first script does: full PIL decode, a torchvision transform per image, one image at
+  a time through the backbone, one commit per image.
+
+Rounds alternate forward and end-to-end runs so both see the same machine load; the best round of
+each counts. CPU time per image (decoding workers included) is reported too: on a shared machine
+it moves less than wall time, and on an idle one whose cores both runs keep busy, the ratio of
+throughputs is the inverse ratio of CPU times. The photos are synthetic product shots (an object
+on a white page, 1000 px JPEG, about 100 KB).
+
+    python -m benchmarks.embedding_throughput [--images 256] [--batch-size 64] [--workers N]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from core.backbones import DEFAULT_BACKBONE, load_backbone
+from core.embedding import FeatureExtractor, _collate, _CatalogImages, embed_catalog
+from core.images import file_sha256
+from core.schema import Item
+from core.store import Store
+
+
+def product_photo(seed: int, side: int = 1000) -> bytes:
+    """A JPEG like a catalog shot: a shaded, textured object on a white background."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (side, side), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        colour = tuple(int(c) for c in rng.integers(20, 230, 3))
+        box = sorted(rng.integers(side // 8, side - side // 8, 2)), sorted(rng.integers(side // 8, side - side // 8, 2))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((box[0][0], box[1][0], box[0][1] + side // 10, box[1][1] + side // 10), fill=colour)
+    image = image.filter(ImageFilter.GaussianBlur(2))
+    pixels = np.asarray(image, np.float32) + rng.normal(0, 3, (side, side, 3))
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def write_photos(folder: Path, count: int, side: int) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = folder / f"photo{i:05d}.jpg"
+        path.write_bytes(product_photo(i, side))
+        paths.append(path)
+    return paths
+
+
+def new_catalog(path: Path, photos: list[Path]) -> Store:
+    store = Store(path)
+    with store.write() as s:
+        s.add_all(
+            Item(path=str(p), sha256=file_sha256(p), width=0, height=0, file_size=p.stat().st_size)
+            for p in photos
+        )
+    return store
+
+
+class Clock:
+    """Wall and CPU seconds of a block, CPU counting finished child processes (decoding workers)."""
+
+    def __enter__(self) -> "Clock":
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, self._cpu() - self.cpu
+
+    @staticmethod
+    def _cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def forward_only(extractor: FeatureExtractor, batches: list[torch.Tensor]) -> tuple[Clock, np.ndarray]:
+    with Clock() as clock:
+        features = np.concatenate([extractor(batch) for batch in batches])
+    return clock, features
+
+
+def end_to_end(folder: Path, photos: list[Path], extractor, batch_size: int, workers: int | None, run: int):
+    store = new_catalog(folder / f"e2e{run}.sqlite", photos)
+    try:
+        with Clock() as clock:
+            report = embed_catalog(store, DEFAULT_BACKBONE, batch_size=batch_size, workers=workers, extractor=extractor)
+        assert report.embedded == len(photos) and not report.failed, report
+        return clock, store.load_embeddings(DEFAULT_BACKBONE).matrix
+    finally:
+        store.close()
+
+
+def naive(folder: Path, photos: list[Path]) -> float:
+    """Full decode, torchvision transform and a batch of one, committed image by image."""
+    from torchvision import transforms
+
+    backbone = load_backbone()
+    prep = backbone.preprocessing
+    transform = transforms.Compose([
+        transforms.Resize(prep.resize), transforms.CenterCrop(prep.size),
+        transforms.ToTensor(), transforms.Normalize(prep.mean, prep.std),
+    ])
+    store = new_catalog(folder / "naive.sqlite", photos)
+    try:
+        ids = store.item_ids()
+        started = time.perf_counter()
+        with torch.no_grad():
+            for item_id, path in zip(ids, photos):
+                x = transform(Image.open(path).convert("RGB")).unsqueeze(0)
+                store.save_embeddings(DEFAULT_BACKBONE, [int(item_id)], backbone.features(x).numpy())
+        return time.perf_counter() - started
+    finally:
+        store.close()
+
+
+def run(images: int = 192, batch_size: int = 64, side: int = 1000, rounds: int = 2,
+        workers: int | None = None, naive_images: int = 16) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="protoshelf-embed-bench-"))
+    try:
+        photos = write_photos(folder, images, side)
+        extractor = FeatureExtractor(load_backbone(), torch.device("cpu"))
+        prep = extractor.backbone.preprocessing
+        decoded = [_CatalogImages([(i, str(p))], prep)[0][2] for i, p in enumerate(photos)]
+        batches = [_collate([(0, "", t, "") for t in decoded[i : i + batch_size]])[1]
+                   for i in range(0, images, batch_size)]
+        extractor(batches[0])  # warm-up: first-call allocations and kernel selection
+        forward, e2e = [], []
+        for r in range(rounds):
+            clock, reference = forward_only(extractor, batches)
+            forward.append(clock)
+            clock, stored = end_to_end(folder, photos, extractor, batch_size, workers, r)
+            e2e.append(clock)
+        naive_count = min(naive_images, images)
+        naive_s = naive(folder, photos[:naive_count])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    forward_rate = images / min(c.wall for c in forward)
+    e2e_rate = images / min(c.wall for c in e2e)
+    naive_rate = naive_count / naive_s
+    forward_cpu = min(c.cpu for c in forward) / images * 1000
+    e2e_cpu = min(c.cpu for c in e2e) / images * 1000
+    return {
+        "images": images, "side": side, "batch_size": batch_size,
+        "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "forward_images_per_s": round(forward_rate, 2),
+        "end_to_end_images_per_s": round(e2e_rate, 2),
+        "naive_images_per_s": round(naive_rate, 2),
+        "end_to_end_vs_forward": round(e2e_rate / forward_rate, 3),
+        "end_to_end_vs_naive": round(e2e_rate / naive_rate, 2),
+        "naive_vs_forward": round(naive_rate / forward_rate, 3),
+        "forward_cpu_ms_per_image": round(forward_cpu, 1),
+        "end_to_end_cpu_ms_per_image": round(e2e_cpu, 1),
+        "forward_vs_end_to_end_cpu": round(forward_cpu / e2e_cpu, 3),
+        "max_abs_diff_stored_vs_forward": float(np.abs(stored - reference).max()),
+        "rounds_forward_s": [round(c.wall, 2) for c in forward],
+        "rounds_end_to_end_s": [round(c.wall, 2) for c in e2e],
+        "load_average": round(os.getloadavg()[0], 1),
+    }
+
+
+def print_figures(f: dict) -> None:
+    print(f"embedding {f['images']} photos of {f['side']} px, batch {f['batch_size']}, {f['cpus']} CPUs, "
+          f"{f['torch_threads']} torch threads, load average {f['load_average']}")
+    print(f"  forward only  {f['forward_images_per_s']:7.1f} images/s  {f['forward_cpu_ms_per_image']:6.1f} CPU ms/image  (ceiling)")
+    print(f"  end to end    {f['end_to_end_images_per_s']:7.1f} images/s  {f['end_to_end_cpu_ms_per_image']:6.1f} CPU ms/image  "
+          f"= {f['end_to_end_vs_forward']:.0%} of forward ({f['forward_vs_end_to_end_cpu']:.0%} by CPU time), "
+          f"{f['end_to_end_vs_naive']:.1f}x naive")
+    print(f"  naive         {f['naive_images_per_s']:7.1f} images/s  = {f['naive_vs_forward']:.0%} of forward")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--side", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: embed_catalog's)")
+    parser.add_argument("--naive-images", type=int, default=16, help="the naive loop is slow: it sees fewer")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    figures = run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print_figures(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""JPEG decoding on the GPU (nvJPEG, through torchvision.io.decode_jpeg), for embedding on CUDA.
+
+A GPU runs the backbone faster than a few CPU cores can decode full-size photos. On CUDA,
+DataLoader workers therefore only read JPEG files, and the GPU decodes each batch at once; the
+"resize the short side, centre-crop" of the CPU path is done there too, with antialiased bilinear
+resampling, so vectors match the CPU path's up to interpolation differences. Anything else (PNG,
+WebP, a JPEG that fails the checks of `open_image` or that nvJPEG refuses) is decoded by Pillow
+as before. The same functions run on the CPU in the tests; on a GPU they are untested here.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from core.backbones import Preprocessing
+from core.embedding import to_model_input
+from core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image
+
+
+def plain_jpeg(path: Path) -> torch.Tensor | None:
+    """The bytes of a baseline-sized JPEG within open_image's budgets, or None: then Pillow's path
+    decodes it, or says what is wrong with it."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return None
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            if image.format != "JPEG" or image.width * image.height > MAX_PIXELS:
+                return None
+    except Exception:  # noqa: BLE001 - any doubt goes to the Pillow path, which reports it properly
+        return None
+    if data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+class JpegFiles(Dataset):
+    """Like embedding's catalog images, but a JPEG comes back as its raw bytes (a 1-D tensor)."""
+
+    def __init__(self, rows: list[tuple[int, str]], prep: Preprocessing):
+        self.rows = rows
+        self.prep = prep
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int):
+        item_id, path = self.rows[index]
+        raw = plain_jpeg(Path(path))
+        if raw is not None:
+            return item_id, path, raw, ""
+        try:
+            return item_id, path, to_model_input(open_image(Path(path), min_side=self.prep.resize), self.prep), ""
+        except (ImageError, OSError) as exc:
+            return item_id, path, None, str(exc)
+
+
+def collate(samples):
+    """(ids, [(path, payload)], failed): the payloads differ in shape, so they stay a list."""
+    good = [s for s in samples if s[2] is not None]
+    return [s[0] for s in good], [(s[1], s[2]) for s in good], [(s[1], s[3]) for s in samples if s[2] is None]
+
+
+def centre_crop(image: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """CHW uint8 -> the model's square input, as `to_model_input` crops it."""
+    height, width = image.shape[-2:]
+    side = min(height, width) * prep.size / prep.resize
+    top, left = round((height - side) / 2), round((width - side) / 2)
+    region = image[:, top : top + round(side), left : left + round(side)].unsqueeze(0).float()
+    resized = functional.interpolate(region, size=(prep.size, prep.size), mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def to_device_batch(ids: list[int], payloads: list[tuple[str, torch.Tensor]], failed: list[tuple[str, str]],
+                    prep: Preprocessing, device: torch.device) -> tuple[list[int], torch.Tensor | None, list[tuple[str, str]]]:
+    """One uint8 NCHW batch on `device`: JPEG bytes decoded there, Pillow's crops moved there.
+    A JPEG neither nvJPEG nor Pillow can decode joins `failed`."""
+    raw = [p for _, p in payloads if p.ndim == 1]
+    decoded = iter(_decode(raw, device) if raw else [])
+    kept, images = [], []
+    for item_id, (path, payload) in zip(ids, payloads):
+        image = next(decoded) if payload.ndim == 1 else payload.to(device, non_blocking=True)
+        if isinstance(image, ImageError):
+            failed.append((path, str(image)))
+            continue
+        kept.append(item_id)
+        images.append(centre_crop(image, prep) if payload.ndim == 1 else image)
+    return kept, torch.stack(images) if images else None, failed
+
+
+def _decode(raw: list[torch.Tensor], device: torch.device) -> list:
+    try:
+        return decode_jpeg(raw, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+    except RuntimeError:  # one file nvJPEG cannot read spoils the batch call: go one by one
+        return [_decode_one(data, device) for data in raw]
+
+
+def _decode_one(data: torch.Tensor, device: torch.device) -> torch.Tensor | ImageError:
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+    except RuntimeError:
+        try:
+            image = open_image(data.numpy().tobytes())
+        except ImageError as exc:
+            return exc
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).to(device)

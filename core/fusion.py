@@ -1,0 +1,291 @@
+"""Images and titles as two opinions: one few-shot method per modality, fused late.
+
+Each modality gets its own fitted method (any FewShotMethod, on its own features, which the method
+normalises its own way), so fusion works with every method and needs nothing from it but scores.
+Scores, with the "none of these" remainder as one more option, are pooled log-linearly:
+log p ∝ Σ w_m·log p_m / Σ w_m over the modalities an item has. That is a weighted product of
+experts: an item without a title (or without a readable image) gets exactly the other modality's
+scores, and where both modalities agree the fused confidence equals theirs, so the "unassigned"
+threshold keeps its meaning. Since log p_m is the method's logits up to a constant, a weight acts
+as a per-modality temperature.
+
+The weights come in two steps. Each modality's log-scores are divided by their spread over the
+classes on the catalog (z-score normalisation, the usual step before a sum rule in score-level
+fusion), so a modality does not dominate only because its method is sharper. The balance between
+the normalised modalities is then chosen on the support set alone: each example of a class is held
+out in turn (one per class per fold, at most `folds` folds), both methods are refitted on the rest,
+and the balance with the lowest held-out log-loss wins. With one example per class nothing can be
+held out, and the normalised modalities weigh equally.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.methods import DEFAULT_METHOD, FewShotMethod, make_method
+from core.methods.base import encode_labels
+from core.progress import Progress, no_progress
+from core.store import Vectors
+
+MODALITIES = ("image", "text")
+USES = {"image": ("image",), "text": ("text",), "fused": MODALITIES}
+"""What each choice of the app's modality setting scores with."""
+WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+MIN_WEIGHT = 1e-6
+"""A modality weighted 0 still scores the items that have nothing else."""
+CV_UNLABELLED = 4096
+"""Folds only choose a weight; a sample of the catalog is enough to centre their fits."""
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class ModalFeatures:
+    """Vectors of `count` items by modality: items at positions `rows[m]` have `matrices[m]`.
+
+    An item may lack a modality (no title, no readable image); it is then absent from that
+    modality's rows rather than padded with a made-up vector.
+    """
+
+    count: int
+    matrices: Mapping[str, np.ndarray]
+    rows: Mapping[str, np.ndarray]
+
+    @classmethod
+    def of(cls, **matrices: np.ndarray) -> "ModalFeatures":
+        """Every item has every given modality: `ModalFeatures.of(image=a, text=b)`."""
+        count = len(next(iter(matrices.values())))
+        return cls(count, matrices, {m: np.arange(count) for m in matrices})
+
+    @classmethod
+    def align(cls, item_ids: np.ndarray, vectors: Mapping[str, Vectors]) -> "ModalFeatures":
+        """Features of `item_ids` (repeats allowed) from per-modality Vectors sorted by item id, as
+        the store loads them; a matrix is shared, not copied, when the items are exactly its rows."""
+        item_ids = np.asarray(item_ids, np.int64)
+        matrices, rows = {}, {}
+        for modality, vec in vectors.items():
+            if not len(vec) or not len(item_ids):
+                continue
+            where = np.minimum(np.searchsorted(vec.item_ids, item_ids), len(vec) - 1)
+            hit = vec.item_ids[where] == item_ids
+            picked = where[hit]
+            same = len(picked) == len(vec) and np.array_equal(picked, np.arange(len(vec)))
+            matrices[modality] = vec.matrix if same else vec.matrix[picked]
+            rows[modality] = np.flatnonzero(hit)
+        return cls(len(item_ids), matrices, rows)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in self.matrices if len(self.rows[m])]
+
+    def has(self, modality: str) -> np.ndarray:
+        mask = np.zeros(self.count, bool)
+        if modality in self.rows:
+            mask[self.rows[modality]] = True
+        return mask
+
+    def present(self) -> np.ndarray:
+        """Which items have at least one modality."""
+        mask = np.zeros(self.count, bool)
+        for rows in self.rows.values():
+            mask[rows] = True
+        return mask
+
+    def take(self, positions: Sequence[int] | np.ndarray) -> "ModalFeatures":
+        """The items at `positions` (distinct), in that order."""
+        positions = np.asarray(positions, np.int64)
+        new_position = np.full(self.count, -1, np.int64)
+        new_position[positions] = np.arange(len(positions))
+        matrices, rows = {}, {}
+        for modality, matrix in self.matrices.items():
+            moved = new_position[self.rows[modality]]
+            keep = moved >= 0
+            matrices[modality] = matrix[keep]
+            rows[modality] = moved[keep]
+        return ModalFeatures(len(positions), matrices, rows)
+
+    def only(self, modalities: Sequence[str]) -> "ModalFeatures":
+        keep = [m for m in modalities if m in self.matrices]
+        return ModalFeatures(self.count, {m: self.matrices[m] for m in keep}, {m: self.rows[m] for m in keep})
+
+
+def log_scores(method: FewShotMethod, queries: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Log-probabilities over `classes` plus a last "none" column, whatever order the method keeps."""
+    scores = method.predict(queries)
+    out = np.full((len(queries), len(classes) + 1), EPS, np.float32)
+    column = {c: j for j, c in enumerate(classes)}
+    out[:, [column[c] for c in method.classes_]] = scores
+    out[:, -1] = 1.0 - scores.sum(axis=1)
+    return np.log(np.maximum(out, EPS))
+
+
+def pool(log_probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Weighted log-linear pool of per-modality log-probabilities (all for the same items), as
+    probabilities with the "none" column last."""
+    logits = sum(w * lp for w, lp in zip(weights, log_probs)) / sum(weights)
+    return softmax(logits)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def stratified_folds(y: np.ndarray, folds: int) -> np.ndarray:
+    """Fold per example: the k-th example of a class goes to fold k mod `folds`; -1 where a class
+    has a single example (it always stays in training)."""
+    fold = np.full(len(y), -1, np.int64)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        if len(members) > 1:
+            fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def balances(modalities: Sequence[str]) -> list[dict[str, float]]:
+    """The weight grid, balanced weights first so that ties go to them."""
+    if len(modalities) == 1:
+        return [{modalities[0]: 1.0}]
+    if len(modalities) != 2:
+        raise ValueError("weights are searched for two modalities; pass `weights` for more")
+    first, second = modalities
+    grid = sorted(WEIGHT_GRID, key=lambda w: abs(w - 0.5))
+    return [{first: w, second: round(1.0 - w, 2)} for w in grid]
+
+
+def log_score_spread(method: FewShotMethod, queries: np.ndarray, classes: np.ndarray) -> float:
+    """How far apart a modality's per-class log-scores typically lie on these queries."""
+    spread = log_scores(method, queries, classes)[:, :-1].std(axis=1).mean()
+    return max(float(spread), EPS)
+
+
+def normalised(balance: Mapping[str, float], spreads: Mapping[str, float]) -> dict[str, float]:
+    """Pooling weights giving each modality `balance` of the say once its scale is divided out,
+    summing to one so that agreeing modalities keep their confidence."""
+    raw = {m: balance[m] / spreads[m] for m in balance}
+    total = sum(raw.values()) or 1.0
+    return {m: w / total for m, w in raw.items()}
+
+
+class LateFusion:
+    """Fit `method` once per modality and pool the scores; see the module docstring.
+
+    After `fit`: `methods_` per modality, `spreads_`, the chosen `balance_`, and `weights_`, the
+    pooling weights that `predict` uses. `weights` fixes the pooling weights instead of choosing.
+    """
+
+    def __init__(
+        self,
+        method: str = DEFAULT_METHOD,
+        weights: Mapping[str, float] | None = None,
+        folds: int = 5,
+        seed: int = 0,
+        **params,
+    ):
+        self.method = method
+        self.params = params
+        self.fixed_weights = dict(weights) if weights else None
+        self.folds = folds
+        self.seed = seed
+
+    def _fit_one(self, matrix, labels, unlabelled, progress: Progress = no_progress) -> FewShotMethod:
+        return make_method(self.method, **self.params).fit(
+            matrix, list(labels), unlabelled=unlabelled, progress=progress
+        )
+
+    def fit(
+        self,
+        support: ModalFeatures,
+        labels: Sequence[Hashable],
+        unlabelled: ModalFeatures | None = None,
+        progress: Progress = no_progress,
+    ) -> "LateFusion":
+        labels = np.asarray(list(labels), dtype=object)
+        self.classes_, _ = encode_labels(list(labels))
+        every_class = set(self.classes_)
+        # A modality whose examples miss a category cannot score it; the other one must do.
+        self.modalities_ = [m for m in support.modalities if set(labels[support.rows[m]]) == every_class]
+        if not self.modalities_:
+            raise ValueError("no modality has an example of every category")
+        rng = np.random.default_rng(self.seed)
+        pools, samples = {}, {}
+        for m in self.modalities_:
+            pools[m] = None if unlabelled is None or m not in unlabelled.modalities else unlabelled.matrices[m]
+            samples[m] = _sample(pools[m], CV_UNLABELLED, rng)
+        self.methods_ = {
+            m: self._fit_one(support.matrices[m], labels[support.rows[m]], pools[m], progress)
+            for m in self.modalities_
+        }
+        if self.fixed_weights is not None:
+            self.weights_ = normalised({m: self.fixed_weights.get(m, 0.0) for m in self.modalities_},
+                                       dict.fromkeys(self.modalities_, 1.0))
+            return self
+        self.spreads_ = {
+            m: log_score_spread(self.methods_[m], support.matrices[m] if samples[m] is None else samples[m], self.classes_)
+            for m in self.modalities_
+        }
+        self.balance_ = self._choose_balance(support, labels, samples, progress)
+        self.weights_ = normalised(self.balance_, self.spreads_)
+        progress(1, 1)
+        return self
+
+    def _choose_balance(self, support, labels, samples, progress) -> dict[str, float]:
+        candidates = balances(self.modalities_)
+        complete = np.flatnonzero(np.logical_and.reduce([support.has(m) for m in self.modalities_]))
+        fold = stratified_folds(labels[complete], self.folds)
+        fold_count = int(fold.max(initial=-1)) + 1
+        if len(candidates) == 1 or fold_count == 0:
+            return candidates[0]
+        both, y = support.take(complete), labels[complete]
+        held_out, log_probs = [], {m: [] for m in self.modalities_}
+        for k in range(fold_count):
+            train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            held_out.append(test)
+            for m in self.modalities_:
+                row = _position_to_row(both, m)
+                fitted = self._fit_one(both.matrices[m][row[train]], y[train], samples[m])
+                log_probs[m].append(log_scores(fitted, both.matrices[m][row[test]], self.classes_))
+            progress(k + 1, fold_count + 1)
+        truth = _class_index(self.classes_, y[np.concatenate(held_out)])
+        stacked = [np.concatenate(log_probs[m]) for m in self.modalities_]
+        losses = []
+        for balance in candidates:
+            weights = normalised(balance, self.spreads_)
+            fused = pool(stacked, [weights[m] for m in self.modalities_])
+            losses.append(-np.log(np.maximum(fused[np.arange(len(truth)), truth], EPS)).mean())
+        return candidates[int(np.argmin(losses))]
+
+    def predict(self, queries: ModalFeatures) -> np.ndarray:
+        """Scores of shape (queries, classes); rows of items with no fitted modality are zeros."""
+        total = np.zeros((queries.count, len(self.classes_) + 1), np.float32)
+        weight = np.zeros(queries.count, np.float32)
+        for m, method in self.methods_.items():
+            if m not in queries.modalities:
+                continue
+            w = max(self.weights_[m], MIN_WEIGHT)
+            rows = queries.rows[m]
+            total[rows] += w * log_scores(method, queries.matrices[m], self.classes_)
+            weight[rows] += w
+        scored = weight > 0
+        scores = np.zeros((queries.count, len(self.classes_)), np.float32)
+        scores[scored] = softmax(total[scored] / weight[scored, None])[:, :-1]
+        return scores
+
+
+def _sample(matrix: np.ndarray | None, size: int, rng: np.random.Generator) -> np.ndarray | None:
+    if matrix is None or len(matrix) <= size:
+        return matrix
+    return matrix[np.sort(rng.choice(len(matrix), size, replace=False))]
+
+
+def _position_to_row(features: ModalFeatures, modality: str) -> np.ndarray:
+    row = np.full(features.count, -1, np.int64)
+    row[features.rows[modality]] = np.arange(len(features.rows[modality]))
+    return row
+
+
+def _class_index(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    index = {c: j for j, c in enumerate(classes)}
+    return np.array([index[label] for label in labels], np.int64)

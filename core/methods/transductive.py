@@ -1,0 +1,65 @@
+"""Prototypes refined with the unlabelled catalog (soft k-means, in the spirit of BD-CSPN).
+
+A prototype from one or two shots sits wherever those shots happened to be. The catalog holds many
+more items of the same category, unlabelled: each refinement step moves every prototype toward the
+catalog items it softly claims, with a soft "none of these" option so the many items of categories
+nobody has defined yet do not drag prototypes away (claims below `claim_similarity` go to it; the
+final "none" level is then calibrated on the catalog as for prototypes). The support examples keep their full weight;
+the whole catalog together weighs `unlabelled_weight` examples (spread over the classes by the soft
+claims), whatever its size, so a large catalog cannot drown the merchandiser's examples.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from core.methods.prototypes import PrototypeClassifier, l2_normalise, scores_with_rejection
+from core.progress import Progress, no_progress
+
+
+class TransductivePrototypes(PrototypeClassifier):
+    name = "transductive"
+
+    def __init__(
+        self,
+        iterations: int = 2,
+        unlabelled_weight: float = 16.0,
+        max_unlabelled: int = 20_000,
+        claim_similarity: float = 0.25,
+        temperature: float = 0.1,
+        reject_similarity: float | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(temperature, reject_similarity)
+        self.claim_similarity = claim_similarity
+        self.iterations = iterations
+        self.unlabelled_weight = unlabelled_weight
+        self.max_unlabelled = max_unlabelled
+        self.seed = seed
+
+    def fit(
+        self,
+        support: np.ndarray,
+        labels: Sequence[Hashable],
+        unlabelled: np.ndarray | None = None,
+        progress: Progress = no_progress,
+    ) -> "TransductivePrototypes":
+        super().fit(support, labels, unlabelled)
+        if unlabelled is None or not len(unlabelled) or not self.iterations:
+            return self
+        rng = np.random.default_rng(self.seed)
+        rows = np.arange(len(unlabelled))
+        if len(rows) > self.max_unlabelled:
+            rows = np.sort(rng.choice(rows, self.max_unlabelled, replace=False))
+        pool = l2_normalise(np.asarray(unlabelled[rows], np.float32) - self.centre_)
+        index = {c: i for i, c in enumerate(self.classes_)}
+        sums = np.zeros_like(self.prototypes_)
+        np.add.at(sums, [index[label] for label in labels], l2_normalise(np.asarray(support, np.float32) - self.centre_))
+        for step in range(self.iterations):
+            claims = scores_with_rejection(pool @ self.prototypes_.T, self.temperature, self.claim_similarity)
+            self.prototypes_ = l2_normalise(sums + self.unlabelled_weight / len(pool) * (claims.T @ pool))
+            progress(step + 1, self.iterations)
+        self.reject_similarity_ = self._calibrate_rejection(unlabelled)
+        return self
+

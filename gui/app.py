@@ -1,0 +1,96 @@
+"""Starting the desktop app: which catalog to open, remembered settings, and errors in dialogs.
+
+`protoshelf` opens the catalog given with --db, else the last one used, else (first run) the demo
+catalog, which is built from resources/demo on first use.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, QTimer, Slot
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from core.demo import build_demo_catalog
+from core.store import default_catalog_path
+from gui.main_window import MainWindow
+from gui.session import CatalogSession
+
+log = logging.getLogger(__name__)
+
+
+def choose_catalog(db_path: str | Path | None, demo: bool, settings: QSettings) -> Path:
+    if db_path:
+        return Path(db_path)
+    last = settings.value("catalog/last")
+    if not demo and last and Path(last).exists():
+        return Path(last)
+    try:
+        return build_demo_catalog()
+    except FileNotFoundError as exc:
+        log.warning("%s Opening an empty catalog instead.", exc)
+        return default_catalog_path()
+
+
+class App(QObject):
+    """Owns the window of the open catalog; opening another catalog replaces the window."""
+
+    def __init__(self, settings: QSettings, **session_options):
+        super().__init__()
+        self.settings = settings
+        self.session_options = session_options
+        self.window: MainWindow | None = None
+
+    @Slot(str)
+    def open_catalog(self, path: str | Path) -> MainWindow | None:
+        """The new window, or None (after saying why) when the file is not a catalog we can open."""
+        previous = self.window
+        try:
+            session = CatalogSession(path, **self.session_options)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: say so, keep what is open
+            log.exception("cannot open %s", path)
+            QMessageBox.warning(previous, "Cannot open the catalog", f"{path}:\n{exc}")
+            return None
+        self.window = MainWindow(session, self.settings)
+        self.window.catalog_requested.connect(self.open_catalog)
+        if previous is not None:
+            previous.close()
+            self.window.restoreGeometry(self.settings.value("window/geometry"))
+        self.window.show()
+        session.start()
+        return self.window
+
+
+def show_uncaught(exc_type, exc, tb) -> None:
+    """Qt swallows exceptions raised in slots after printing them; show them to the user too."""
+    text = "".join(traceback.format_exception(exc_type, exc, tb))
+    log.error("Uncaught exception:\n%s", text)
+    if QApplication.instance() is not None:
+        box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error", f"{exc_type.__name__}: {exc}")
+        box.setDetailedText(text)
+        box.exec()
+
+
+def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setOrganizationName("ProtoShelf")
+    app.setApplicationName("ProtoShelf")
+    sys.excepthook = show_uncaught
+    signal.signal(signal.SIGINT, close_windows)
+    wake = QTimer(interval=250)  # lets Python run the Ctrl-C handler while Qt's loop waits
+    wake.timeout.connect(lambda: None)
+    wake.start()
+    settings = QSettings()
+    controller = App(settings)
+    if controller.open_catalog(choose_catalog(db_path, demo, settings)) is None:
+        return 2
+    return app.exec()
+
+
+def close_windows(*_signal) -> None:
+    """Ctrl-C in the terminal closes the window properly: work is stopped and settings saved."""
+    QApplication.closeAllWindows()

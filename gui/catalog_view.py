@@ -1,0 +1,286 @@
+"""The catalog grid: a QListView of uniform cells painted by a delegate.
+
+Each cell shows the thumbnail, a badge in the predicted category's colour with the confidence
+(a grey outline reading "Unassigned" when the classifier is unsure), a check mark and a coloured
+frame on labelled examples, and the elided title. Uniform item sizes let Qt lay out 100,000 cells
+without asking each one for its size. Number keys label the selection; files dropped on the grid
+are imported unlabelled.
+"""
+from __future__ import annotations
+
+import numpy as np
+from cachetools import LRUCache
+from PySide6.QtCore import (
+    QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal, Slot,
+)
+from PySide6.QtGui import (
+    QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QRegion,
+)
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from gui.catalog_model import (
+    ConfidenceRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
+)
+from gui.drops import dropped_paths
+from gui.thumbnails import ThumbnailCache
+
+THUMB = 128
+PAD = 8
+CELL = QSize(THUMB + 2 * PAD + 8, THUMB + 64)
+GAP = 6
+UNASSIGNED_COLOUR = QColor("#8a8f98")
+
+
+def text_colour_on(background: QColor) -> QColor:
+    """Black or white, whichever reads better on the badge colour (WCAG relative luminance)."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(c) for c in (background.redF(), background.greenF(), background.blueF()))
+    luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    return QColor("#111111") if luminance > 0.35 else QColor("#ffffff")
+
+
+class CatalogDelegate(QStyledItemDelegate):
+    def __init__(self, thumbnails: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+        self.categories: dict[int, tuple[str, QColor]] = {}
+        self._waiting: LRUCache = LRUCache(4096)
+        thumbnails.loaded.connect(self._on_thumbnail_loaded)
+
+    def set_categories(self, categories: dict[int, tuple[str, QColor]]) -> None:
+        self.categories = categories
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        return CELL
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        cell = QRectF(option.rect).adjusted(2, 2, -2, -2)
+        palette = option.palette
+        if option.state & QStyle.StateFlag.State_Selected:
+            highlight = QColor(palette.color(QPalette.ColorRole.Highlight))
+            highlight.setAlpha(70)
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 2))
+            painter.setBrush(highlight)
+            painter.drawRoundedRect(cell, 8, 8)
+
+        item_id = index.data(ItemIdRole)
+        label = index.data(LabelRole)
+        image_rect = QRectF(cell.center().x() - THUMB / 2, cell.top() + PAD, THUMB, THUMB)
+        self._paint_thumbnail(painter, image_rect, item_id, index)
+        if label is not None:
+            self._paint_example_marker(painter, image_rect, self._colour(label))
+
+        badge_rect = QRectF(cell.left() + 6, image_rect.bottom() + 6, cell.width() - 12, 22)
+        self._paint_badge(painter, badge_rect, label, index.data(PredictionRole), index.data(ConfidenceRole))
+
+        title_rect = QRect(int(cell.left()) + 4, int(badge_rect.bottom()) + 3, int(cell.width()) - 8, 20)
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
+        title = QFontMetrics(option.font).elidedText(index.data() or "", Qt.TextElideMode.ElideRight, title_rect.width())
+        painter.drawText(title_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, title)
+        painter.restore()
+
+    def _colour(self, category_id: int) -> QColor:
+        return self.categories.get(category_id, ("?", UNASSIGNED_COLOUR))[1]
+
+    def _paint_thumbnail(self, painter: QPainter, rect: QRectF, item_id: int, index: QModelIndex) -> None:
+        image = self.thumbnails.get(item_id)
+        if image is None or image.isNull():
+            if image is None:
+                self._waiting[item_id] = QPersistentModelIndex(index)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(128, 128, 128, 40))
+            painter.drawRoundedRect(rect, 6, 6)
+            return
+        target = QRectF(0, 0, image.width(), image.height())
+        target.moveCenter(rect.center())
+        painter.drawImage(target.topLeft().toPoint(), image)
+
+    def _paint_example_marker(self, painter: QPainter, rect: QRectF, colour: QColor) -> None:
+        """Labelled examples: a frame in their category's colour and a check mark in a disc."""
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(QPen(colour, 3))
+        painter.drawRoundedRect(rect.adjusted(-3, -3, 3, 3), 6, 6)
+        disc = QRectF(rect.right() - 20, rect.top() - 6, 26, 26)
+        painter.setPen(QPen(QColor("white"), 2))
+        painter.setBrush(colour)
+        painter.drawEllipse(disc)
+        tick = QPainterPath()
+        tick.moveTo(disc.left() + 7, disc.center().y())
+        tick.lineTo(disc.left() + 11.5, disc.bottom() - 8)
+        tick.lineTo(disc.right() - 6.5, disc.top() + 8)
+        painter.setPen(QPen(text_colour_on(colour), 2.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(tick)
+
+    def _paint_badge(self, painter: QPainter, rect: QRectF, label, predicted: int, confidence) -> None:
+        if label is not None:
+            name, colour = self.categories.get(label, ("?", UNASSIGNED_COLOUR))
+            text, outline = name, False
+        elif predicted == NOT_CLASSIFIED:
+            name, colour, text, outline = "", UNASSIGNED_COLOUR, "not classified yet", True
+        elif predicted < 0:
+            colour, text, outline = UNASSIGNED_COLOUR, f"Unassigned {confidence:.0%}", True
+        else:
+            name, colour = self.categories.get(predicted, ("?", UNASSIGNED_COLOUR))
+            text, outline = f"{name} {confidence:.0%}", False
+        painter.save()
+        font = QFont(painter.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
+        font.setBold(not outline)
+        painter.setFont(font)
+        metrics = QFontMetrics(font)
+        text = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, int(rect.width()) - 12)
+        pill = QRectF(0, 0, min(rect.width(), metrics.horizontalAdvance(text) + 16), rect.height())
+        pill.moveCenter(rect.center())
+        if outline:
+            painter.setPen(QPen(colour, 1.2, Qt.PenStyle.DashLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+            painter.setPen(colour.darker(130))
+        else:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(colour)
+            painter.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+            painter.setPen(text_colour_on(colour))
+        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
+
+    @Slot(int)
+    def _on_thumbnail_loaded(self, item_id: int) -> None:
+        index = self._waiting.pop(item_id, None)
+        if index is not None and index.isValid() and index.data(ItemIdRole) == item_id:
+            index.model().notify_changed(index)
+
+
+class CatalogView(QListView):
+    assign_requested = Signal(int)
+    unlabel_requested = Signal()
+    files_dropped = Signal(list)
+
+    def __init__(self, thumbnails: ThumbnailCache, parent=None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(True)
+        self.setGridSize(CELL + QSize(GAP, GAP))
+        self.setSpacing(0)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
+        self.setDragEnabled(True)
+        self.viewport().setAcceptDrops(True)  # a Static movement turned it off
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(40)
+        self.delegate = CatalogDelegate(thumbnails, self)
+        self.setItemDelegate(self.delegate)
+        self._kept_selection: tuple[np.ndarray, int | None, int] = (np.empty(0, np.int64), None, 0)
+
+    def setModel(self, model: CatalogModel) -> None:
+        super().setModel(model)
+        model.modelAboutToBeReset.connect(self._remember_selection)
+        model.modelReset.connect(self._restore_selection)
+
+    def resizeEvent(self, event) -> None:
+        """Share the leftover width between the columns instead of leaving a gap on the right."""
+        width = self.viewport().width()
+        columns = max(1, width // (CELL.width() + GAP))
+        grid = QSize(max(CELL.width() + GAP, width // columns), CELL.height() + GAP)
+        if grid != self.gridSize():
+            self.setGridSize(grid)
+        super().resizeEvent(event)
+
+    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
+        """New predictions change every row's badge but no cell's size: a repaint is enough.
+
+        QListView would otherwise ask the delegate for the size of each of 100,000 rows."""
+        if bottom_right.row() - top_left.row() > 256:
+            self.viewport().update()
+        else:
+            super().dataChanged(top_left, bottom_right, roles)
+
+    def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:
+        """QListView measures every selected cell to repaint exactly them; after select-all on a
+        100,000-item catalog, repainting the viewport is far cheaper."""
+        if sum(r.height() for r in selection) > 256:
+            return QRegion(self.viewport().rect())
+        return super().visualRegionForSelection(selection)
+
+    def selected_rows(self) -> np.ndarray:
+        """Read from the selection's ranges: select-all on 100,000 items is one range, not 100,000 indexes."""
+        ranges = [np.arange(r.top(), r.bottom() + 1) for r in self.selectionModel().selection()]
+        return np.unique(np.concatenate(ranges)) if ranges else np.empty(0, np.int64)
+
+    def selected_ids(self) -> list[int]:
+        return self.model().item_ids(self.selected_rows())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if Qt.Key.Key_1 <= key <= Qt.Key.Key_9 and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            self.assign_requested.emit(key - Qt.Key.Key_1 + 1)
+        elif key in (Qt.Key.Key_0, Qt.Key.Key_Backspace) and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            self.unlabel_requested.emit()
+        else:
+            super().keyPressEvent(event)
+
+    def dragEnterEvent(self, event) -> None:
+        """Files from outside may land on the grid; our own items dragged over it are no drop."""
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event) -> None:
+        paths = dropped_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.files_dropped.emit(paths)
+        else:
+            event.ignore()
+
+    @Slot()
+    def _remember_selection(self) -> None:
+        model: CatalogModel = self.model()
+        current = self.currentIndex()
+        self._kept_selection = (
+            np.asarray(model.item_ids(self.selected_rows()), np.int64),
+            model.item_id(current.row()) if current.isValid() else None,
+            current.row() if current.isValid() else 0,
+        )
+
+    @Slot()
+    def _restore_selection(self) -> None:
+        """After a refilter keep the same items selected; if they left, stay at the same place."""
+        model: CatalogModel = self.model()
+        ids, current_id, current_row = self._kept_selection
+        if not model.rowCount() or (current_id is None and not len(ids)):
+            return
+        rows = np.flatnonzero(np.isin(model.visible_ids(), ids))
+        current = model.row_of(current_id) if current_id is not None else None
+        if current is None:
+            current = min(current_row, model.rowCount() - 1)
+        if not len(rows) and len(ids):
+            rows = np.array([current])
+        selection = QItemSelection()
+        for start, stop in _runs(rows):
+            selection.select(model.index(start), model.index(stop))
+        flags = QItemSelectionModel.SelectionFlag
+        self.selectionModel().setCurrentIndex(model.index(current), flags.NoUpdate)
+        self.selectionModel().select(selection, flags.ClearAndSelect)
+
+
+def _runs(rows: np.ndarray):
+    """Consecutive runs in sorted rows, as (first, last) pairs: a selection of ranges, not cells."""
+    if not len(rows):
+        return
+    breaks = np.flatnonzero(np.diff(rows) != 1)
+    starts = np.concatenate([[rows[0]], rows[breaks + 1]])
+    stops = np.concatenate([rows[breaks], [rows[-1]]])
+    yield from zip(starts.tolist(), stops.tolist())

@@ -1,0 +1,106 @@
+"""Undoable catalog edits for the QUndoStack.
+
+A command changes what the UI shows at once (through the session's in-memory labels) and queues
+the database change on the session's edit lane, where edits run in the order they were made; undo
+queues the inverse (Store.restore_labels, Store.restore_category, which reuses the category's id).
+Functions handed to `session.edit` run on the worker thread and only touch the Store they get.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QUndoCommand
+
+from core.store import Store
+
+if TYPE_CHECKING:
+    from gui.session import CatalogSession
+
+
+class LabelItems(QUndoCommand):
+    """Make items examples of a category, or (category None) plain unlabelled items again."""
+
+    def __init__(self, session: CatalogSession, item_ids: list[int], category_id: int | None, text: str):
+        super().__init__(text)
+        self.session = session
+        self.item_ids = list(dict.fromkeys(int(i) for i in item_ids))
+        self.category_id = category_id
+        self.before = {i: session.labels.get(i) for i in self.item_ids}
+
+    def redo(self) -> None:
+        ids, category = self.item_ids, self.category_id
+        self.session.apply_labels(dict.fromkeys(ids, category))
+        self.session.edit(lambda store: store.set_labels(ids, category))
+
+    def undo(self) -> None:
+        before = dict(self.before)
+        self.session.apply_labels(before)
+        self.session.edit(lambda store: store.restore_labels(before))
+
+
+class CreateCategory(QUndoCommand):
+    def __init__(self, session: CatalogSession, name: str, colour: str | None = None):
+        super().__init__(f"New category {name!r}")
+        self.session = session
+        self.name = name
+        self.colour = colour
+        self.category_id: int | None = None
+
+    def _create(self, store: Store) -> None:
+        if self.category_id is None:
+            self.category_id = store.create_category(self.name, self.colour)
+            self.colour = next(c.colour for c in store.categories() if c.id == self.category_id)
+        else:
+            store.restore_category(self.category_id, self.name, self.colour, {})
+
+    def redo(self) -> None:
+        self.session.edit(self._create, categories=True)
+
+    def undo(self) -> None:
+        self.session.edit(lambda store: store.delete_category(self.category_id), categories=True)
+
+
+class RenameCategory(QUndoCommand):
+    def __init__(self, session: CatalogSession, category_id: int, name: str):
+        old = session.category(category_id).name
+        super().__init__(f"Rename {old!r} to {name!r}")
+        self.session, self.category_id, self.old, self.new = session, category_id, old, name
+
+    def redo(self) -> None:
+        self.session.edit(lambda store: store.rename_category(self.category_id, self.new), categories=True)
+
+    def undo(self) -> None:
+        self.session.edit(lambda store: store.rename_category(self.category_id, self.old), categories=True)
+
+
+class RecolourCategory(QUndoCommand):
+    def __init__(self, session: CatalogSession, category_id: int, colour: str):
+        row = session.category(category_id)
+        super().__init__(f"Recolour {row.name!r}")
+        self.session, self.category_id, self.old, self.new = session, category_id, row.colour, colour
+
+    def redo(self) -> None:
+        self.session.edit(lambda store: store.recolour_category(self.category_id, self.new), categories=True)
+
+    def undo(self) -> None:
+        self.session.edit(lambda store: store.recolour_category(self.category_id, self.old), categories=True)
+
+
+class DeleteCategory(QUndoCommand):
+    """Delete a category with its examples; undo brings both back under the same id."""
+
+    def __init__(self, session: CatalogSession, category_id: int):
+        row = session.category(category_id)
+        super().__init__(f"Delete category {row.name!r}")
+        self.session = session
+        self.row = row
+        self.examples = {i: c for i, c in session.labels.items() if c == category_id}
+
+    def redo(self) -> None:
+        self.session.apply_labels(dict.fromkeys(self.examples))
+        self.session.edit(lambda store: store.delete_category(self.row.id), categories=True)
+
+    def undo(self) -> None:
+        row, examples = self.row, dict(self.examples)
+        self.session.edit(lambda store: store.restore_category(row.id, row.name, row.colour, examples), categories=True)
+        self.session.apply_labels(examples)

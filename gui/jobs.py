@@ -1,0 +1,148 @@
+"""The work the app hands to its worker lanes: each job is `job(context, progress, ...)`.
+
+Jobs only call core functions on the lane's own Store; they never touch Qt objects. Models that are
+slow to load (the image backbone, the title encoder, the in-memory classifier) are cached in the
+lane's WorkerContext, so dropping three new images does not reload a network.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.backbones import load_backbone, resolve_device
+from core.classify import CatalogClassifier, CatalogPredictions, available_modalities, save_predictions
+from core.embedding import EmbedReport, FeatureExtractor, embed_catalog
+from core.export import export_csv
+from core.importer import ImportReport, apply_titles_file, import_images, read_titles_csv
+from core.store import Store
+from gui.workers import TaskProgress, WorkerContext
+
+TITLE_BLOCK = 2000
+
+
+@dataclass
+class EmbedSummary:
+    images: EmbedReport | None = None
+    titles: int = 0
+    titles_unavailable: str = ""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    report: ImportReport
+    category_id: int | None
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    backbone: str
+    method: str
+    threshold: float
+    modality: str | None
+    embeddings_version: int
+
+
+@dataclass(frozen=True)
+class FitResult:
+    predictions: CatalogPredictions | None
+    modalities: list[str]
+
+
+def extractor_key(backbone: str, device: str) -> tuple:
+    return ("extractor", backbone, device)
+
+
+def extractor_for(context: WorkerContext, backbone: str, device: str) -> FeatureExtractor:
+    return context.cached(
+        extractor_key(backbone, device), lambda: FeatureExtractor(load_backbone(backbone), resolve_device(device))
+    )
+
+
+def embed_missing(
+    context: WorkerContext, progress: TaskProgress, backbone: str, device: str, titles: bool, batch_size: int = 32,
+    workers: int | None = None,
+) -> EmbedSummary:
+    """Embed images (and titles) that have no vector yet; the expensive models load only if needed."""
+    store = context.store
+    summary = EmbedSummary()
+    if store.items_without_embedding(backbone):
+        progress.stage("Embedding images")
+        summary.images = embed_catalog(
+            store, backbone, batch_size=batch_size, workers=workers, progress=progress,
+            extractor=extractor_for(context, backbone, device),
+        )
+    if titles:
+        from core.text import TextModelError, TitleEncoder, embed_titles, titles_without_embedding
+
+        if titles_without_embedding(store):
+            progress.stage("Embedding titles")
+            try:
+                encoder = context.cached(("titles", device), lambda: TitleEncoder(device))
+            except (TextModelError, ImportError, OSError) as exc:
+                summary.titles_unavailable = str(exc)
+            else:
+                summary.titles = embed_titles(store, progress=progress, encoder=encoder).embedded
+    return summary
+
+
+def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> FitResult:
+    """Refit on the current labels; the classifier keeps the embeddings in memory between fits
+    and reloads them only when the session says they changed."""
+    classifier: CatalogClassifier = context.cached(
+        ("classifier", request.backbone), lambda: CatalogClassifier(context.store, request.backbone)
+    )
+    version_key = ("embeddings version", request.backbone)
+    if context.cache.setdefault(version_key, request.embeddings_version) != request.embeddings_version:
+        classifier.reload()
+        context.cache[version_key] = request.embeddings_version
+    modalities = available_modalities(context.store, request.backbone)
+    modality = request.modality if request.modality in modalities else None
+    predictions = classifier.run(
+        context.store.labels(), request.method, request.threshold, progress, modality=modality
+    )
+    return FitResult(predictions, modalities)
+
+
+def persist_predictions(
+    context: WorkerContext, progress: TaskProgress, predictions: CatalogPredictions, backbone: str, threshold: float
+) -> None:
+    """What the CLI's `categories` and `export` read."""
+    save_predictions(context.store, predictions, backbone, threshold)
+
+
+def export(
+    context: WorkerContext, progress: TaskProgress, out_path: Path, top: int, excel_bom: bool,
+    item_ids: np.ndarray | None,
+) -> int:
+    return export_csv(context.store, out_path, top=top, excel_bom=excel_bom, item_ids=item_ids, progress=progress)
+
+
+def import_files(
+    context: WorkerContext, progress: TaskProgress, sources: list[str], category_id: int | None = None
+) -> ImportResult:
+    return ImportResult(import_images(context.store, sources, progress=progress), category_id)
+
+
+def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str) -> tuple[int, list[str]]:
+    """Titles (and labels) for items already in the catalog, from a path,title[,category] CSV."""
+    return apply_titles_file(context.store, read_titles_csv(csv_path))
+
+
+def load_search_texts(context: WorkerContext, progress: TaskProgress, item_ids: np.ndarray) -> dict[int, str]:
+    """Each item's title, or its file name, for the search box; read in blocks so cancelling is quick."""
+    titles: dict[int, str] = {}
+    ids = [int(i) for i in item_ids]
+    for start in range(0, len(ids), TITLE_BLOCK):
+        progress(start, len(ids))
+        items = context.store.items(ids[start : start + TITLE_BLOCK])
+        titles.update((i, item.title or Path(item.path).name) for i, item in items.items())
+    progress(len(ids), len(ids))
+    return titles
+
+
+def edit(context: WorkerContext, progress: TaskProgress, change: Callable[[Store], object]) -> object:
+    """A catalog edit, e.g. `lambda store: store.set_labels(ids, category)`; edits run in order."""
+    return change(context.store)

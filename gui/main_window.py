@@ -1,0 +1,294 @@
+"""The main window: categories and model settings on the left, the catalog grid on the right.
+
+The window wires widgets to one CatalogSession and shows what it reports (problems in dialogs,
+notices in the status bar); it holds no catalog logic of its own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QSplitter, QVBoxLayout,
+    QWidget,
+)
+
+from gui.catalog_model import (
+    FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
+    SORT_MOST_CONFIDENT,
+)
+from gui.catalog_view import THUMB, CatalogView
+from gui.categories_panel import CategoriesPanel
+from gui.export_dialog import ExportDialog
+from gui.jobs import ImportResult
+from gui.model_controls import ModelControls
+from gui.preview import PreviewDialog
+from gui.problems_dialog import ProblemsDialog
+from gui.session import CatalogSession
+from gui.task_status import TaskStatus
+from gui.thumbnails import ThumbnailCache
+
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff)"
+CATALOG_FILTER = "ProtoShelf catalogs (*.sqlite *.db);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    catalog_requested = Signal(str)
+
+    def __init__(self, session: CatalogSession, settings: QSettings | None = None):
+        super().__init__()
+        self.session = session
+        self.settings = settings
+        self.setWindowTitle(f"ProtoShelf — {session.path.stem}")
+        self.thumbnails = ThumbnailCache(session.store, THUMB, parent=self)
+
+        self.view = CatalogView(self.thumbnails)
+        self.view.setModel(session.model)
+        self.panel = CategoriesPanel(session)
+        self.controls = ModelControls(session)
+
+        self.filter = QComboBox()
+        self.search = QLineEdit(placeholderText="Search titles…", clearButtonEnabled=True)
+        self.search.setMinimumWidth(220)
+        self.sort = QComboBox()
+        for text, value in (("Catalog order", SORT_CATALOG), ("Least confident first", SORT_LEAST_CONFIDENT),
+                            ("Most confident first", SORT_MOST_CONFIDENT)):
+            self.sort.addItem(text, value)
+        self.count_label = QLabel()
+        self.filter.currentIndexChanged.connect(self._apply_view)
+        self.search.textChanged.connect(self._apply_view)
+        self.sort.currentIndexChanged.connect(self._apply_view)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Show"))
+        bar.addWidget(self.filter)
+        bar.addWidget(self.search, 1)
+        bar.addWidget(QLabel("Sort"))
+        bar.addWidget(self.sort)
+        bar.addWidget(self.count_label)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(4, 4, 4, 0)
+        right_layout.addLayout(bar)
+        right_layout.addWidget(self.view, 1)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(8, 8, 4, 0)
+        left_layout.addWidget(self.panel, 1)
+        left_layout.addWidget(self.controls)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([360, 920])
+        self.setCentralWidget(self.splitter)
+
+        self.task_status = TaskStatus(session)
+        self.summary = QLabel()
+        self.statusBar().addPermanentWidget(self.task_status)
+        self.statusBar().addPermanentWidget(self.summary)
+        self._build_menus()
+
+        self.view.assign_requested.connect(self.assign_nth)
+        self.view.unlabel_requested.connect(self.unlabel_selection)
+        self.view.files_dropped.connect(self._import_unlabelled)
+        self.view.doubleClicked.connect(self.open_preview)
+        self.panel.filter_requested.connect(self.show_filter)
+        session.categories_changed.connect(self._on_categories_changed)
+        session.model.modelReset.connect(self._update_count)
+        session.notice.connect(self._show_notice)
+        session.problem.connect(self._show_problem)
+        session.import_finished.connect(self._on_import_finished)
+        session.predictions_changed.connect(self._update_summary)
+        session.labels_changed.connect(self._update_summary)
+        self._on_categories_changed()
+        self._update_count()
+        self._update_summary()
+
+        if settings is not None and settings.contains("window/geometry"):
+            self.restoreGeometry(settings.value("window/geometry"))
+            self.splitter.restoreState(settings.value("window/splitter"))
+        else:
+            self.resize(1320, 840)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        actions = (
+            ("&New catalog…", QKeySequence.StandardKey.New, self.new_catalog),
+            ("&Open catalog…", QKeySequence.StandardKey.Open, self.open_catalog),
+            None,
+            ("Import &folder…", "Ctrl+I", self.import_folder),
+            ("Import f&iles…", "Ctrl+Shift+I", self.import_files),
+            ("Import &titles CSV…", None, self.import_titles),
+            None,
+            ("&Export CSV…", "Ctrl+E", self.export_csv),
+            None,
+            ("&Quit", QKeySequence.StandardKey.Quit, self.close),
+        )
+        for entry in actions:
+            if entry is None:
+                file_menu.addSeparator()
+                continue
+            text, shortcut, slot = entry
+            action = QAction(text, self, triggered=slot)
+            if shortcut:
+                action.setShortcut(QKeySequence(shortcut))
+            file_menu.addAction(action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+        edit_menu.addSeparator()
+        edit_menu.addAction(QAction("&New category…", self, triggered=self.panel.ask_new_category))
+        edit_menu.addAction(QAction("Select &all", self, shortcut=QKeySequence.StandardKey.SelectAll,
+                                    triggered=self.view.selectAll))
+
+    # --- labelling --------------------------------------------------------------------
+
+    @Slot(int)
+    def assign_nth(self, number: int) -> None:
+        category = self.session.category_at(number)
+        if category is None:
+            self._show_notice(f"There is no category {number}; create one in the panel on the left.")
+            return
+        self.session.label(self.view.selected_ids(), category.id)
+
+    @Slot()
+    def unlabel_selection(self) -> None:
+        self.session.label(self.view.selected_ids(), None)
+
+    @Slot(list)
+    def _import_unlabelled(self, paths: list[str]) -> None:
+        self.session.import_paths(paths)
+
+    # --- the grid's filter, search and sort -------------------------------------------
+
+    @Slot()
+    def _on_categories_changed(self) -> None:
+        self.view.delegate.set_categories({c.id: (c.name, QColor(c.colour)) for c in self.session.categories})
+        current = self.filter.currentData() or FILTER_ALL
+        self.filter.blockSignals(True)
+        self.filter.clear()
+        for text, value in (("All items", FILTER_ALL), ("Unassigned", FILTER_UNASSIGNED),
+                            ("Labelled examples", FILTER_LABELLED), ("Not classified yet", FILTER_NOT_CLASSIFIED)):
+            self.filter.addItem(text, value)
+        self.filter.insertSeparator(self.filter.count())
+        for category in self.session.categories:
+            self.filter.addItem(category.name, category.id)
+        position = self.filter.findData(current)
+        self.filter.setCurrentIndex(max(position, 0))
+        self.filter.blockSignals(False)
+        if position < 0:
+            self._apply_view()
+        self.view.viewport().update()
+
+    @Slot(object)
+    def show_filter(self, value) -> None:
+        self.filter.setCurrentIndex(max(self.filter.findData(value), 0))
+
+    @Slot()
+    def _apply_view(self) -> None:
+        self.session.model.set_view(
+            filter=self.filter.currentData() or FILTER_ALL, search=self.search.text(), sort=self.sort.currentData()
+        )
+        self._update_count()
+
+    @Slot()
+    def _update_count(self) -> None:
+        model = self.session.model
+        self.count_label.setText(f"{model.rowCount():,} of {len(model.all_ids()):,} items")
+
+    @Slot()
+    def _update_summary(self) -> None:
+        counts = self.session.model.counts()
+        parts = [f"{sum(counts.examples.values()):,} examples", f"{sum(counts.predicted.values()):,} predicted",
+                 f"{counts.unassigned:,} unassigned"]
+        if counts.not_classified:
+            parts.append(f"{counts.not_classified:,} not classified yet")
+        self.summary.setText(" · ".join(parts))
+
+    # --- dialogs ----------------------------------------------------------------------
+
+    @Slot(QModelIndex)
+    def open_preview(self, index: QModelIndex) -> PreviewDialog:
+        dialog = PreviewDialog(self.session, self.session.model.item_id(index.row()), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    @Slot()
+    def export_csv(self) -> None:
+        default = Path(self.session.path).with_name(f"{self.session.path.stem}-predictions.csv")
+        dialog = ExportDialog(self.session, default, self)
+        if dialog.exec():
+            request = dialog.request()
+            self.session.export(request.path, request.top, request.excel_bom, request.item_ids)
+
+    @Slot()
+    def import_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Import a folder of images")
+        if folder:
+            self.session.import_paths([folder])
+
+    @Slot()
+    def import_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Import images", "", IMAGE_FILTER)
+        if files:
+            self.session.import_paths(files)
+
+    @Slot()
+    def import_titles(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import titles", "", "CSV files (*.csv)")
+        if path:
+            self.session.import_titles(path)
+
+    @Slot()
+    def new_catalog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New catalog", "", CATALOG_FILTER)
+        if path:
+            self.catalog_requested.emit(path if Path(path).suffix else f"{path}.sqlite")
+
+    @Slot()
+    def open_catalog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open catalog", "", CATALOG_FILTER)
+        if path:
+            self.catalog_requested.emit(path)
+
+    @Slot(str)
+    def _show_notice(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10_000)
+
+    @Slot(str, str)
+    def _show_problem(self, title: str, details: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, title, QMessageBox.StandardButton.Close, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setInformativeText(details.splitlines()[0] if details else "")
+        box.setDetailedText(details)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+
+    @Slot(object)
+    def _on_import_finished(self, result: ImportResult) -> None:
+        skipped = result.report.skipped
+        if skipped:
+            dialog = ProblemsDialog(
+                "Some files were not imported",
+                f"{result.report.summary()}. These files were skipped:",
+                skipped, self,
+            )
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.show()
+            self.import_problems = dialog
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.settings is not None:
+            self.settings.setValue("window/geometry", self.saveGeometry())
+            self.settings.setValue("window/splitter", self.splitter.saveState())
+            self.settings.setValue("catalog/last", str(self.session.path))
+        self.thumbnails.shutdown()
+        self.session.close()
+        super().closeEvent(event)

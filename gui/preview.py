@@ -1,0 +1,115 @@
+"""A larger look at one item: the image, its editable title, its path and every category's score."""
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QSize, Qt, Slot
+from PySide6.QtGui import QColor, QImage, QImageReader, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView, QDialog, QDialogButtonBox, QFormLayout, QHeaderView, QLabel, QLineEdit, QTableWidget,
+    QTableWidgetItem, QVBoxLayout,
+)
+
+from gui.categories_panel import swatch
+from gui.session import CatalogSession
+
+PREVIEW_SIDE = 420
+
+
+def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -> QImage:
+    """The original decoded at about the size shown (QImageReader scales while decoding JPEGs);
+    the stored thumbnail when the original has moved."""
+    reader = QImageReader(path)
+    reader.setAutoTransform(True)
+    size = reader.size()
+    if size.isValid():
+        reader.setScaledSize(size.scaled(QSize(side, side), Qt.AspectRatioMode.KeepAspectRatio))
+        image = reader.read()
+        if not image.isNull():
+            return image
+    return QImage.fromData(thumbnail) if thumbnail else QImage()
+
+
+class PreviewDialog(QDialog):
+    def __init__(self, session: CatalogSession, item_id: int, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.item_id = item_id
+        info = session.model.item_info(item_id)
+        self.setWindowTitle(info.display_name if info else f"Item {item_id}")
+
+        image = load_preview(info.path, session.store.thumbnail(item_id)) if info else QImage()
+        self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(PREVIEW_SIDE // 2, PREVIEW_SIDE // 2)
+        if not image.isNull():
+            pixmap = QPixmap.fromImage(image)
+            if max(pixmap.width(), pixmap.height()) < PREVIEW_SIDE // 2:
+                pixmap = pixmap.scaled(PREVIEW_SIDE // 2, PREVIEW_SIDE // 2, Qt.AspectRatioMode.KeepAspectRatio,
+                                       Qt.TransformationMode.SmoothTransformation)
+            self.image.setPixmap(pixmap)
+        else:
+            self.image.setText("No image")
+
+        self.title = QLineEdit(info.title or "" if info else "")
+        self.title.setPlaceholderText("No title")
+        self.title.editingFinished.connect(self._save_title)
+        path = QLabel(info.path if info else "", textFormat=Qt.TextFormat.PlainText)
+        path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        path.setWordWrap(True)
+        size = QLabel(f"{info.width} × {info.height} pixels" if info else "")
+
+        names = {c.id: c for c in session.categories}
+        label = names.get(session.labels.get(item_id))
+        status = QLabel(f"Example of <b>{html.escape(label.name)}</b>" if label is not None else "Not labelled")
+
+        self.scores = QTableWidget(0, 2, self)
+        self.scores.setHorizontalHeaderLabels(["Category", "Score"])
+        self.scores.verticalHeader().setVisible(False)
+        self.scores.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.scores.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        scores = session.model.scores_of(item_id)
+        for category_id, score in scores:
+            category = names.get(category_id)
+            row = self.scores.rowCount()
+            self.scores.insertRow(row)
+            cell = QTableWidgetItem(category.name if category else f"#{category_id}")
+            if category:
+                cell.setIcon(swatch(QColor(category.colour)))
+            self.scores.setItem(row, 0, cell)
+            value = QTableWidgetItem(f"{score:.1%}")
+            value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.scores.setItem(row, 1, value)
+        if scores:
+            remainder = max(0.0, 1.0 - sum(s for _, s in scores))
+            row = self.scores.rowCount()
+            self.scores.insertRow(row)
+            self.scores.setItem(row, 0, QTableWidgetItem("None of these"))
+            value = QTableWidgetItem(f"{remainder:.1%}")
+            value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.scores.setItem(row, 1, value)
+
+        form = QFormLayout()
+        form.addRow("Title", self.title)
+        form.addRow("File", path)
+        form.addRow("Size", size)
+        form.addRow("Label", status)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=self)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.image, 1)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("Scores" if scores else "Not classified yet"))
+        layout.addWidget(self.scores)
+        layout.addWidget(buttons)
+        self.resize(520, 720)
+
+    @Slot()
+    def _save_title(self) -> None:
+        info = self.session.model.item_info(self.item_id)
+        title = self.title.text().strip()
+        if info is not None and title != (info.title or ""):
+            self.session.set_title(self.item_id, title)
+
+    def done(self, result: int) -> None:
+        self._save_title()
+        super().done(result)

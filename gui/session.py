@@ -1,0 +1,424 @@
+"""One open catalog: what the UI shows of it, and the background work that keeps that current.
+
+The UI reads a mirror (categories, labels, the latest predictions) and never waits for the
+database: edits change the mirror at once and are written on the `live` lane, which also refits
+and re-scores the catalog after each change (debounced) and persists predictions when the user
+pauses. Long work (import, embedding, loading titles) runs on the `jobs` lane, so a fit never
+queues behind an hour of embedding. Both lanes open their own Store; the GUI thread's Store only
+reads (SQLite's WAL lets it read while a lane writes).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtGui import QUndoStack
+
+from core.backbones import DEFAULT_BACKBONE, BackboneError, describe_device, resolve_device
+from core.classify import DEFAULT_THRESHOLD, CatalogPredictions
+from core.methods import DEFAULT_METHOD
+from core.store import CategoryRow, Store, StoreError, validate_category_name
+from gui import jobs
+from gui.catalog_model import CatalogModel
+from gui.commands import CreateCategory, DeleteCategory, LabelItems, RecolourCategory, RenameCategory
+from gui.workers import Task, TaskRunner
+
+FIT_DELAY_MS = 150
+SAVE_DELAY_MS = 3000
+RELOAD_DURING_EMBEDDING_S = 15.0
+
+
+class CatalogSession(QObject):
+    categories_changed = Signal()
+    labels_changed = Signal()
+    predictions_changed = Signal()
+    items_changed = Signal()
+    modalities_changed = Signal(list)
+    notice = Signal(str)
+    problem = Signal(str, str)
+    import_finished = Signal(object)
+    export_finished = Signal(str, int)
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        backbone: str = DEFAULT_BACKBONE,
+        method: str = DEFAULT_METHOD,
+        device: str = "auto",
+        threshold: float = DEFAULT_THRESHOLD,
+        modality: str | None = None,
+        embed_titles: bool = True,
+        extractor=None,
+        fit_delay_ms: int = FIT_DELAY_MS,
+        save_delay_ms: int = SAVE_DELAY_MS,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.path = Path(path).expanduser().resolve()
+        self.store = Store(self.path)
+        self.backbone, self.method, self.device = backbone, method, device
+        self.threshold, self.modality = threshold, modality
+        self.embed_titles = embed_titles
+        self.jobs = TaskRunner(self.path, "jobs", self)
+        self.live = TaskRunner(self.path, "live", self)
+        if extractor is not None:
+            self.jobs.context.cache[jobs.extractor_key(backbone, device)] = extractor
+        self.undo_stack = QUndoStack(self)
+        self.model = CatalogModel(self.store, self)
+        self.categories: list[CategoryRow] = self.store.categories()
+        self.labels: dict[int, int] = self.store.labels()
+        self.predictions: CatalogPredictions | None = None
+        self.modalities: list[str] = []
+        self.closed = False
+        self._edit_follow_up: dict[Task, tuple[bool, bool]] = {}
+        self._predictions_saved = True
+        self._embeddings_version = 0
+        self._last_reload = time.monotonic()
+        self.fit_delay_ms = fit_delay_ms
+        self._fit_timer = QTimer(self, singleShot=True)
+        self._fit_timer.timeout.connect(self._start_fit)
+        self._save_timer = QTimer(self, singleShot=True, interval=save_delay_ms)
+        self._save_timer.timeout.connect(self.save_predictions)
+        self.model.set_items(self.store.item_ids(), self.labels)
+
+    def start(self) -> None:
+        """Bring the catalog up to date: predictions from what is embedded, then embed the rest."""
+        self._load_search_texts(self.model.all_ids())
+        self.schedule_fit(now=True)
+        self.embed()
+
+    # --- reading the mirror -----------------------------------------------------------
+
+    def category(self, category_id: int) -> CategoryRow:
+        return next(c for c in self.categories if c.id == category_id)
+
+    def category_at(self, number: int) -> CategoryRow | None:
+        """The n-th category (1-based), as numbered in the panel and on the keyboard."""
+        return self.categories[number - 1] if 0 < number <= len(self.categories) else None
+
+    def device_description(self) -> str:
+        try:
+            return describe_device(resolve_device(self.device))
+        except BackboneError as exc:
+            return str(exc)
+
+    @property
+    def busy(self) -> bool:
+        return self.jobs.busy or self.live.busy or self._fit_timer.isActive()
+
+    # --- edits (undoable) -------------------------------------------------------------
+
+    def label(self, item_ids, category_id: int | None, text: str | None = None) -> None:
+        ids = [int(i) for i in item_ids if self.labels.get(int(i)) != category_id]
+        if not ids:
+            return
+        if text is None:
+            what = "Unlabel" if category_id is None else f"Label as {self.category(category_id).name}:"
+            text = f"{what} {len(ids)} item{'s' if len(ids) != 1 else ''}"
+        self.undo_stack.push(LabelItems(self, ids, category_id, text))
+
+    def create_category(self, name: str, colour: str | None = None) -> None:
+        name = self._checked_name(name)
+        self.undo_stack.push(CreateCategory(self, name, colour))
+
+    def rename_category(self, category_id: int, name: str) -> None:
+        name = self._checked_name(name, category_id)
+        if name != self.category(category_id).name:
+            self.undo_stack.push(RenameCategory(self, category_id, name))
+
+    def recolour_category(self, category_id: int, colour: str) -> None:
+        self.undo_stack.push(RecolourCategory(self, category_id, colour))
+
+    def delete_category(self, category_id: int) -> None:
+        self.undo_stack.push(DeleteCategory(self, category_id))
+
+    def _checked_name(self, name: str, category_id: int | None = None) -> str:
+        """Refuse a bad or taken name here, before a command is pushed (raises StoreError)."""
+        name = validate_category_name(name)
+        if any(c.name == name and c.id != category_id for c in self.categories):
+            raise StoreError(f"A category named {name!r} already exists.")
+        return name
+
+    # --- used by the commands ---------------------------------------------------------
+
+    def apply_labels(self, changes: dict[int, int | None]) -> None:
+        for item_id, category_id in changes.items():
+            if category_id is None:
+                self.labels.pop(item_id, None)
+            else:
+                self.labels[item_id] = category_id
+        self.model.apply_labels(changes)
+        self.labels_changed.emit()
+        self.schedule_fit()
+
+    def edit(self, change, categories: bool = False, embeds: bool = False) -> Task:
+        """Write a change on the live lane, after every earlier edit and before the next fit.
+
+        `categories`: re-read the category list afterwards; `embeds`: embed what the edit made stale.
+        """
+        task = Task("Saving changes", jobs.edit, change, kind="edit")
+        self._edit_follow_up[task] = (categories, embeds)
+        task.finished.connect(self._on_edit_finished)
+        return self.live.submit(task)
+
+    @Slot(object)
+    def _on_edit_finished(self, task: Task) -> None:
+        categories, embeds = self._edit_follow_up.pop(task)
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("A change could not be saved", str(task.error))
+            self.reload()
+            return
+        if categories:
+            self.categories = self.store.categories()
+            self.categories_changed.emit()
+            self.schedule_fit()
+        if embeds:
+            self.embed()
+
+    def reload(self) -> None:
+        """Re-read categories, labels and items from the catalog, e.g. after a failed edit."""
+        self.categories = self.store.categories()
+        self.labels = self.store.labels()
+        self.model.set_items(self.store.item_ids(), self.labels)
+        self.categories_changed.emit()
+        self.labels_changed.emit()
+        self.items_changed.emit()
+        self.schedule_fit()
+
+    # --- live predictions -------------------------------------------------------------
+
+    def schedule_fit(self, now: bool = False) -> None:
+        """Refit at once after a lone change; while a fit is due or running, wait until the
+        changes pause for `fit_delay_ms`, so a burst of edits costs one more fit, not one each."""
+        settled = not self._fit_timer.isActive() and not any(t.kind == "fit" for t in self.live.pending)
+        self._fit_timer.start(0 if now or settled else self.fit_delay_ms)
+
+    @Slot()
+    def _start_fit(self) -> None:
+        if self.closed:
+            return
+        self.live.cancel(kind="fit")
+        self.live.cancel(kind="save")
+        self._save_timer.stop()
+        request = jobs.FitRequest(self.backbone, self.method, self.threshold, self.modality, self._embeddings_version)
+        self.live.run("Updating predictions", jobs.fit, request, kind="fit", on_finished=self._on_fit_finished)
+
+    @Slot(object)
+    def _on_fit_finished(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("Predictions could not be updated", str(task.error))
+            return
+        if task.outcome != "succeeded":
+            return
+        result: jobs.FitResult = task.result
+        if result.modalities != self.modalities:
+            self.modalities = result.modalities
+            self.modalities_changed.emit(self.modalities)
+        predictions = result.predictions
+        if predictions is not None and task.args[0].threshold != self.threshold:
+            predictions = predictions.with_threshold(self.threshold)
+        self._set_predictions(predictions)
+
+    def _set_predictions(self, predictions: CatalogPredictions | None) -> None:
+        self.predictions = predictions
+        self.model.set_predictions(predictions)
+        self.predictions_changed.emit()
+        self._predictions_saved = predictions is None
+        if predictions is not None:
+            self._save_timer.start()
+
+    def set_threshold(self, threshold: float) -> None:
+        """Re-decide with the new threshold from the scores already there: no refit."""
+        self.threshold = threshold
+        if self.predictions is not None:
+            self._set_predictions(self.predictions.with_threshold(threshold))
+
+    def set_method(self, method: str) -> None:
+        self.method = method
+        self.schedule_fit(now=True)
+
+    def set_modality(self, modality: str | None) -> None:
+        self.modality = modality
+        self.schedule_fit(now=True)
+
+    def set_backbone(self, backbone: str) -> None:
+        self.backbone = backbone
+        self.embed()
+        self.schedule_fit(now=True)
+
+    def set_device(self, device: str) -> None:
+        self.device = device
+
+    @Slot()
+    def save_predictions(self, kind: str = "save") -> Task | None:
+        """Persist the shown predictions for the CLI and export (in one transaction, on the live lane)."""
+        if self._predictions_saved or self.predictions is None or self.closed:
+            return None
+        predictions = self.predictions
+        return self.live.run(
+            "Saving predictions", jobs.persist_predictions, predictions, self.backbone, self.threshold, kind=kind,
+            on_finished=self._on_save_finished,
+        )
+
+    @Slot(object)
+    def _on_save_finished(self, task: Task) -> None:
+        if task.outcome == "succeeded" and task.args[0] is self.predictions:
+            self._predictions_saved = True
+        elif task.outcome == "failed" and not self.closed:
+            self.notice.emit(f"Predictions not saved yet: {task.error}")
+
+    # --- background jobs --------------------------------------------------------------
+
+    def embed(self) -> Task:
+        return self.jobs.run(
+            "Embedding", jobs.embed_missing, self.backbone, self.device, self.embed_titles, kind="embed",
+            on_finished=self._on_embed_finished, on_progress=self._on_embed_progress,
+        )
+
+    @Slot(int, int)
+    def _on_embed_progress(self, done: int, total: int) -> None:
+        """On a long run, refresh the predictions now and then with what is embedded so far."""
+        if time.monotonic() - self._last_reload > RELOAD_DURING_EMBEDDING_S:
+            self._embeddings_changed()
+
+    def _embeddings_changed(self) -> None:
+        self._last_reload = time.monotonic()
+        self._embeddings_version += 1
+        self.schedule_fit(now=True)
+
+    @Slot(object)
+    def _on_embed_finished(self, task: Task) -> None:
+        if self.closed:
+            return
+        summary: jobs.EmbedSummary | None = task.result
+        if task.outcome == "failed":
+            self.problem.emit("Embedding failed", str(task.error))
+        elif task.outcome == "cancelled":
+            waiting = len(self.store.items_without_embedding(self.backbone))
+            self.notice.emit(f"Embedding cancelled; {waiting} items wait to be embedded.")
+        elif summary is not None:
+            if summary.images and summary.images.failed:
+                self.problem.emit(
+                    "Some images could not be embedded",
+                    "\n".join(f"{path}: {reason}" for path, reason in summary.images.failed),
+                )
+            if summary.titles_unavailable:
+                self.notice.emit(f"Titles are not used: {summary.titles_unavailable}")
+        embedded = summary is not None and ((summary.images and summary.images.embedded) or summary.titles)
+        if embedded or task.outcome != "succeeded":  # a stopped run may have saved some batches
+            self._embeddings_changed()
+
+    def import_paths(self, paths: list[str], category_id: int | None = None) -> Task:
+        """Import files and folders; with a category, the imported items become its examples."""
+        return self.jobs.run(
+            "Importing", jobs.import_files, list(paths), category_id, kind="import", on_finished=self._on_import_finished
+        )
+
+    @Slot(object)
+    def _on_import_finished(self, task: Task) -> None:
+        if self.closed:
+            return
+        self.model.set_items(self.store.item_ids(), self.labels)
+        self.items_changed.emit()
+        if task.outcome == "failed":
+            self.problem.emit("Import failed", str(task.error))
+            return
+        if task.outcome == "cancelled":
+            self.notice.emit("Import cancelled; the files imported so far are kept.")
+            self.embed()
+            return
+        result: jobs.ImportResult = task.result
+        report = result.report
+        if result.category_id is not None and any(c.id == result.category_id for c in self.categories):
+            self.label(report.item_ids, result.category_id)
+        self._load_search_texts(np.asarray(report.added, np.int64))
+        self.notice.emit(f"Import: {report.summary()}.")
+        self.import_finished.emit(result)
+        self.embed()
+
+    def import_titles(self, csv_path: str) -> Task:
+        return self.jobs.run(
+            "Importing titles", jobs.import_titles, csv_path, kind="import", on_finished=self._on_titles_imported
+        )
+
+    @Slot(object)
+    def _on_titles_imported(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("Titles could not be imported", str(task.error))
+            return
+        if task.outcome == "succeeded":
+            updated, problems = task.result
+            self.notice.emit(f"Titles set on {updated} items.")
+            if problems:
+                self.problem.emit("Some rows of the titles file were skipped", "\n".join(problems))
+        self.model.forget_rows()
+        self.reload()
+        self._load_search_texts(self.model.all_ids())
+        self.embed()
+
+    def set_title(self, item_id: int, title: str) -> None:
+        title = title.strip()
+        self.edit(lambda store: store.set_title(item_id, title), embeds=self.embed_titles)
+        self.model.title_changed(item_id, title)
+
+    def _load_search_texts(self, item_ids: np.ndarray) -> None:
+        if len(item_ids):
+            self.jobs.run(
+                "Loading titles", jobs.load_search_texts, item_ids, kind="titles", on_finished=self._on_search_texts
+            )
+
+    @Slot(object)
+    def _on_search_texts(self, task: Task) -> None:
+        if not self.closed and task.outcome == "succeeded":
+            self.model.add_search_texts(task.result)
+
+    def export(self, out_path: str | Path, top: int = 3, excel_bom: bool = False, item_ids=None) -> Task:
+        """CSV of the shown predictions (saved first if needed), like `protoshelf export`."""
+        self._save_timer.stop()
+        self.save_predictions(kind="save-for-export")
+        return self.live.run(
+            "Exporting", jobs.export, Path(out_path), top, excel_bom,
+            None if item_ids is None else np.asarray(item_ids, np.int64), kind="export",
+            on_finished=self._on_export_finished,
+        )
+
+    @Slot(object)
+    def _on_export_finished(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("Export failed", str(task.error))
+        elif task.outcome == "succeeded":
+            out_path = str(task.args[0])
+            self.notice.emit(f"Wrote {task.result} rows to {out_path}.")
+            self.export_finished.emit(out_path, task.result)
+
+    def cancel(self) -> None:
+        """The status bar's Cancel: stops import, embedding and export at the next batch."""
+        for kind in ("import", "embed"):
+            self.jobs.cancel(kind)
+        self.live.cancel(kind="export")
+
+    def close(self) -> None:
+        """Stop background work, persist unsaved predictions, and release the catalog."""
+        if self.closed:
+            return
+        self._fit_timer.stop()
+        self._save_timer.stop()
+        self.jobs.cancel()
+        self.live.cancel(kind="fit")
+        self.save_predictions()
+        self.closed = True
+        self.jobs.shutdown()
+        self.live.wait()
+        self.live.shutdown()
+        self.store.close()

@@ -1,0 +1,101 @@
+"""GUI fixtures: windows on real catalog files, and a guard against work left running.
+
+Like napari's conftest, every test fails if it leaves a QTimer active, a QThread running or a
+QThreadPool job unfinished: such leftovers make later tests flaky and hide shutdown bugs.
+"""
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QThread, QThreadPool, QTimer
+
+from benchmarks.gui_catalog import make_fake_catalog
+from core.store import Store
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_work(monkeypatch):
+    timers: weakref.WeakSet = weakref.WeakSet()
+    threads: weakref.WeakSet = weakref.WeakSet()
+    pools: weakref.WeakSet = weakref.WeakSet()
+
+    def tracking(cls, registry):
+        original = cls.start
+
+        def start(self, *args, **kwargs):
+            registry.add(self)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "start", start)
+
+    tracking(QTimer, timers)
+    tracking(QThread, threads)
+    tracking(QThreadPool, pools)
+    yield
+    leftovers = [f"{t!r} (QTimer) still active" for t in list(timers) if _alive(t) and t.isActive()]
+    leftovers += [f"{t!r} (QThread) still running" for t in list(threads) if _alive(t) and t.isRunning()]
+    leftovers += [f"{p!r} has {p.activeThreadCount()} jobs running" for p in list(pools)
+                  if _alive(p) and p.activeThreadCount()]
+    if leftovers:
+        pytest.fail("Test left work running:\n" + "\n".join(leftovers))
+
+
+def _alive(obj) -> bool:
+    from shiboken6 import Shiboken
+
+    return Shiboken.isValid(obj)
+
+
+FAKE_DIM = 64
+CLUSTERS = 3
+
+
+@pytest.fixture
+def fake_catalog(tmp_path: Path):
+    """A catalog of 90 items in three clusters of fake vectors, each cluster with a category.
+
+    Returns (path, truth, category_ids): truth[i] is the cluster of the i-th item (ids start at 1).
+    """
+    path = tmp_path / "fake.sqlite"
+    truth = make_fake_catalog(path, 90, dim=FAKE_DIM, categories=CLUSTERS, seed=3, noise=0.4)
+    with Store(path) as store:
+        categories = [store.create_category(name) for name in ("Red", "Green", "Blue")]
+    return path, truth, categories
+
+
+def examples(truth: np.ndarray, cluster: int, n: int = 3) -> list[int]:
+    """Ids of the first n items of a cluster."""
+    return [int(i) + 1 for i in np.flatnonzero(truth == cluster)[:n]]
+
+
+@pytest.fixture
+def open_window(qtbot):
+    """Factory: a MainWindow on a catalog file, started; closed (and its work awaited) afterwards."""
+    from gui.main_window import MainWindow
+    from gui.session import CatalogSession
+
+    windows = []
+
+    def make(path, settings=None, **session_options):
+        session_options.setdefault("embed_titles", False)
+        session = CatalogSession(path, **session_options)
+        window = MainWindow(session, settings)
+        qtbot.addWidget(window)
+        if settings is None:
+            window.resize(1000, 700)
+        window.show()
+        session.start()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def wait_idle(qtbot, session, timeout: int = 20_000) -> None:
+    """Until every lane is idle and no refit is pending."""
+    qtbot.waitUntil(lambda: not session.busy, timeout=timeout)

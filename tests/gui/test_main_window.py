@@ -1,0 +1,401 @@
+"""The real window on real catalog files, driven as a user would: keys, drops, undo, export."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QSettings, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from core.export import header
+from core.store import Store
+from gui.app import App, choose_catalog
+from gui.export_dialog import ExportDialog
+from gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, ItemIdRole, PredictionRole
+from gui.preview import PreviewDialog
+from gui.problems_dialog import ProblemsDialog
+from tests.conftest import write_image
+from tests.gui.conftest import examples, wait_idle
+
+
+def drop(widget, point: QPoint, mime: QMimeData) -> QDropEvent:
+    """Deliver a drag as the window system does: enter, move, then drop at `point`."""
+    action, button, modifier = Qt.DropAction.CopyAction, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QApplication.sendEvent(widget, QDragEnterEvent(point, action, mime, button, modifier))
+    QApplication.sendEvent(widget, QDragMoveEvent(point, action, mime, button, modifier))
+    event = QDropEvent(point.toPointF(), action, mime, button, modifier)
+    QApplication.sendEvent(widget, event)
+    return event
+
+
+def file_mime(*paths) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    return mime
+
+
+def category_point(window, category_id) -> QPoint:
+    row = window.panel.list.row_for(category_id)
+    return window.panel.list.visualItemRect(row).center()
+
+
+def select_rows(window, rows) -> None:
+    view = window.view
+    selection = view.selectionModel()
+    selection.clearSelection()
+    for row in rows:
+        selection.select(view.model().index(row), QItemSelectionModel.SelectionFlag.Select)
+    selection.setCurrentIndex(view.model().index(rows[0]), QItemSelectionModel.SelectionFlag.NoUpdate)
+
+
+def label_examples(qtbot, window, truth, categories) -> dict[int, int]:
+    session = window.session
+    labels = {i: categories[k] for k in range(3) for i in examples(truth, k)}
+    for category in categories:
+        with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
+            session.label([i for i, c in labels.items() if c == category], category)
+    wait_idle(qtbot, session)
+    return labels
+
+
+def test_a_fit_in_the_worker_updates_the_grid(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    assert session.predictions is None
+    assert window.view.model().index(0).data(PredictionRole) == -2
+
+    label_examples(qtbot, window, truth, categories)
+    model = window.view.model()
+    predicted = [model.index(r).data(PredictionRole) for r in range(model.rowCount())]
+    assert predicted == [categories[k] for k in truth]
+    assert Store(path).labels() == session.labels
+    counts = {window.panel.list.row_for(c).text(1): window.panel.list.row_for(c).text(3) for c in categories}
+    assert counts == {"Red": str((truth == 0).sum() - 3), "Green": str((truth == 1).sum() - 3),
+                      "Blue": str((truth == 2).sum() - 3)}
+
+
+def test_number_keys_label_and_zero_unlabels(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    window.view.setFocus()
+    select_rows(window, [0, 1])
+    ids = window.view.selected_ids()
+    qtbot.keyClick(window.view, Qt.Key.Key_2)
+    assert {i: session.labels.get(i) for i in ids} == dict.fromkeys(ids, categories[1])
+    select_rows(window, [1])
+    qtbot.keyClick(window.view, Qt.Key.Key_0)
+    assert session.labels == {ids[0]: categories[1]}
+    select_rows(window, [0])
+    qtbot.keyClick(window.view, Qt.Key.Key_Backspace)
+    assert session.labels == {}
+    qtbot.keyClick(window.view, Qt.Key.Key_9)
+    assert session.labels == {}
+    wait_idle(qtbot, session)
+    assert Store(path).labels() == {}
+
+
+def test_undo_and_redo_labels_and_category_deletion(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    labels = label_examples(qtbot, window, truth, categories)
+    stack = session.undo_stack
+    with Store(path) as store:
+        stack.undo()
+        wait_idle(qtbot, session)
+        assert store.labels() == {i: c for i, c in labels.items() if c != categories[2]}
+        stack.redo()
+        wait_idle(qtbot, session)
+        assert store.labels() == labels
+
+        session.delete_category(categories[0])
+        wait_idle(qtbot, session)
+        assert [c.name for c in store.categories()] == ["Green", "Blue"]
+        assert categories[0] not in store.labels().values()
+        assert window.panel.list.row_for(categories[0]) is None
+        model = window.view.model()
+        assert categories[0] not in {model.index(r).data(PredictionRole) for r in range(model.rowCount())}
+
+        stack.undo()
+        wait_idle(qtbot, session)
+        assert [c.name for c in store.categories()] == ["Red", "Green", "Blue"]
+        assert store.labels() == labels
+        assert session.labels == labels
+        predicted = [model.index(r).data(PredictionRole) for r in range(model.rowCount())]
+        assert predicted == [categories[k] for k in truth]
+
+
+def test_category_create_rename_recolour_are_undoable(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    session.create_category("Kitchen")
+    wait_idle(qtbot, session)
+    kitchen = session.categories[-1]
+    assert kitchen.name == "Kitchen" and window.panel.list.row_for(kitchen.id).text(0) == "4"
+    session.rename_category(kitchen.id, "Cookware")
+    session.recolour_category(kitchen.id, "#123456")
+    wait_idle(qtbot, session)
+    assert (session.category(kitchen.id).name, session.category(kitchen.id).colour) == ("Cookware", "#123456")
+    with pytest.raises(ValueError, match="already exists"):
+        session.rename_category(kitchen.id, "Red")
+    session.undo_stack.undo()
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert (session.category(kitchen.id).name, session.category(kitchen.id).colour) == ("Kitchen", kitchen.colour)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert [c.name for c in session.categories] == ["Red", "Green", "Blue"]
+    session.undo_stack.redo()
+    wait_idle(qtbot, session)
+    assert session.categories[-1].id == kitchen.id
+
+
+def test_dragging_grid_items_onto_a_category_labels_them(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    model = window.view.model()
+    rows = [3, 4, 5]
+    mime = model.mimeData([model.index(r) for r in rows])
+    event = drop(window.panel.list.viewport(), category_point(window, categories[2]), mime)
+    assert event.isAccepted()
+    ids = model.item_ids(rows)
+    assert session.labels == dict.fromkeys(ids, categories[2])
+    drop(window.panel.list.viewport(), category_point(window, None), model.mimeData([model.index(3)]))
+    assert session.labels == dict.fromkeys(ids[1:], categories[2])
+    wait_idle(qtbot, session)
+    assert Store(path).labels() == session.labels
+    assert window.panel.list.row_for(categories[2]).text(2) == "2"
+
+
+def test_dropping_files_on_a_category_imports_labels_embeds_and_classifies(qtbot, open_window, tmp_path, extractor):
+    path = tmp_path / "catalog.sqlite"
+    with Store(path) as store:
+        red = store.create_category("Red")
+    folder = tmp_path / "drop"
+    files = [write_image(folder / f"red{i}.png", (220, 30, 30), size=(48, 48)) for i in range(3)]
+    (folder / "notes.png").write_text("not an image")
+    window = open_window(path, extractor=extractor)
+    session = window.session
+    wait_idle(qtbot, session)
+    with qtbot.waitSignal(session.predictions_changed, timeout=60_000):
+        event = drop(window.panel.list.viewport(), category_point(window, red), file_mime(*files, folder / "notes.png"))
+    assert event.isAccepted()
+    wait_idle(qtbot, session, timeout=60_000)
+    with Store(path) as store:
+        assert store.item_count() == 3
+        assert sorted(store.labels()) == sorted(store.item_ids().tolist())
+        assert set(store.labels().values()) == {red}
+        assert store.items_without_embedding(session.backbone) == []
+    assert window.panel.list.row_for(red).text(2) == "3"
+    dialog = window.import_problems
+    assert isinstance(dialog, ProblemsDialog)
+    ((skipped, reason),) = dialog.rows()
+    assert skipped.endswith("notes.png") and "not an image" in reason
+
+    more = write_image(folder / "more" / "unlabelled.png", (30, 30, 220), size=(48, 48))
+    with qtbot.waitSignal(session.predictions_changed, timeout=60_000):
+        assert drop(window.view.viewport(), QPoint(50, 50), file_mime(more.parent)).isAccepted()
+    wait_idle(qtbot, session, timeout=60_000)
+    assert Store(path).item_count() == 4 and len(session.labels) == 3
+    model = window.view.model()
+    new_row = model.row_of(max(model.all_ids()))
+    assert model.index(new_row).data(ConfidenceRole) is not None
+
+
+def test_cancel_stops_a_long_embedding_and_the_app_carries_on(qtbot, open_window, tmp_path, extractor):
+    path = tmp_path / "catalog.sqlite"
+    images = [write_image(tmp_path / "many" / f"{i:03d}.png", (i, 255 - i, 128), size=(24, 24)) for i in range(160)]
+    from core.importer import import_images
+
+    with Store(path) as store:
+        import_images(store, images)
+    window = open_window(path, extractor=extractor)
+    session = window.session
+    embed_task = next(t for t in session.jobs.pending if t.kind == "embed")
+    with qtbot.waitSignal(embed_task.progressed, timeout=60_000, check_params_cb=lambda done, total: done > 0):
+        pass
+    assert window.task_status.isVisible() and window.task_status.cancel_button.isEnabled()
+    with qtbot.waitSignal(embed_task.finished, timeout=60_000):
+        window.task_status.cancel_button.click()
+    assert embed_task.outcome == "cancelled"
+    wait_idle(qtbot, session)
+    with Store(path) as store:
+        left = len(store.items_without_embedding(session.backbone))
+    assert 0 < left < 160 - 16
+    assert not window.task_status.isVisible()
+    assert "cancelled" in window.statusBar().currentMessage()
+    session.create_category("Still works")
+    wait_idle(qtbot, session)
+    assert session.categories[-1].name == "Still works"
+
+
+def test_export_writes_the_expected_csv(qtbot, open_window, fake_catalog, tmp_path):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    labels = label_examples(qtbot, window, truth, categories)
+    out = tmp_path / "green.csv"
+    green_ids = session.model.effective_ids(categories[1])
+    with qtbot.waitSignal(session.export_finished, timeout=20_000):
+        session.export(out, top=2, item_ids=green_ids)
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == header(2)
+    assert [int(r[0]) for r in rows[1:]] == sorted(green_ids.tolist())
+    for row in rows[1:]:
+        item_id = int(row[0])
+        assert row[3] == ("Green" if item_id in labels else "")
+        assert row[4] == "Green" and row[6] == "Green"
+        assert float(row[5]) == pytest.approx(float(row[7]), abs=1e-3)
+    assert Store(path).categories()[1].predicted == (truth == 1).sum() - 3
+
+
+def test_threshold_slider_relabels_unassigned_live(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    window.show_filter(FILTER_UNASSIGNED)
+    assert window.view.model().rowCount() == 0
+    window.controls.threshold.setValue(100)
+    assert not session.live.busy
+    model = window.view.model()
+    assert model.rowCount() == 90 - 9
+    assert {model.index(r).data(PredictionRole) for r in range(model.rowCount())} == {-1}
+    assert window.panel.list.row_for(None).text(3) == "81"
+
+
+def test_preview_shows_scores_and_edits_the_title(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    index = window.view.model().index(0)
+    dialog = window.open_preview(index)
+    assert isinstance(dialog, PreviewDialog)
+    assert dialog.scores.rowCount() == 4
+    assert dialog.scores.item(0, 0).text() == ["Red", "Green", "Blue"][truth[0]]
+    assert dialog.scores.item(3, 0).text() == "None of these"
+    dialog.title.setText("Crimson kettle")
+    dialog.close()
+    wait_idle(qtbot, session)
+    item_id = index.data(ItemIdRole)
+    assert Store(path).items([item_id])[item_id].title == "Crimson kettle"
+    assert window.view.model().index(0).data() == "Crimson kettle"
+    window.search.setText("crimson")
+    assert window.view.model().visible_ids().tolist() == [item_id]
+
+
+def test_window_remembers_geometry_and_last_catalog(qtbot, open_window, fake_catalog, tmp_path):
+    path, *_ = fake_catalog
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = open_window(path, settings)
+    window.resize(1150, 560)
+    size = window.size()
+    window.close()
+    assert choose_catalog(None, False, settings) == path.resolve()
+    assert choose_catalog(tmp_path / "other.sqlite", False, settings) == tmp_path / "other.sqlite"
+    again = open_window(path, settings)
+    assert again.height() == size.height() == 560  # the offscreen screen is narrower than the window
+
+
+def test_labelling_unassigned_items_moves_on_to_the_next_one(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    window.controls.threshold.setValue(100)
+    window.show_filter(FILTER_UNASSIGNED)
+    model = window.view.model()
+    first, second = model.item_id(0), model.item_id(1)
+    select_rows(window, [0])
+    qtbot.keyClick(window.view, Qt.Key.Key_1)
+    assert model.item_id(0) == second
+    assert window.view.selected_ids() == [second]
+    wait_idle(qtbot, session)
+    assert session.labels[first] == categories[0]
+    np.testing.assert_array_equal(np.isin(model.visible_ids(), list(session.labels)), False)
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), RuntimeError("worker crashed")])
+def test_the_app_survives_a_failed_import_and_a_failed_fit(qtbot, open_window, fake_catalog, monkeypatch, failure):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    problems = []
+    session.problem.connect(lambda title, details: problems.append((title, details)))
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("gui.jobs.import_files", broken)
+    monkeypatch.setattr("gui.jobs.fit", broken)
+    session.import_paths(["/nowhere"])
+    session.label(examples(truth, 0), categories[0])
+    wait_idle(qtbot, session)
+    assert [title for title, _ in problems] == ["Import failed", "Predictions could not be updated"]
+    assert all(str(failure) in details for _, details in problems)
+    assert window.findChildren(QMessageBox)
+
+    monkeypatch.undo()
+    with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
+        session.label(examples(truth, 1), categories[1])
+    assert session.predictions is not None
+
+
+def test_export_dialog_scopes(qtbot, open_window, fake_catalog, tmp_path):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    window.show_filter(categories[2])
+    dialog = ExportDialog(session, tmp_path / "out.csv", window)
+    qtbot.addWidget(dialog)
+    assert dialog.request().item_ids is None
+    dialog.shown_items.setChecked(True)
+    np.testing.assert_array_equal(dialog.request().item_ids, session.model.visible_ids())
+    dialog.category.setCurrentIndex(1)
+    request = dialog.request()
+    assert dialog.one_category.isChecked()
+    assert sorted(request.item_ids.tolist()) == [i + 1 for i in np.flatnonzero(truth == 1)]
+    assert (request.path, request.top, request.excel_bom) == (tmp_path / "out.csv", 3, False)
+
+
+def test_opening_another_catalog_replaces_the_window(qtbot, fake_catalog, tmp_path):
+    path, *_ = fake_catalog
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    app = App(settings, embed_titles=False)
+    first = app.open_catalog(path)
+    qtbot.addWidget(first)
+    second = app.open_catalog(tmp_path / "new.sqlite")
+    qtbot.addWidget(second)
+    assert first.session.closed and not first.isVisible()
+    assert second.isVisible() and second.session.model.rowCount() == 0
+    assert settings.value("catalog/last") == str(path.resolve())
+    second.close()
+    assert settings.value("catalog/last") == str((tmp_path / "new.sqlite").resolve())
+
+
+def test_a_file_that_is_not_a_catalog_is_refused_and_the_open_one_stays(qtbot, fake_catalog, tmp_path, monkeypatch):
+    path, *_ = fake_catalog
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    app = App(settings, embed_titles=False)
+    window = app.open_catalog(path)
+    qtbot.addWidget(window)
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: warnings.append(text))
+    bogus = tmp_path / "notes.sqlite"
+    bogus.write_text("these are my notes, not a database")
+    assert app.open_catalog(bogus) is None
+    assert app.window is window and window.isVisible() and not window.session.closed
+    assert len(warnings) == 1 and str(bogus) in warnings[0]

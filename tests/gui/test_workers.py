@@ -1,0 +1,149 @@
+"""The task runner: work off the GUI thread, results and failures back on it, cancellation."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import QObject, Slot
+
+from core.progress import Cancelled
+from gui.workers import Task, TaskRunner
+
+
+class Recorder(QObject):
+    """Receives task signals on the GUI thread, noting which thread each slot ran on."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[int] = []
+        self.results: list = []
+        self.errors: list = []
+        self.progress: list[tuple[int, int]] = []
+        self.cancelled = 0
+
+    @Slot(object)
+    def on_result(self, result) -> None:
+        self.threads.append(threading.get_ident())
+        self.results.append(result)
+
+    @Slot(object)
+    def on_error(self, error) -> None:
+        self.threads.append(threading.get_ident())
+        self.errors.append(error)
+
+    @Slot(int, int)
+    def on_progress(self, done: int, total: int) -> None:
+        self.progress.append((done, total))
+
+    @Slot()
+    def on_cancelled(self) -> None:
+        self.cancelled += 1
+
+
+@pytest.fixture
+def runner(tmp_path):
+    lane = TaskRunner(tmp_path / "c.sqlite", "test")
+    yield lane
+    lane.shutdown()
+
+
+def connect(task: Task, recorder: Recorder) -> Task:
+    task.succeeded.connect(recorder.on_result)
+    task.failed.connect(recorder.on_error)
+    task.progressed.connect(recorder.on_progress)
+    task.cancelled.connect(recorder.on_cancelled)
+    return task
+
+
+def test_work_runs_off_the_gui_thread_and_its_result_arrives_on_it(qtbot, runner):
+    gui_thread = threading.get_ident()
+    recorder = Recorder()
+
+    def work(context, progress):
+        return threading.get_ident(), context.store.item_count()
+
+    task = connect(Task("count", work), recorder)
+    with qtbot.waitSignal(task.finished, timeout=10_000):
+        runner.submit(task)
+    (worker_thread, count), = recorder.results
+    assert worker_thread != gui_thread
+    assert count == 0
+    assert recorder.threads == [gui_thread]
+    qtbot.waitUntil(lambda: not runner.busy)
+
+
+@pytest.mark.parametrize("error", [ValueError("bad value"), OSError("disk full"), KeyError("missing")])
+def test_failures_are_relayed_to_the_gui_thread(qtbot, runner, error):
+    recorder = Recorder()
+
+    def work(context, progress):
+        raise error
+
+    task = connect(Task("fail", work), recorder)
+    with qtbot.waitSignal(task.finished, timeout=10_000):
+        runner.submit(task)
+    assert recorder.errors == [error]
+    assert recorder.threads == [threading.get_ident()]
+    assert task.outcome == "failed" and task.error is error
+
+
+def test_progress_is_throttled_and_cancel_stops_at_the_next_report(qtbot, runner):
+    recorder = Recorder()
+    started = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def work(context, progress):
+        for done in range(100_000):
+            progress(done, 100_000)
+            calls.append(done)
+            if done == 50_000:
+                started.set()
+                release.wait(10)
+        return "finished"
+
+    task = connect(Task("long", work), recorder)
+    runner.submit(task)
+    assert started.wait(10)
+    task.cancel()
+    with qtbot.waitSignal(task.finished, timeout=10_000):
+        release.set()
+    assert task.outcome == "cancelled" and recorder.cancelled == 1
+    assert calls[-1] == 50_000
+    assert recorder.results == []
+    assert len(recorder.progress) <= 1001
+
+
+def test_queued_tasks_of_a_kind_are_cancelled_before_they_start(qtbot, runner):
+    recorder = Recorder()
+    gate = threading.Event()
+    ran = []
+
+    def blocker(context, progress):
+        gate.wait(10)
+
+    def work(context, progress, name):
+        ran.append(name)
+        return name
+
+    runner.submit(Task("block", blocker))
+    fit = connect(Task("fit", work, "fit", kind="fit"), recorder)
+    export = connect(Task("export", work, "export", kind="export"), recorder)
+    runner.submit(fit)
+    runner.submit(export)
+    runner.cancel(kind="fit")
+    with qtbot.waitSignal(export.finished, timeout=10_000):
+        gate.set()
+    assert ran == ["export"]
+    assert fit.outcome == "cancelled" and export.outcome == "succeeded"
+
+
+def test_cancelled_raised_by_core_code_counts_as_cancelled(qtbot, runner):
+    def work(context, progress):
+        raise Cancelled
+
+    task = Task("stop", work)
+    with qtbot.waitSignal(task.cancelled, timeout=10_000):
+        runner.submit(task)
+    qtbot.waitUntil(lambda: not runner.busy)
+    assert task.outcome == "cancelled"

@@ -1,0 +1,119 @@
+"""A reader thread shaped like the GUI and a writer thread shaped like the background worker hammer
+one catalog file at once; neither may ever see "database is locked" (or any other error).
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import numpy as np
+from sqlalchemy import func, select
+
+from conftest import write_image
+from core.importer import import_images
+from core.schema import Item
+from core.store import Store
+
+SECONDS = 3.0
+MODEL = "hammer"
+
+
+def hammer(*tasks, seconds: float = SECONDS) -> tuple[list[str], list[int]]:
+    """Run each `task(step)` in a loop on its own thread; returns (errors, steps per thread)."""
+    stop = threading.Event()
+    errors: list[str] = []
+    steps = [0] * len(tasks)
+
+    def loop(index, task):
+        try:
+            while not stop.is_set():
+                task(steps[index])
+                steps[index] += 1
+        except Exception:  # noqa: BLE001 - every failure is the finding
+            errors.append(traceback.format_exc())
+            stop.set()
+
+    threads = [threading.Thread(target=loop, args=(i, t)) for i, t in enumerate(tasks)]
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    return errors, steps
+
+
+def test_gui_reads_while_worker_writes_never_lock(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    store = Store(path)
+    rng = np.random.default_rng(0)
+    images = [write_image(tmp_path / "in" / f"{i}.png", colour=(i, 255 - i, 50), size=(16, 16)) for i in range(200)]
+    categories = [store.create_category(name) for name in ("Shoes", "Pans", "Lamps")]
+    import_images(store, images[:20])
+
+    def worker(step):
+        ids = store.item_ids()
+        match step % 4:
+            case 0:
+                batch = images[20 + 3 * step % 180 : 20 + 3 * step % 180 + 3]
+                import_images(store, batch, workers=1)
+            case 1:
+                store.set_labels(rng.choice(ids, 5).tolist(), int(rng.choice(categories)))
+            case 2:
+                store.save_embeddings(MODEL, ids, rng.normal(size=(len(ids), 64)))
+            case 3:
+                store.save_predictions(
+                    "prototypes", MODEL, {}, ids, [categories[0]] * len(ids), [0.5] * len(ids),
+                    [[(categories[0], 0.5)]] * len(ids),
+                )
+
+    def gui(step):
+        with store.read() as s:
+            s.scalar(select(func.count(Item.id)))
+            s.scalars(select(Item).limit(50)).all()
+        store.categories()
+        store.labels()
+        vectors = store.load_embeddings(MODEL)
+        assert vectors.matrix.shape in {(0, 0), (len(vectors), 64)}
+        store.predictions()
+        if step % 25 == 0:  # the app reopening the catalog, e.g. a second window
+            Store(path).close()
+
+    try:
+        errors, (writes, reads, _) = hammer(worker, gui, gui)
+    finally:
+        store.close()
+    assert not errors, errors[0]
+    assert writes > 20 and reads > 20, (writes, reads)
+    with Store(path) as check:
+        assert check.integrity_check() == "ok"
+
+
+def test_two_writers_and_a_reader_never_lock(tmp_path):
+    """Two workers (say an import and a label change from the GUI) queue on the write lock."""
+    store = Store(tmp_path / "catalog.sqlite")
+    with store.write() as s:
+        s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(500))
+    ids = store.item_ids()
+    shoes = store.create_category("Shoes")
+    rng = np.random.default_rng(1)
+
+    def labeller(step):
+        store.set_labels(rng.choice(ids, 20).tolist(), shoes if step % 3 else None)
+
+    def embedder(step):
+        chunk = ids[(step * 50) % 500 :][:50]
+        store.save_embeddings(MODEL, chunk, np.full((len(chunk), 8), step, np.float32))
+
+    def reader(step):
+        store.labels()
+        store.load_embeddings(MODEL)
+        store.categories()
+
+    try:
+        errors, steps = hammer(labeller, embedder, reader, seconds=2.0)
+    finally:
+        store.close()
+    assert not errors, errors[0]
+    assert min(steps) > 10, steps

@@ -1,0 +1,250 @@
+"""SIGKILL a real child process mid-import, mid-embedding, mid-classify, mid-label-change and
+mid-schema-creation; the catalog must pass `PRAGMA integrity_check`, keep every committed step,
+hold all-or-nothing batches, and let the rerun finish without duplicates.
+
+The child is tests/crash_worker.py; it prints a line after each commit, and the test kills it a
+random moment after a random line. PROTOSHELF_FUZZ=long runs many more seeds.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from conftest import write_image
+from core.classify import classify_catalog
+from core.embedding import embed_catalog
+from core.images import file_sha256, open_image
+from core.importer import find_images, import_images
+from core.schema import Embedding, Item, ModelRun, Prediction
+from core.store import Store
+from crash_worker import CLASSIFY_BACKBONE, EMBED_BATCH, IMPORT_BATCH, apply_op, label_ops
+
+WORKER = Path(__file__).with_name("crash_worker.py")
+LONG = os.environ.get("PROTOSHELF_FUZZ") == "long"
+SEEDS = range(20) if LONG else range(3)
+EMBED_SEEDS, CLASSIFY_SEEDS = (SEEDS, SEEDS) if LONG else (range(1), range(2))
+"""Embedding and classify workers load torch (seconds each), so CI kills them fewer times."""
+
+
+def kill_midway(scenario: str, catalog: Path, *args, after_line, jitter: float, rng, timeout=120.0) -> list[str]:
+    """Start the worker, SIGKILL it `jitter`-ish seconds after the first line where `after_line`
+    is true, and return every line it printed (including those after the chosen one)."""
+    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), scenario, str(catalog), *map(str, args)],
+        stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            if line.endswith("\n"):  # a kill can cut the last line short
+                lines.put(line.strip())
+        lines.put(None)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line is None:
+                errors.seek(0)
+                pytest.fail(f"worker ended before the kill point ({proc.wait()}): {errors.read()[-2000:]}")
+            seen.append(line)
+            if after_line(line):
+                break
+        time.sleep(rng.uniform(0, jitter))
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        returncode = proc.wait()
+    while (line := lines.get(timeout=10)) is not None:
+        seen.append(line)
+    assert returncode == -signal.SIGKILL, f"the worker was not killed mid-way: {seen[-3:]}"
+    return seen
+
+
+def assert_sound(path: Path) -> None:
+    """A fresh connection (which replays the WAL a killed writer left) finds nothing wrong."""
+    with closing(sqlite3.connect(path)) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def add_fake_items(store: Store, n: int) -> list[int]:
+    with store.write() as s:
+        items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1)
+                 for i in range(n)]
+        s.add_all(items)
+        s.flush()
+        return [it.id for it in items]
+
+
+# --- import -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_killed_import_keeps_whole_batches_and_resumes_without_duplicates(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    folder = tmp_path / "photos"
+    for i in range(60):
+        write_image(folder / f"{i:03d}.png", colour=(4 * i, 255 - 4 * i, seed * 40), size=(40, 30))
+    (folder / "030-copy.png").write_bytes((folder / "030.png").read_bytes())
+    (folder / "031-broken.jpg").write_bytes(b"\xff\xd8 not really")
+    catalog = tmp_path / "catalog.sqlite"
+    Store(catalog).close()
+
+    target = int(rng.integers(1, 6)) * IMPORT_BATCH
+    kill_midway("import", catalog, folder, after_line=lambda l: l.startswith("batch") and int(l.split()[1]) >= target,
+                jitter=0.05, rng=rng)
+
+    assert_sound(catalog)
+    files = list(find_images([folder]))
+    batches = [files[i : i + IMPORT_BATCH] for i in range(0, len(files), IMPORT_BATCH)]
+    good = {f: file_sha256(f) for f in files if f.name != "031-broken.jpg"}
+    with Store(catalog) as store:
+        with store.read() as s:
+            stored = list(s.scalars(select(Item.sha256)))
+        prefixes = [{good[f] for batch in batches[:m] for f in batch if f in good} for m in range(len(batches) + 1)]
+        assert set(stored) in prefixes, "a batch was committed partly"
+        before = len(stored)
+
+        report = import_images(store, [folder])
+        distinct = set(good.values())
+        assert store.item_count() == len(distinct) == 60
+        assert len(report.added) == len(distinct) - before
+        assert [Path(p).name for p, _ in report.skipped] == ["031-broken.jpg"]
+        with store.read() as s:
+            assert s.scalar(select(func.count()).where(Item.thumbnail.is_(None))) == 0
+        assert_sound(catalog)
+
+
+# --- embedding ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", EMBED_SEEDS)
+def test_killed_embedding_keeps_whole_batches_and_resumes_without_duplicates(tmp_path, seed, extractor):
+    rng = np.random.default_rng(seed)
+    catalog = tmp_path / "catalog.sqlite"
+    with Store(catalog) as store:
+        for i in range(16):
+            write_image(tmp_path / "img" / f"{i}.png", colour=(15 * i, 90, 200 - 11 * i), size=(24, 24))
+        import_images(store, [tmp_path / "img"])
+
+    target = int(rng.integers(1, 3)) * EMBED_BATCH
+    kill_midway("embed", catalog, after_line=lambda l: l.startswith("batch") and int(l.split()[1]) >= target,
+                jitter=0.4, rng=rng)
+
+    assert_sound(catalog)
+    model = extractor.backbone.name
+    with Store(catalog) as store:
+        done = store.load_embeddings(model)
+        assert len(done) % EMBED_BATCH == 0 and 0 < len(done) < 16
+        paths = {i: it.path for i, it in store.items(done.item_ids.tolist()).items()}
+        fresh = extractor.embed_images([open_image(Path(paths[i]), min_side=256) for i in done.item_ids[:4]])
+        np.testing.assert_allclose(done.matrix[:4], fresh, rtol=1e-3, atol=1e-3)
+
+        report = embed_catalog(store, extractor=extractor, workers=0, batch_size=8)
+        assert report.embedded == 16 - len(done) and not report.failed
+        with store.read() as s:
+            per_item = s.execute(
+                select(Embedding.item_id, func.count()).where(Embedding.model == model).group_by(Embedding.item_id)
+            ).all()
+        assert len(per_item) == store.item_count() == 16
+        assert {n for _, n in per_item} == {1}
+        assert_sound(catalog)
+
+
+# --- fit + classify ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", CLASSIFY_SEEDS)
+def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    catalog = tmp_path / "catalog.sqlite"
+    n = 2000
+    with Store(catalog) as store:
+        ids = add_fake_items(store, n)
+        centres = rng.normal(size=(5, 32)).astype(np.float32)
+        truth = rng.integers(0, 5, n)
+        store.save_embeddings(CLASSIFY_BACKBONE, ids, centres[truth] + 0.3 * rng.normal(size=(n, 32)))
+        categories = [store.create_category(f"Category {k}") for k in range(5)]
+        for k, category in enumerate(categories):
+            store.set_labels([ids[j] for j in np.flatnonzero(truth == k)[:8]], category)
+        labels = store.labels()
+
+    kill_midway("classify", catalog, after_line=lambda l: l == "ready", jitter=1.5, rng=rng)
+
+    assert_sound(catalog)
+    with Store(catalog) as store:
+        assert store.labels() == labels
+        with store.read() as s:
+            runs = s.execute(select(Prediction.model_run_id, func.count()).group_by(Prediction.model_run_id)).all()
+            latest_run = s.scalar(select(func.max(ModelRun.id)))
+        assert runs == [] or (len(runs) == 1 and runs[0][1] == n), f"predictions torn across runs: {runs}"
+        if runs:
+            assert runs[0][0] == latest_run, "a model run was committed without its predictions"
+
+        classify_catalog(store, backbone=CLASSIFY_BACKBONE)
+        with store.read() as s:
+            assert s.scalar(select(func.count(func.distinct(Prediction.model_run_id)))) == 1
+        assert len(store.predictions()) == n
+        assert_sound(catalog)
+
+
+# --- label changes -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_killed_label_changes_lose_nothing_committed(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    catalog = tmp_path / "catalog.sqlite"
+    with Store(catalog) as store:
+        add_fake_items(store, 300)
+        for name in ("Shoes", "Pans", "Lamps", "Socks"):
+            store.create_category(name)
+        items = store.item_ids().tolist()
+        categories = [c.id for c in store.categories()]
+
+    target = int(rng.integers(5, 80))
+    lines = kill_midway("label", catalog, seed, after_line=lambda l: l == f"acked {target}", jitter=0.05, rng=rng)
+
+    acked = max(int(l.split()[1]) for l in lines if l.startswith("acked"))
+    states = [{}]
+    for op in label_ops(seed, items, categories, count=acked + 1):
+        states.append(apply_op(states[-1], op))
+    assert_sound(catalog)
+    with Store(catalog) as store:
+        assert store.labels() in (states[acked], states[acked + 1]), "a committed label change was lost"
+        store.set_labels(items[:3], categories[0])
+        assert_sound(catalog)
+
+
+# --- first open: schema creation -----------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_killed_schema_creation_leaves_a_catalog_that_opens(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    catalog = tmp_path / "new.sqlite"
+    target = int(rng.integers(1, 6))
+    lines = kill_midway("open", catalog, after_line=lambda l: l == f"opening {target}", jitter=0.15, rng=rng)
+
+    created = sorted(tmp_path.glob("new-*.sqlite"))
+    assert len(created) >= len([l for l in lines if l.startswith("opening")]) - 1
+    for path in created:
+        assert_sound(path)
+        with Store(path) as store:
+            assert store.item_count() == 0 and store.create_category("Shoes")
+        assert_sound(path)
