@@ -64,12 +64,17 @@ def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(tmp_path, ca
     tree = make_tree(tmp_path / "tree", COLOURS)
     others = make_tree(tmp_path / "others", OTHERS)
     cache = tmp_path / "c.sqlite"
-    result = run_json(capsys, tree, "--method", "meta-maml", "--meta-train", others, "--shots", 1, "--episodes", 2, "--cache", cache)
+    result = run_json(capsys, tree, "--method", "meta-maml", "--meta-train", others,
+                      "--shots", 1, "--episodes", 2, "--cache", cache)
     assert result["method"] == "meta-maml" and result["accuracy"] >= 0.6
-    assert main(["evaluate", str(tree), "--method", "meta-maml", "--meta-train", str(tree), "--cache", str(cache), "--device", "cpu"]) == 2
-    assert "disjoint" in capsys.readouterr().err
-    assert main(["evaluate", str(tree), "--method", "prototypes", "--meta-train", str(others), "--cache", str(cache), "--device", "cpu"]) == 2
-    assert "does not meta-train" in capsys.readouterr().err
+
+    def refused(method, meta_tree) -> str:
+        argv = ["evaluate", str(tree), "--method", method, "--meta-train", str(meta_tree), "--cache", str(cache)]
+        assert main([*argv, "--device", "cpu"]) == 2
+        return capsys.readouterr().err
+
+    assert "disjoint" in refused("meta-maml", tree)
+    assert "does not meta-train" in refused("prototypes", others)
 
 
 def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path):

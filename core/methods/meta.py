@@ -49,8 +49,11 @@ class ResidualProjection(nn.Module):
     def __init__(self, dim: int, rank: int, dropout: float = 0.1):
         super().__init__()
         self.log_gain = nn.Parameter(torch.zeros(dim))
-        self.low_rank = nn.Sequential(nn.Linear(dim, rank, bias=False), nn.Dropout(dropout), nn.Linear(rank, dim, bias=False)) if rank else None
-        if self.low_rank is not None:
+        self.low_rank = None
+        if rank:
+            self.low_rank = nn.Sequential(
+                nn.Linear(dim, rank, bias=False), nn.Dropout(dropout), nn.Linear(rank, dim, bias=False)
+            )
             nn.init.zeros_(self.low_rank[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,8 @@ class TransductivePrototypes(PrototypeClassifier):
         pool = l2_normalise(np.asarray(unlabelled[rows], np.float32) - self.centre_)
         index = {c: i for i, c in enumerate(self.classes_)}
         sums = np.zeros_like(self.prototypes_)
-        np.add.at(sums, [index[label] for label in labels], l2_normalise(np.asarray(support, np.float32) - self.centre_))
+        supported = l2_normalise(np.asarray(support, np.float32) - self.centre_)
+        np.add.at(sums, [index[label] for label in labels], supported)
         for step in range(self.iterations):
             claims = scores_with_rejection(pool @ self.prototypes_.T, self.temperature, self.claim_similarity)
             self.prototypes_ = l2_normalise(sums + self.unlabelled_weight / len(pool) * (claims.T @ pool))
