@@ -60,6 +60,37 @@ class EvalResult:
         return asdict(self)
 
 
+
+class _Tally:
+    """Accuracy per episode and hits per category, accumulated over a run's episodes."""
+
+    def __init__(self):
+        self.accuracies: list[float] = []
+        self.fit_seconds: list[float] = []
+        self.hits: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, queries: list, predicted: np.ndarray) -> None:
+        correct = predicted == np.array([im.category for im in queries], dtype=object)
+        self.accuracies.append(float(correct.mean()))
+        for im, ok in zip(queries, correct):
+            self.hits[im.category] = self.hits.get(im.category, 0) + int(ok)
+            self.counts[im.category] = self.counts.get(im.category, 0) + 1
+
+    def accuracy(self) -> float:
+        return round(float(np.mean(self.accuracies)), 4)
+
+    def ci95(self) -> float:
+        acc = np.array(self.accuracies)
+        return round(float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))), 4) if len(acc) > 1 else 0.0
+
+    def per_category(self) -> dict[str, float]:
+        return {c: round(self.hits[c] / self.counts[c], 4) for c in sorted(self.counts)}
+
+    def mean_fit_seconds(self) -> float:
+        return round(float(np.mean(self.fit_seconds)), 4)
+
+
 def scan_tree(root: Path) -> dict[str, list[Path]]:
     """Image files per category sub-folder, sorted so that seeds reproduce."""
     tree = {}
@@ -253,7 +284,7 @@ def evaluate_finetune(
     side = base.preprocessing.resize
     support_root, query_root = roots
     rng = np.random.default_rng(seed)
-    accuracies, fit_seconds, hits, counts = [], [], {}, {}
+    tally = _Tally()
     for episode in range(episodes):
         support, queries = sample_episode(support_tree, query_tree, shots, rng, ways)
         if not queries:
@@ -263,23 +294,17 @@ def evaluate_finetune(
         labels = [im.category for im in support]
         started = time.perf_counter()
         tuned = finetune(base, support_images, labels, config, device).backbone
-        fit_seconds.append(time.perf_counter() - started)
+        tally.fit_seconds.append(time.perf_counter() - started)
         extractor = FeatureExtractor(tuned, resolve_device(device))
         model = make_method(DEFAULT_METHOD).fit(embed_images(extractor, support_images), labels)
         scores = model.predict(embed_images(extractor, query_images))
-        correct = model.classes_[scores.argmax(axis=1)] == np.array([im.category for im in queries], dtype=object)
-        accuracies.append(float(correct.mean()))
-        for im, ok in zip(queries, correct):
-            hits[im.category] = hits.get(im.category, 0) + int(ok)
-            counts[im.category] = counts.get(im.category, 0) + 1
+        tally.add(queries, model.classes_[scores.argmax(axis=1)])
         progress(episode + 1, episodes)
-    acc = np.array(accuracies)
-    ci95 = float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
-    per_category = {c: round(hits[c] / counts[c], 4) for c in sorted(counts)}
+    per_category = tally.per_category()
     ways = min(ways or len(per_category), len({im.category for im in support_tree.images}))
     return EvalResult(
-        round(float(acc.mean()), 4), round(ci95, 4), ways, shots, episodes, FINETUNE, per_category,
-        fit_seconds=round(float(np.mean(fit_seconds)), 4),
+        tally.accuracy(), tally.ci95(), ways, shots, episodes, FINETUNE, per_category,
+        fit_seconds=tally.mean_fit_seconds(),
     )
 
 
@@ -303,7 +328,7 @@ def evaluate_trees(
     rng = np.random.default_rng(seed)
     available = len({im.category for im in support_tree.images})
     ways = min(ways or available, available)
-    accuracies, hits, counts, image_weights, fit_seconds = [], {}, {}, [], []
+    tally, image_weights = _Tally(), []
     for episode in range(episodes):
         support, queries = sample_episode(support_tree, query_tree, shots, rng, ways)
         if not queries:
@@ -315,21 +340,13 @@ def evaluate_trees(
             [im.category for im in support],
             unlabelled=query_features,
         )
-        fit_seconds.append(time.perf_counter() - started)
+        tally.fit_seconds.append(time.perf_counter() - started)
         image_weights.append(model.weights_.get("image", 0.0))
         scores = model.predict(query_features.take([im.row for im in queries]))
-        predicted = model.classes_[scores.argmax(axis=1)]
-        correct = predicted == np.array([im.category for im in queries], dtype=object)
-        accuracies.append(float(correct.mean()))
-        for im, ok in zip(queries, correct):
-            hits[im.category] = hits.get(im.category, 0) + int(ok)
-            counts[im.category] = counts.get(im.category, 0) + 1
+        tally.add(queries, model.classes_[scores.argmax(axis=1)])
         progress(episode + 1, episodes)
-    acc = np.array(accuracies)
-    ci95 = float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else 0.0
-    per_category = {c: round(hits[c] / counts[c], 4) for c in sorted(counts)}
     image_weight = round(float(np.mean(image_weights)), 4) if modality == "fused" else None
     return EvalResult(
-        round(float(acc.mean()), 4), round(ci95, 4), ways, shots, episodes, method, per_category,
-        modality, image_weight, round(float(np.mean(fit_seconds)), 4),
+        tally.accuracy(), tally.ci95(), ways, shots, episodes, method, tally.per_category(),
+        modality, image_weight, tally.mean_fit_seconds(),
     )
