@@ -92,6 +92,7 @@ class CatalogModel(QAbstractListModel):
         self._rows: LRUCache = LRUCache(ROW_CACHE)
         self.predictions: CatalogPredictions | None = None
         self.filter: str | int = FILTER_ALL
+        self.lists: dict[str, np.ndarray] = {}
         self.search = ""
         self.sort = SORT_CATALOG
 
@@ -196,6 +197,12 @@ class CatalogModel(QAbstractListModel):
             self.sort = sort
         self._refresh()
 
+    def set_list(self, name: str, item_ids) -> None:
+        """A named list of items (similar ones, suggestions); filtering by its name shows them in its order."""
+        self.lists[name] = np.asarray(item_ids, np.int64)
+        if self.filter == name:
+            self._refresh()
+
     def notify_changed(self, index: QModelIndex | QPersistentModelIndex) -> None:
         """Repaint one row, e.g. when its thumbnail has arrived."""
         if index.isValid():
@@ -278,6 +285,8 @@ class CatalogModel(QAbstractListModel):
         return [source.get(int(i), "").casefold() for i in self._ids]
 
     def _visible_positions(self) -> np.ndarray:
+        if isinstance(self.filter, str) and self.filter in self.lists:
+            return self._listed_positions(self.lists[self.filter])
         keep = np.ones(len(self._ids), bool)
         if self.filter == FILTER_UNASSIGNED:
             keep = (self._labels == NO_LABEL) & (self._predicted == UNASSIGNED)
@@ -296,6 +305,14 @@ class CatalogModel(QAbstractListModel):
                 key = np.where(np.isinf(key), np.inf, -key)
             positions = positions[np.argsort(key, kind="stable")]
         return positions
+
+    def _listed_positions(self, item_ids: np.ndarray) -> np.ndarray:
+        """A list's items in its own order, narrowed by the search; the sort does not apply."""
+        where, found = _positions(self._ids, item_ids)
+        positions = where[found]
+        if self.search:
+            positions = positions[np.fromiter((self.search in self._search_texts[p] for p in positions), bool, len(positions))]
+        return positions.astype(np.int64)
 
     def _refresh(self, force_reset: bool = False) -> None:
         visible = self._visible_positions()

@@ -3,8 +3,8 @@
 Each cell shows the thumbnail, a badge in the predicted category's colour with the confidence
 (a grey outline reading "Unassigned" when the classifier is unsure), a check mark and a coloured
 frame on labelled examples, and the elided title. Uniform item sizes let Qt lay out 100,000 cells
-without asking each one for its size. Number keys label the selection; files dropped on the grid
-are imported unlabelled.
+without asking each one for its size. Number keys label the selection, A or Enter accepts a
+suggested label, right-click offers "Show similar"; files dropped on the grid are imported unlabelled.
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from PySide6.QtCore import (
 from PySide6.QtGui import (
     QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QRegion,
 )
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import (
+    QAbstractItemView, QListView, QMenu, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+)
 
 from gui.catalog_model import (
     ConfidenceRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
@@ -160,6 +162,8 @@ class CatalogDelegate(QStyledItemDelegate):
 class CatalogView(QListView):
     assign_requested = Signal(int)
     unlabel_requested = Signal()
+    accept_requested = Signal()
+    similar_requested = Signal(int)
     files_dropped = Signal(list)
 
     def __init__(self, thumbnails: ThumbnailCache, parent=None):
@@ -225,8 +229,27 @@ class CatalogView(QListView):
             self.assign_requested.emit(key - Qt.Key.Key_1 + 1)
         elif key in (Qt.Key.Key_0, Qt.Key.Key_Backspace) and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
             self.unlabel_requested.emit()
+        elif key in (Qt.Key.Key_A, Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        ):
+            self.accept_requested.emit()
         else:
             super().keyPressEvent(event)
+
+    def item_menu(self, index: QModelIndex) -> QMenu:
+        """What right-clicking an item offers."""
+        menu = QMenu(self)
+        item_id = index.data(ItemIdRole)
+        menu.addAction("Show similar", lambda: self.similar_requested.emit(item_id))
+        return menu
+
+    def contextMenuEvent(self, event) -> None:
+        index = self.indexAt(event.pos())
+        if not index.isValid():
+            return
+        menu = self.item_menu(index)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(event.globalPos())
 
     def dragEnterEvent(self, event) -> None:
         """Files from outside may land on the grid; our own items dragged over it are no drop."""

@@ -14,10 +14,14 @@ import numpy as np
 
 from core.backbones import load_backbone, resolve_device
 from core.classify import CatalogClassifier, CatalogPredictions, available_modalities, save_predictions
+from core.duplicates import DuplicateGroup, duplicate_groups, export_duplicates
 from core.embedding import EmbedReport, FeatureExtractor, embed_catalog
 from core.export import export_csv
 from core.importer import ImportReport, apply_titles_file, import_images, read_titles_csv
+from core.methods.finetune import FineTuneConfig, finetune_catalog, is_finetuned, load_finetuned
+from core.similar import Neighbour, SimilaritySearch
 from core.store import Store
+from core.suggest import Suggestion, suggest
 from gui.workers import TaskProgress, WorkerContext
 
 TITLE_BLOCK = 2000
@@ -56,9 +60,12 @@ def extractor_key(backbone: str, device: str) -> tuple:
 
 
 def extractor_for(context: WorkerContext, backbone: str, device: str) -> FeatureExtractor:
-    return context.cached(
-        extractor_key(backbone, device), lambda: FeatureExtractor(load_backbone(backbone), resolve_device(device))
-    )
+    """Fine-tuned backbones load from their saved weights, so new imports embed with them too."""
+    def make() -> FeatureExtractor:
+        network = load_finetuned(backbone) if is_finetuned(backbone) else load_backbone(backbone)
+        return FeatureExtractor(network, resolve_device(device))
+
+    return context.cached(extractor_key(backbone, device), make)
 
 
 def embed_missing(
@@ -88,22 +95,67 @@ def embed_missing(
     return summary
 
 
-def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> FitResult:
-    """Refit on the current labels; the classifier keeps the embeddings in memory between fits
-    and reloads them only when the session says they changed."""
+def classifier_for(context: WorkerContext, backbone: str, embeddings_version: int) -> CatalogClassifier:
+    """The lane's classifier for a backbone, its in-memory embeddings reloaded only when the
+    session says they changed."""
     classifier: CatalogClassifier = context.cached(
-        ("classifier", request.backbone), lambda: CatalogClassifier(context.store, request.backbone)
+        ("classifier", backbone), lambda: CatalogClassifier(context.store, backbone)
     )
-    version_key = ("embeddings version", request.backbone)
-    if context.cache.setdefault(version_key, request.embeddings_version) != request.embeddings_version:
+    version_key = ("embeddings version", backbone)
+    if context.cache.setdefault(version_key, embeddings_version) != embeddings_version:
         classifier.reload()
-        context.cache[version_key] = request.embeddings_version
+        context.cache[version_key] = embeddings_version
+    return classifier
+
+
+def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> FitResult:
+    """Refit on the current labels with the lane's cached classifier."""
+    classifier = classifier_for(context, request.backbone, request.embeddings_version)
     modalities = available_modalities(context.store, request.backbone)
     modality = request.modality if request.modality in modalities else None
     predictions = classifier.run(
         context.store.labels(), request.method, request.threshold, progress, modality=modality
     )
     return FitResult(predictions, modalities)
+
+
+def similar_items(
+    context: WorkerContext, progress: TaskProgress, backbone: str, embeddings_version: int, item_id: int, k: int
+) -> list[Neighbour]:
+    """Nearest items by cosine over the classifier's vectors; the search is rebuilt only when they change."""
+    vectors = classifier_for(context, backbone, embeddings_version).vectors
+    built = context.cache.get(("similarity", backbone))
+    if built is None or built[0] is not vectors:
+        built = context.cache[("similarity", backbone)] = (vectors, SimilaritySearch(vectors))
+    return built[1].similar_to_item(item_id, k)
+
+
+def suggestions(
+    context: WorkerContext, progress: TaskProgress, backbone: str, embeddings_version: int,
+    predictions: CatalogPredictions, labelled: list[int], n: int,
+) -> list[Suggestion]:
+    """The items most worth labelling next, near-copies told apart by the classifier's vectors."""
+    vectors = classifier_for(context, backbone, embeddings_version).vectors
+    return suggest(predictions, vectors, n=n, labelled=labelled)
+
+
+def find_duplicates(
+    context: WorkerContext, progress: TaskProgress, backbone: str, threshold: float
+) -> list[DuplicateGroup]:
+    return duplicate_groups(context.store.load_embeddings(backbone), threshold, progress=progress)
+
+
+def write_duplicates(
+    context: WorkerContext, progress: TaskProgress, out_path: Path, groups: list[DuplicateGroup]
+) -> int:
+    return export_duplicates(context.store, groups, out_path)
+
+
+def finetune(context: WorkerContext, progress: TaskProgress, base: str, device: str) -> str:
+    """Fine-tune on the labelled images and re-embed the catalog; returns the new backbone's name."""
+    progress.stage("Fine-tuning")
+    return finetune_catalog(context.store, labels=None, base=base, config=FineTuneConfig(), device=device,
+                            progress=progress)
 
 
 def persist_predictions(

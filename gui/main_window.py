@@ -10,16 +10,19 @@ from pathlib import Path
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QSplitter, QVBoxLayout,
-    QWidget,
+    QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QSplitter,
+    QVBoxLayout, QWidget,
 )
 
+from core.duplicates import DEFAULT_THRESHOLD as DUPLICATE_THRESHOLD
+
 from gui.catalog_model import (
-    FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
+    ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
     SORT_MOST_CONFIDENT,
 )
 from gui.catalog_view import THUMB, CatalogView
 from gui.categories_panel import CategoriesPanel
+from gui.duplicates_dialog import DuplicatesDialog
 from gui.export_dialog import ExportDialog
 from gui.jobs import ImportResult
 from gui.model_controls import ModelControls
@@ -31,6 +34,9 @@ from gui.thumbnails import ThumbnailCache
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff)"
 CATALOG_FILTER = "ProtoShelf catalogs (*.sqlite *.db);;All files (*)"
+SHOW_SUGGESTED = "suggested"
+SHOW_SIMILAR = "similar"
+SHOW_DUPLICATES = "duplicates"
 
 
 class MainWindow(QMainWindow):
@@ -40,6 +46,10 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.session = session
         self.settings = settings
+        self.suggestions: dict[int, object] = {}
+        self.similar_title: str | None = None
+        self.duplicate_groups: list = []
+        self._shown_filter = None
         self.setWindowTitle(f"ProtoShelf — {session.path.stem}")
         self.thumbnails = ThumbnailCache(session.store, THUMB, parent=self)
 
@@ -92,6 +102,13 @@ class MainWindow(QMainWindow):
 
         self.view.assign_requested.connect(self.assign_nth)
         self.view.unlabel_requested.connect(self.unlabel_selection)
+        self.view.accept_requested.connect(self.accept_suggestion)
+        self.view.similar_requested.connect(session.find_similar)
+        self.view.selectionModel().currentChanged.connect(self._explain_suggestion)
+        session.similar_found.connect(self._show_similar)
+        session.suggestions_ready.connect(self._show_suggestions)
+        session.duplicates_found.connect(self._show_duplicates)
+        session.model.set_list(SHOW_SUGGESTED, [])
         self.view.files_dropped.connect(self._import_unlabelled)
         self.view.doubleClicked.connect(self.open_preview)
         self.panel.filter_requested.connect(self.show_filter)
@@ -146,6 +163,9 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(QAction("&New category…", self, triggered=self.panel.ask_new_category))
         edit_menu.addAction(QAction("Select &all", self, shortcut=QKeySequence.StandardKey.SelectAll,
                                     triggered=self.view.selectAll))
+        tools_menu = self.menuBar().addMenu("&Tools")
+        self.duplicates_action = QAction("Find near-&duplicates…", self, triggered=self.find_duplicates)
+        tools_menu.addAction(self.duplicates_action)
 
     # --- labelling --------------------------------------------------------------------
 
@@ -160,6 +180,71 @@ class MainWindow(QMainWindow):
     @Slot()
     def unlabel_selection(self) -> None:
         self.session.label(self.view.selected_ids(), None)
+
+    @Slot()
+    def accept_suggestion(self) -> None:
+        """Label the selected suggested items as the classifier predicts, then move on to the next item."""
+        chosen = [self.suggestions[i] for i in self.view.selected_ids() if i in self.suggestions]
+        if not chosen:
+            self._show_notice("Select a suggested item (Show: Suggested to label) to accept its prediction.")
+            return
+        for category_id in dict.fromkeys(s.category_id for s in chosen):
+            if any(c.id == category_id for c in self.session.categories):
+                self.session.label([s.item_id for s in chosen if s.category_id == category_id], category_id)
+        rows = self.view.selected_rows()
+        following = int(rows.max()) + 1 if len(rows) else 0
+        if following < self.session.model.rowCount():
+            self.view.setCurrentIndex(self.session.model.index(following))
+
+    # --- similar items, suggestions and near-duplicates --------------------------------
+
+    @Slot(int, list)
+    def _show_similar(self, item_id: int, neighbours: list) -> None:
+        """The item itself first, then its nearest neighbours, most similar first."""
+        info = self.session.model.item_info(item_id)
+        self.similar_title = info.display_name if info is not None else f"item {item_id}"
+        self.session.model.set_list(SHOW_SIMILAR, [item_id, *(n.item_id for n in neighbours)])
+        self._on_categories_changed()
+        self.show_filter(SHOW_SIMILAR)
+
+    @Slot(list)
+    def _show_suggestions(self, suggestions: list) -> None:
+        self.suggestions = {s.item_id: s for s in suggestions}
+        self.session.model.set_list(SHOW_SUGGESTED, [s.item_id for s in suggestions])
+        self._update_count()
+        if suggestions and self.filter.currentData() == SHOW_SUGGESTED:
+            self.view.setCurrentIndex(self.session.model.index(0))
+
+    @Slot(QModelIndex)
+    def _explain_suggestion(self, current: QModelIndex) -> None:
+        suggestion = self.suggestions.get(current.data(ItemIdRole)) if current.isValid() else None
+        if suggestion is not None and self.filter.currentData() == SHOW_SUGGESTED:
+            names = {c.id: c.name for c in self.session.categories}
+            self._show_notice(f"Suggested: {suggestion.reason(names)}. Press A or Enter to accept, 1-9 to choose.")
+
+    @Slot()
+    def find_duplicates(self) -> None:
+        threshold, ok = QInputDialog.getDouble(
+            self, "Find near-duplicates", "Cosine similarity at least:", DUPLICATE_THRESHOLD, 0.5, 1.0, 2
+        )
+        if ok:
+            self._duplicate_threshold = threshold
+            self.session.find_duplicates(threshold)
+
+    @Slot(list)
+    def _show_duplicates(self, groups: list) -> None:
+        threshold = getattr(self, "_duplicate_threshold", DUPLICATE_THRESHOLD)
+        if not groups:
+            self._show_notice(f"No near-duplicates at similarity {threshold:.2f} or more.")
+            return
+        self.duplicate_groups = groups
+        self.session.model.set_list(SHOW_DUPLICATES, [i for g in groups for i in g.item_ids])
+        self._on_categories_changed()
+        dialog = DuplicatesDialog(self.session, groups, threshold, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show_in_grid.connect(lambda: self.show_filter(SHOW_DUPLICATES))
+        dialog.show()
+        self.duplicates_dialog = dialog
 
     @Slot(list)
     def _import_unlabelled(self, paths: list[str]) -> None:
@@ -176,6 +261,11 @@ class MainWindow(QMainWindow):
         for text, value in (("All items", FILTER_ALL), ("Unassigned", FILTER_UNASSIGNED),
                             ("Labelled examples", FILTER_LABELLED), ("Not classified yet", FILTER_NOT_CLASSIFIED)):
             self.filter.addItem(text, value)
+        self.filter.addItem("Suggested to label", SHOW_SUGGESTED)
+        if self.similar_title is not None:
+            self.filter.addItem(f"Similar to {self.similar_title}", SHOW_SIMILAR)
+        if self.duplicate_groups:
+            self.filter.addItem("Near-duplicates", SHOW_DUPLICATES)
         self.filter.insertSeparator(self.filter.count())
         for category in self.session.categories:
             self.filter.addItem(category.name, category.id)
@@ -192,9 +282,12 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _apply_view(self) -> None:
-        self.session.model.set_view(
-            filter=self.filter.currentData() or FILTER_ALL, search=self.search.text(), sort=self.sort.currentData()
-        )
+        shown = self.filter.currentData() or FILTER_ALL
+        if shown == SHOW_SUGGESTED and self._shown_filter != SHOW_SUGGESTED:
+            self.session.suggest()
+        self._shown_filter = shown
+        self.sort.setEnabled(shown not in self.session.model.lists)
+        self.session.model.set_view(filter=shown, search=self.search.text(), sort=self.sort.currentData())
         self._update_count()
 
     @Slot()

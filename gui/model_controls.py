@@ -1,7 +1,8 @@
 """The side panel's model settings: method, backbone, device, modality and the unassigned threshold.
 
 Moving the threshold re-decides from the scores already computed (no refit), so the grid follows
-the slider live; the other settings refit on the live lane.
+the slider live; the other settings refit on the live lane. Choosing "finetune" runs fine-tuning as a
+job and then classifies with the backbone it yields; the pretrained one stays in the backbone list.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QSlider, QWidget
 
 from core.backbones import BackboneError, available_backbones, resolve_device
-from core.methods import METHODS
+from core.methods import FINETUNE, method_names
 from gui.session import CatalogSession
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -32,14 +33,15 @@ class ModelControls(QGroupBox):
         super().__init__("Model", parent)
         self.session = session
         self.method = QComboBox()
-        self.method.addItems(sorted(METHODS))
+        self.method.addItems(method_names())
         self.method.setCurrentText(session.method)
-        self.method.currentTextChanged.connect(session.set_method)
+        self.method.currentTextChanged.connect(self._on_method)
 
         self.backbone = QComboBox()
         self.backbone.addItems(list(dict.fromkeys([session.backbone, *available_backbones()])))
         self.backbone.setCurrentText(session.backbone)
         self.backbone.currentTextChanged.connect(session.set_backbone)
+        session.backbone_changed.connect(self._show_backbone)
 
         self.device = QComboBox()
         self.device.addItems(usable_devices())
@@ -75,6 +77,25 @@ class ModelControls(QGroupBox):
         form.addRow("", self.device_label)
         form.addRow(self.modality_label, self.modality)
         form.addRow("Unassigned below", threshold_row_widget)
+
+    @Slot(str)
+    def _on_method(self, method: str) -> None:
+        """Fine-tuning is a one-off job that yields a backbone, not a method to keep selected."""
+        if method != FINETUNE:
+            self.session.set_method(method)
+            return
+        self.method.blockSignals(True)
+        self.method.setCurrentText(self.session.method)
+        self.method.blockSignals(False)
+        self.session.finetune()
+
+    @Slot(str)
+    def _show_backbone(self, backbone: str) -> None:
+        self.backbone.blockSignals(True)
+        if self.backbone.findText(backbone) < 0:
+            self.backbone.addItem(backbone)
+        self.backbone.setCurrentText(backbone)
+        self.backbone.blockSignals(False)
 
     @Slot(str)
     def _on_device(self, device: str) -> None:

@@ -40,6 +40,10 @@ class CatalogSession(QObject):
     problem = Signal(str, str)
     import_finished = Signal(object)
     export_finished = Signal(str, int)
+    similar_found = Signal(int, list)
+    suggestions_ready = Signal(list)
+    duplicates_found = Signal(list)
+    backbone_changed = Signal(str)
 
     def __init__(
         self,
@@ -256,6 +260,31 @@ class CatalogSession(QObject):
     def set_device(self, device: str) -> None:
         self.device = device
 
+    def finetune(self) -> Task | None:
+        """Fine-tune the current backbone on the labels (jobs lane), then classify with the result;
+        the pretrained embeddings stay, so choosing that backbone again switches back."""
+        if not self.labels:
+            self.notice.emit("Label a few examples before fine-tuning.")
+            return None
+        return self.jobs.run(
+            "Fine-tuning", jobs.finetune, self.backbone, self.device, kind="finetune",
+            on_finished=self._on_finetuned,
+        )
+
+    @Slot(object)
+    def _on_finetuned(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("Fine-tuning failed", str(task.error))
+        elif task.outcome == "cancelled":
+            self.notice.emit("Fine-tuning cancelled; the classifier keeps its backbone.")
+        elif task.outcome == "succeeded":
+            self.backbone = task.result
+            self.backbone_changed.emit(self.backbone)
+            self.notice.emit(f"Fine-tuned: now classifying with {self.backbone}.")
+            self.schedule_fit(now=True)
+
     @Slot()
     def save_predictions(self, kind: str = "save") -> Task | None:
         """Persist the shown predictions for the CLI and export (in one transaction, on the live lane)."""
@@ -402,9 +431,68 @@ class CatalogSession(QObject):
             self.notice.emit(f"Wrote {task.result} rows to {out_path}.")
             self.export_finished.emit(out_path, task.result)
 
+    def find_similar(self, item_id: int, k: int = 48) -> Task:
+        """The k nearest items to one item; answered by `similar_found(item_id, neighbours)`."""
+        return self.live.run(
+            "Finding similar items", jobs.similar_items, self.backbone, self._embeddings_version, int(item_id), k,
+            kind="similar", on_finished=self._on_similar_found,
+        )
+
+    @Slot(object)
+    def _on_similar_found(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.notice.emit(f"No similar items: {task.error}")
+        elif task.outcome == "succeeded":
+            self.similar_found.emit(task.args[2], task.result)
+
+    def suggest(self, n: int = 20) -> Task | None:
+        """Items worth labelling next, from the shown predictions; answered by `suggestions_ready`."""
+        if self.predictions is None:
+            self.notice.emit("Nothing to suggest yet: label a few examples first.")
+            return None
+        return self.live.run(
+            "Suggesting items to label", jobs.suggestions, self.backbone, self._embeddings_version, self.predictions,
+            list(self.labels), n, kind="suggest", on_finished=self._on_suggestions,
+        )
+
+    @Slot(object)
+    def _on_suggestions(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("Suggestions failed", str(task.error))
+        elif task.outcome == "succeeded":
+            self.suggestions_ready.emit(task.result)
+
+    def find_duplicates(self, threshold: float) -> Task:
+        """Compares all pairs (quadratic), so it runs on the jobs lane with progress and Cancel."""
+        return self.jobs.run(
+            "Finding near-duplicates", jobs.find_duplicates, self.backbone, threshold, kind="duplicates",
+            on_finished=self._on_duplicates_found,
+        )
+
+    @Slot(object)
+    def _on_duplicates_found(self, task: Task) -> None:
+        if self.closed:
+            return
+        if task.outcome == "failed":
+            self.problem.emit("Finding near-duplicates failed", str(task.error))
+        elif task.outcome == "cancelled":
+            self.notice.emit("Finding near-duplicates cancelled.")
+        elif task.outcome == "succeeded":
+            self.duplicates_found.emit(task.result)
+
+    def export_duplicates(self, groups, out_path: str | Path) -> Task:
+        return self.jobs.run(
+            "Exporting near-duplicates", jobs.write_duplicates, Path(out_path), list(groups), kind="export",
+            on_finished=self._on_export_finished,
+        )
+
     def cancel(self) -> None:
-        """The status bar's Cancel: stops import, embedding and export at the next batch."""
-        for kind in ("import", "embed"):
+        """The status bar's Cancel: stops import, embedding, duplicate search and export at the next batch."""
+        for kind in ("import", "embed", "duplicates", "finetune"):
             self.jobs.cancel(kind)
         self.live.cancel(kind="export")
 

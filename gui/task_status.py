@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 from gui.session import CatalogSession
 from gui.workers import Task
 
-SHOWN_KINDS = {"import", "embed", "export", "save-for-export"}
+SHOWN_KINDS = {"import", "embed", "export", "save-for-export", "duplicates", "finetune"}
 
 
 def format_duration(seconds: float) -> str:

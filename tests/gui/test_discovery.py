@@ -1,0 +1,171 @@
+"""Finding items in the real window: similar items, suggestions to label, near-duplicates."""
+from __future__ import annotations
+
+import csv
+import time
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from core.backbones import DEFAULT_BACKBONE
+from core.methods import FINETUNE, method_names
+from core.similar import unit_rows
+from core.store import Store
+from core.suggest import suggest
+from gui import jobs as gui_jobs
+from gui.catalog_model import FILTER_ALL
+from gui.main_window import SHOW_DUPLICATES, SHOW_SIMILAR, SHOW_SUGGESTED
+from tests.gui.conftest import wait_idle
+from tests.gui.test_main_window import label_examples
+
+
+def test_show_similar_from_the_context_menu_and_back(qtbot, open_window, fake_catalog):
+    path, truth, _ = fake_catalog
+    window = open_window(path)
+    session, model = window.session, window.session.model
+    wait_idle(qtbot, session)
+    index = model.index(model.row_of(5))
+    menu = window.view.item_menu(index)
+    action = next(a for a in menu.actions() if a.text() == "Show similar")
+    with qtbot.waitSignal(session.similar_found, timeout=10_000):
+        action.trigger()
+
+    vectors = Store(path).load_embeddings(DEFAULT_BACKBONE)
+    unit = unit_rows(vectors.matrix)
+    cosine = unit @ unit[vectors.item_ids == 5][0]
+    cosine[vectors.item_ids == 5] = np.inf
+    expected = vectors.item_ids[np.argsort(-cosine, kind="stable")][: model.rowCount()]
+    assert window.filter.currentData() == SHOW_SIMILAR
+    assert window.filter.currentText() == f"Similar to Product 5 of kind {truth[4]}"
+    assert model.visible_ids().tolist() == expected.tolist()
+    assert set(truth[model.visible_ids()[:10] - 1]) == {truth[4]}
+
+    window.show_filter(FILTER_ALL)
+    assert model.rowCount() == 90
+    window.show_filter(SHOW_SIMILAR)
+    assert model.visible_ids()[0] == 5
+
+
+def test_suggested_view_lists_suggestions_in_order_and_a_key_accepts(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session, model = window.session, window.session.model
+    wait_idle(qtbot, session)
+    label_examples(qtbot, window, truth, categories)
+    with qtbot.waitSignal(session.suggestions_ready, timeout=10_000):
+        window.show_filter(SHOW_SUGGESTED)
+
+    expected = suggest(session.predictions, Store(path).load_embeddings(DEFAULT_BACKBONE), 20, session.labels)
+    assert model.visible_ids().tolist() == [s.item_id for s in expected]
+    assert window.view.currentIndex().row() == 0
+    first, second = expected[0], expected[1]
+    window.view.setFocus()
+    window.view.setCurrentIndex(model.index(0))
+    qtbot.keyClick(window.view, Qt.Key.Key_A)
+    assert session.labels[first.item_id] == first.category_id
+    assert window.view.selected_ids() == [second.item_id]
+
+    other = next(c for c in categories if c != second.category_id)
+    qtbot.keyClick(window.view, str(categories.index(other) + 1))
+    assert session.labels[second.item_id] == other
+    session.undo_stack.undo()
+    session.undo_stack.undo()
+    assert first.item_id not in session.labels
+    wait_idle(qtbot, session)
+    assert Store(path).labels() == session.labels
+
+
+def test_near_duplicates_are_found_shown_and_exported(qtbot, open_window, fake_catalog, tmp_path, monkeypatch):
+    path, _, _ = fake_catalog
+    with Store(path) as store:
+        vectors = store.load_embeddings(DEFAULT_BACKBONE)
+        copy = vectors.matrix[vectors.item_ids == 7][0] * 1.01 + 0.001
+        store.save_embeddings(DEFAULT_BACKBONE, [40], copy[None, :])
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    monkeypatch.setattr(QInputDialog, "getDouble", lambda *args, **kwargs: (0.99, True))
+    with qtbot.waitSignal(session.duplicates_found, timeout=10_000) as found:
+        window.duplicates_action.trigger()
+    groups = found.args[0]
+    assert [g.item_ids for g in groups] == [(7, 40)]
+
+    dialog = window.duplicates_dialog
+    assert dialog.tree.topLevelItemCount() == 1
+    group = dialog.tree.topLevelItem(0)
+    assert [group.child(i).text(0) for i in range(group.childCount())] == [
+        Store(path).items([7])[7].title, Store(path).items([40])[40].title
+    ]
+    out = tmp_path / "duplicates.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(out), ""))
+    with qtbot.waitSignal(session.export_finished, timeout=10_000):
+        dialog.export_button.click()
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(r["group"], r["item_id"]) for r in rows] == [("1", "7"), ("1", "40")]
+
+    dialog.show_button.click()
+    assert window.filter.currentData() == SHOW_DUPLICATES
+    assert window.session.model.visible_ids().tolist() == [7, 40]
+    dialog.close()
+
+
+def fake_finetune(calls: list, slow: bool = False):
+    """Stands in for core's fine-tuning: reports progress (for up to 10 s when slow, so there is
+    time to cancel), then saves "fine-tuned" vectors (the pretrained ones, scaled) under a new name."""
+
+    def run(store, labels=None, base=DEFAULT_BACKBONE, config=None, device="auto", progress=None):
+        calls.append((base, device, labels))
+        steps = 500 if slow else 10
+        for step in range(steps):
+            progress(step, steps)
+            if slow:
+                time.sleep(0.02)
+        vectors = store.load_embeddings(base)
+        name = f"{base}+ft-test"
+        store.save_embeddings(name, vectors.item_ids, vectors.matrix * 2)
+        progress(10, 10)
+        return name
+
+    return run
+
+
+def test_choosing_finetune_switches_the_classifier_to_the_new_backbone(qtbot, open_window, fake_catalog, monkeypatch):
+    path, truth, categories = fake_catalog
+    calls: list = []
+    monkeypatch.setattr(gui_jobs, "finetune_catalog", fake_finetune(calls))
+    window = open_window(path)
+    session, controls = window.session, window.controls
+    label_examples(qtbot, window, truth, categories)
+    assert [controls.method.itemText(i) for i in range(controls.method.count())] == method_names()
+
+    with qtbot.waitSignal(session.backbone_changed, timeout=10_000) as changed:
+        controls.method.setCurrentText(FINETUNE)
+    name = f"{DEFAULT_BACKBONE}+ft-test"
+    assert changed.args == [name]
+    assert calls == [(DEFAULT_BACKBONE, session.device, None)]
+    assert controls.method.currentText() == session.method != FINETUNE
+    assert controls.backbone.currentText() == session.backbone == name
+    wait_idle(qtbot, session)
+    assert ("classifier", name) in session.live.context.cache
+    predicted = session.predictions
+    assert predicted is not None and sorted(predicted.item_ids.tolist()) == list(range(1, 91))
+
+    controls.backbone.setCurrentText(DEFAULT_BACKBONE)
+    wait_idle(qtbot, session)
+    assert session.backbone == DEFAULT_BACKBONE and session.predictions is not predicted
+
+
+def test_finetuning_can_be_cancelled(qtbot, open_window, fake_catalog, monkeypatch):
+    path, truth, categories = fake_catalog
+    monkeypatch.setattr(gui_jobs, "finetune_catalog", fake_finetune([], slow=True))
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    task = session.finetune()
+    qtbot.waitUntil(lambda: window.task_status.isVisible(), timeout=5_000)
+    with qtbot.waitSignal(task.finished, timeout=10_000):
+        window.task_status.cancel_button.click()
+    assert task.outcome == "cancelled"
+    assert session.backbone == DEFAULT_BACKBONE
+    wait_idle(qtbot, session)
