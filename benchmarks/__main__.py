@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 SECTIONS = {
-    "embedding": ("embedding_throughput", [], ["--images", "64", "--batch-size", "32", "--rounds", "1", "--naive-images", "8"]),
+    "embedding": ("embedding_throughput", [], ["--images", "64", "--rounds", "1", "--naive-images", "16"]),
     "rescoring": ("rescoring", [], ["--items", "100000", "--repeats", "2"]),
     "grid": ("grid_model", [], ["--items", "100000", "--pages", "30", "--jumps", "20"]),
 }

@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser("embed", parents=[common, backbone, device], help="compute missing embeddings")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: 16 on a CPU, 64 on a GPU)")
     p.add_argument("--workers", type=int, default=None, help="image decoding processes")
     p.add_argument("--no-titles", action="store_true", help="skip the product-title embeddings")
     p.add_argument("--engine", choices=["local", "ray"], default="local",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.backbones import DEFAULT_BACKBONE, Preprocessing, load_backbone, resolve_device
-from core.embedding import EmbedReport, FeatureExtractor, to_model_input
+from core.embedding import CPU_BATCH, GPU_BATCH, EmbedReport, FeatureExtractor, to_model_input
 from core.images import ImageError, open_image
 from core.progress import Progress, no_progress
 from core.store import Store
@@ -76,7 +76,7 @@ def embed_catalog_on_ray(
     backbone_name: str = DEFAULT_BACKBONE,
     address: str | None = None,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     actors: int | None = None,
     progress: Progress = no_progress,
 ) -> EmbedReport:
@@ -100,6 +100,7 @@ def embed_catalog_on_ray(
             size, actor_resources, threads = actors or gpus, {"num_gpus": 1}, None
         else:  # half the CPUs decode, half run one-thread backbones
             size, actor_resources, threads = actors or max(1, int(resources.get("CPU", 1)) // 2), {"num_cpus": 1}, 1
+        batch_size = batch_size or (GPU_BATCH if gpus else CPU_BATCH)
         report = EmbedReport(backbone_name, f"ray: {size} {'GPU' if gpus else 'CPU'} workers")
         progress(0, len(rows))
         if not rows:

@@ -244,8 +244,12 @@ class Store:
             return s.scalar(select(func.count(Item.id))) or 0
 
     def item_ids(self) -> np.ndarray:
-        with self.read() as s:
-            return np.fromiter(s.scalars(select(Item.id).order_by(Item.id)), dtype=np.int64)
+        """Sorted. Read with the bare driver from the (small) sha256 index, which SQLite scans
+        instead of the table and its thumbnails when no order is asked: 2x faster at 1M items,
+        and ORM rows were 2x slower again."""
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.execute("SELECT id FROM items")
+            return np.sort(np.fromiter((row[0] for row in cursor), dtype=np.int64))
 
     def items(self, item_ids: Sequence[int]) -> dict[int, Item]:
         with self.read() as s:
