@@ -69,7 +69,7 @@ def extractor_for(context: WorkerContext, backbone: str, device: str) -> Feature
 
 
 def embed_missing(
-    context: WorkerContext, progress: TaskProgress, backbone: str, device: str, titles: bool, batch_size: int = 32,
+    context: WorkerContext, progress: TaskProgress, backbone: str, device: str, titles: bool, batch_size: int | None = None,
     workers: int | None = None,
 ) -> EmbedSummary:
     """Embed images (and titles) that have no vector yet; the expensive models load only if needed."""
