@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.backbones import DEFAULT_BACKBONE, load_backbone
-from core.embedding import FeatureExtractor, _collate, _CatalogImages, default_batch_size, embed_catalog
+from core.embedding import FeatureExtractor, _collate, CatalogImages, default_batch_size, embed_catalog
 from core.images import file_sha256
 from core.schema import Item
 from core.store import Store
@@ -140,7 +140,7 @@ def run(images: int = 192, batch_size: int | None = None, side: int = 1000, roun
         extractor = FeatureExtractor(load_backbone(), torch.device("cpu"))
         batch_size = batch_size or default_batch_size(extractor.device)
         prep = extractor.backbone.preprocessing
-        decoded = [_CatalogImages([(i, str(p))], prep)[0][2] for i, p in enumerate(photos)]
+        decoded = [CatalogImages([(i, str(p))], prep)[0][2] for i, p in enumerate(photos)]
         batches = [_collate([(0, "", t, "") for t in decoded[i : i + batch_size]])[1]
                    for i in range(0, images, batch_size)]
         extractor(batches[0])  # warm-up: first-call allocations and kernel selection

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional
-from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from core.backbones import Preprocessing
-from core.embedding import to_model_input
+from core.embedding import CatalogImages
 from core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image
 
 
@@ -41,26 +40,15 @@ def plain_jpeg(path: Path) -> torch.Tensor | None:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-class JpegFiles(Dataset):
-    """Like embedding's catalog images, but a JPEG comes back as its raw bytes (a 1-D tensor)."""
-
-    def __init__(self, rows: list[tuple[int, str]], prep: Preprocessing):
-        self.rows = rows
-        self.prep = prep
-
-    def __len__(self) -> int:
-        return len(self.rows)
+class JpegFiles(CatalogImages):
+    """Like CatalogImages, but a plain JPEG comes back as its raw bytes (a 1-D tensor)."""
 
     def __getitem__(self, index: int):
         item_id, path = self.rows[index]
         raw = plain_jpeg(Path(path))
         if raw is not None:
             return item_id, path, raw, ""
-        try:
-            return item_id, path, to_model_input(open_image(Path(path), min_side=self.prep.resize), self.prep), ""
-        except (ImageError, OSError) as exc:
-            return item_id, path, None, str(exc)
-
+        return super().__getitem__(index)
 
 def collate(samples):
     """(ids, [(path, payload)], failed): the payloads differ in shape, so they stay a list."""

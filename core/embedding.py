@@ -45,7 +45,9 @@ def to_model_input(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     return torch.from_numpy(np.asarray(cropped, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-class _CatalogImages(Dataset):
+class CatalogImages(Dataset):
+    """Catalog rows decoded by Pillow to model input; a file that fails comes back with its reason."""
+
     def __init__(self, rows: list[tuple[int, str]], prep: Preprocessing):
         self.rows = rows
         self.prep = prep
@@ -170,7 +172,7 @@ def embed_catalog(
     if on_gpu:  # workers only read JPEG files; the GPU decodes them
         from core import device_decode
     loader = DataLoader(
-        device_decode.JpegFiles(rows, prep) if on_gpu else _CatalogImages(rows, prep),
+        device_decode.JpegFiles(rows, prep) if on_gpu else CatalogImages(rows, prep),
         batch_size=batch_size,
         num_workers=min(workers, max(0, len(rows) // batch_size)),
         collate_fn=device_decode.collate if on_gpu else _collate,
