@@ -1,23 +1,24 @@
-"""The catalog grid: a QListView of uniform cells painted by a delegate.
+"""The catalog grid: uniform cells painted by a delegate.
 
 Each cell shows the thumbnail, a badge in the predicted category's colour with the confidence
 (a grey outline reading "Unassigned" when the classifier is unsure), a check mark and a coloured
-frame on labelled examples, and the elided title. Uniform item sizes let Qt lay out 100,000 cells
-without asking each one for its size. Number keys label the selection, A or Enter accepts a
-suggested label, right-click offers "Show similar"; files dropped on the grid are imported unlabelled.
+frame on labelled examples, and the elided title. The cells are equal, so the view places them by
+arithmetic and stays as quick at a million items as at a hundred. Number keys label the selection,
+A or Enter accepts a suggested label, right-click offers "Show similar"; files dropped on the grid
+are imported unlabelled.
 """
 from __future__ import annotations
 
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import (
-    QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal, Slot,
+    QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal, Slot,
 )
 from PySide6.QtGui import (
     QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QRegion,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView, QListView, QMenu, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+    QAbstractItemView, QMenu, QRubberBand, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
 )
 
 from gui.catalog_model import (
@@ -159,7 +160,14 @@ class CatalogDelegate(QStyledItemDelegate):
             index.model().notify_changed(index)
 
 
-class CatalogView(QListView):
+class CatalogView(QAbstractItemView):
+    """A grid of equal cells whose geometry is arithmetic: row r sits in line r // columns.
+
+    QListView's icon mode lays out and indexes every item when it is shown (a million model calls
+    from C++ into Python); here opening, scrolling and hit-testing cost the same at 100 items and at
+    a million, and only the visible cells are ever asked for.
+    """
+
     assign_requested = Signal(int)
     unlabel_requested = Signal()
     accept_requested = Signal()
@@ -168,52 +176,186 @@ class CatalogView(QListView):
 
     def __init__(self, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
-        self.setMovement(QListView.Movement.Static)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setUniformItemSizes(True)
-        self.setGridSize(CELL + QSize(GAP, GAP))
-        self.setSpacing(0)
+        self._grid = CELL + QSize(GAP, GAP)
+        self._columns = 1
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
         self.setDragEnabled(True)
-        self.viewport().setAcceptDrops(True)  # a Static movement turned it off
+        self.viewport().setAcceptDrops(True)
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.verticalScrollBar().setSingleStep(40)
         self.delegate = CatalogDelegate(thumbnails, self)
         self.setItemDelegate(self.delegate)
         self._kept_selection: tuple[np.ndarray, int | None, int] = (np.empty(0, np.int64), None, 0)
+        self._band = QRubberBand(QRubberBand.Shape.Rectangle, self.viewport())
+        self._band_origin = QPoint()
 
     def setModel(self, model: CatalogModel) -> None:
         super().setModel(model)
         model.modelAboutToBeReset.connect(self._remember_selection)
         model.modelReset.connect(self._restore_selection)
 
-    def resizeEvent(self, event) -> None:
-        """Share the leftover width between the columns instead of leaving a gap on the right."""
-        width = self.viewport().width()
-        columns = max(1, width // (CELL.width() + GAP))
-        grid = QSize(max(CELL.width() + GAP, width // columns), CELL.height() + GAP)
-        if grid != self.gridSize():
-            self.setGridSize(grid)
-        super().resizeEvent(event)
+    def mousePressEvent(self, event) -> None:
+        self._band_origin = event.position().toPoint() + QPoint(0, self.verticalOffset())
+        super().mousePressEvent(event)
 
-    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
-        """New predictions change every row's badge but no cell's size: a repaint is enough.
+    def mouseMoveEvent(self, event) -> None:
+        """Show the band while a drag from empty space selects cells (the selecting is the base class's)."""
+        super().mouseMoveEvent(event)
+        if self.state() == QAbstractItemView.State.DragSelectingState:
+            origin = self._band_origin - QPoint(0, self.verticalOffset())
+            self._band.setGeometry(QRect(origin, event.position().toPoint()).normalized())
+            self._band.show()
 
-        QListView would otherwise ask the delegate for the size of each of 100,000 rows."""
-        if bottom_right.row() - top_left.row() > 256:
-            self.viewport().update()
+    def mouseReleaseEvent(self, event) -> None:
+        self._band.hide()
+        super().mouseReleaseEvent(event)
+
+    # -- geometry: everything follows from the viewport width and the row count --------------------
+
+    def gridSize(self) -> QSize:
+        return QSize(self._grid)
+
+    def _count(self) -> int:
+        model = self.model()
+        return model.rowCount(self.rootIndex()) if model is not None else 0
+
+    def _lines(self) -> int:
+        return -(-self._count() // self._columns)
+
+    def updateGeometries(self) -> None:
+        """Columns share the viewport's width (no gap on the right); the scroll range is lines × height."""
+        width, height = self.viewport().width(), self.viewport().height()
+        self._columns = max(1, width // (CELL.width() + GAP))
+        self._grid = QSize(max(CELL.width() + GAP, width // self._columns), CELL.height() + GAP)
+        bar = self.verticalScrollBar()
+        bar.setRange(0, max(0, self._lines() * self._grid.height() - height))
+        bar.setPageStep(height)
+        bar.setSingleStep(40)
+        super().updateGeometries()
+
+    def _cell(self, row: int) -> QRect:
+        """Where row `row` is drawn, in viewport coordinates: its grid cell less the gap around it."""
+        line, column = divmod(row, self._columns)
+        w, h = self._grid.width(), self._grid.height()
+        top = line * h - self.verticalOffset()
+        return QRect(column * w, top, w, h).adjusted(GAP // 2, GAP // 2, -(GAP - GAP // 2), -(GAP - GAP // 2))
+
+    def visualRect(self, index: QModelIndex) -> QRect:
+        return self._cell(index.row()) if index.isValid() else QRect()
+
+    def indexAt(self, point: QPoint) -> QModelIndex:
+        x, y = point.x(), point.y() + self.verticalOffset()
+        column = x // self._grid.width()
+        row = (y // self._grid.height()) * self._columns + column
+        if x < 0 or y < 0 or column >= self._columns or row >= self._count():
+            return QModelIndex()
+        return self.model().index(row, 0, self.rootIndex())
+
+    def horizontalOffset(self) -> int:
+        return 0
+
+    def verticalOffset(self) -> int:
+        return self.verticalScrollBar().value()
+
+    def isIndexHidden(self, index: QModelIndex) -> bool:
+        return False
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        self.viewport().scroll(dx, dy)
+
+    def scrollTo(self, index: QModelIndex, hint=QAbstractItemView.ScrollHint.EnsureVisible) -> None:
+        if not index.isValid():
+            return
+        rect, height = self.visualRect(index), self.viewport().height()
+        Hint = QAbstractItemView.ScrollHint
+        bar = self.verticalScrollBar()
+        if hint == Hint.PositionAtTop or (hint == Hint.EnsureVisible and rect.top() < 0):
+            bar.setValue(bar.value() + rect.top() - GAP // 2)
+        elif hint == Hint.PositionAtBottom or (hint == Hint.EnsureVisible and rect.bottom() > height):
+            bar.setValue(bar.value() + rect.bottom() + GAP - height)
+        elif hint == Hint.PositionAtCenter:
+            bar.setValue(bar.value() + rect.center().y() - height // 2)
+
+    def moveCursor(self, action, modifiers) -> QModelIndex:
+        """Arrow keys move by a cell or a line, Page keys by a screenful, Home/End to either end."""
+        count = self._count()
+        if not count:
+            return QModelIndex()
+        current = self.currentIndex()
+        Move = QAbstractItemView.CursorAction
+        page = max(1, self.viewport().height() // self._grid.height()) * self._columns
+        steps = {
+            Move.MoveLeft: -1, Move.MovePrevious: -1, Move.MoveRight: 1, Move.MoveNext: 1,
+            Move.MoveUp: -self._columns, Move.MoveDown: self._columns,
+            Move.MovePageUp: -page, Move.MovePageDown: page,
+        }
+        if action == Move.MoveHome or not current.isValid():
+            row = 0
+        elif action == Move.MoveEnd:
+            row = count - 1
         else:
-            super().dataChanged(top_left, bottom_right, roles)
+            row = current.row() + steps.get(action, 0)
+        return self.model().index(min(max(row, 0), count - 1), 0, self.rootIndex())
+
+    def setSelection(self, rect: QRect, command) -> None:
+        """A click, shift-click or shift-arrow selects the items between its two ends in reading
+        order, as a file manager does; dragging a band with the mouse selects the cells it covers."""
+        first, last = self.indexAt(rect.topLeft()), self.indexAt(rect.bottomRight())
+        if self.state() != QAbstractItemView.State.DragSelectingState and first.isValid() and last.isValid():
+            selection = QItemSelection(*sorted((first, last), key=QModelIndex.row))
+        else:
+            selection = self._cells_under(rect.normalized())
+        self.selectionModel().select(selection, command)
+
+    def _cells_under(self, rect: QRect) -> QItemSelection:
+        """The cells a rectangle of the viewport touches, one range per line."""
+        rect = rect.translated(0, self.verticalOffset())
+        w, h, count = self._grid.width(), self._grid.height(), self._count()
+        first_column, last_column = max(0, rect.left() // w), min(self._columns - 1, rect.right() // w)
+        selection = QItemSelection()
+        for line in range(max(0, rect.top() // h), min(self._lines() - 1, rect.bottom() // h) + 1):
+            start, stop = line * self._columns + first_column, min(count - 1, line * self._columns + last_column)
+            if start <= stop:
+                selection.select(self.model().index(start, 0, self.rootIndex()),
+                                 self.model().index(stop, 0, self.rootIndex()))
+        return selection
 
     def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:
-        """QListView measures every selected cell to repaint exactly them; after select-all on a
-        100,000-item catalog, repainting the viewport is far cheaper."""
+        """Exact cells for a small selection; after select-all on a big catalog, the whole viewport."""
         if sum(r.height() for r in selection) > 256:
             return QRegion(self.viewport().rect())
-        return super().visualRegionForSelection(selection)
+        region = QRegion()
+        for selected in selection:
+            for row in range(selected.top(), selected.bottom() + 1):
+                region += self._cell(row)
+        return region
+
+    def paintEvent(self, event) -> None:
+        """Paint the cells in the exposed area, and only those."""
+        count = self._count()
+        if not count:
+            return
+        exposed = event.rect()
+        h, offset = self._grid.height(), self.verticalOffset()
+        first = max(0, (offset + exposed.top()) // h) * self._columns
+        last = min(count - 1, ((offset + exposed.bottom()) // h + 1) * self._columns - 1)
+        option = QStyleOptionViewItem()
+        self.initViewItemOption(option)
+        base_state = option.state & ~(QStyle.StateFlag.State_HasFocus | QStyle.StateFlag.State_Selected)
+        selection, current = self.selectionModel(), self.currentIndex()
+        painter = QPainter(self.viewport())
+        for row in range(first, last + 1):
+            index = self.model().index(row, 0, self.rootIndex())
+            option.rect = self._cell(row)
+            option.state = base_state
+            if selection.isSelected(index):
+                option.state |= QStyle.StateFlag.State_Selected
+            if index == current and self.hasFocus():
+                option.state |= QStyle.StateFlag.State_HasFocus
+            self.delegate.paint(painter, option, index)
+        painter.end()
 
     def selected_rows(self) -> np.ndarray:
         """Read from the selection's ranges: select-all on 100,000 items is one range, not 100,000 indexes."""
