@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import (
-    QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, Qt, Signal, Slot,
+    QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, QSizeF, Qt,
+    Signal, Slot,
 )
 from PySide6.QtGui import (
-    QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QRegion,
+    QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QPixmap, QRegion,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView, QMenu, QRubberBand, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
@@ -44,12 +45,30 @@ def text_colour_on(background: QColor) -> QColor:
     return QColor("#111111") if luminance > 0.35 else QColor("#ffffff")
 
 
+def placeholder_colour(base: QColor, text: QColor) -> QColor:
+    """The square shown until a thumbnail arrives: the background tinted a little toward the text colour."""
+    mix = lambda a, b: round(0.88 * a + 0.12 * b)  # noqa: E731
+    return QColor(mix(base.red(), text.red()), mix(base.green(), text.green()), mix(base.blue(), text.blue()))
+
+
+def _rendered(size: QSize, pixel_ratio: float, draw) -> QPixmap:
+    """A transparent pixmap of `size` (device-independent pixels) with `draw(painter)` on it."""
+    pixmap = QPixmap(size * pixel_ratio)
+    pixmap.setDevicePixelRatio(pixel_ratio)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    draw(painter)
+    painter.end()
+    return pixmap
+
+
 class CatalogDelegate(QStyledItemDelegate):
     def __init__(self, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
         self.thumbnails = thumbnails
         self.categories: dict[int, tuple[str, QColor]] = {}
         self._waiting: LRUCache = LRUCache(4096)
+        self._pills: LRUCache = LRUCache(2048)
         thumbnails.loaded.connect(self._on_thumbnail_loaded)
 
     def set_categories(self, categories: dict[int, tuple[str, QColor]]) -> None:
@@ -74,7 +93,7 @@ class CatalogDelegate(QStyledItemDelegate):
         item_id = index.data(ItemIdRole)
         label = index.data(LabelRole)
         image_rect = QRectF(cell.center().x() - THUMB / 2, cell.top() + PAD, THUMB, THUMB)
-        self._paint_thumbnail(painter, image_rect, item_id, index)
+        self._paint_thumbnail(painter, image_rect, item_id, index, palette)
         if label is not None:
             self._paint_example_marker(painter, image_rect, self._colour(label))
 
@@ -90,14 +109,16 @@ class CatalogDelegate(QStyledItemDelegate):
     def _colour(self, category_id: int) -> QColor:
         return self.categories.get(category_id, ("?", UNASSIGNED_COLOUR))[1]
 
-    def _paint_thumbnail(self, painter: QPainter, rect: QRectF, item_id: int, index: QModelIndex) -> None:
+    def _paint_thumbnail(
+        self, painter: QPainter, rect: QRectF, item_id: int, index: QModelIndex, palette: QPalette
+    ) -> None:
         image = self.thumbnails.get(item_id)
         if image is None or image.isNull():
             if image is None:
                 self._waiting[item_id] = QPersistentModelIndex(index)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(128, 128, 128, 40))
-            painter.drawRoundedRect(rect, 6, 6)
+            # Opaque, on whole pixels: a translucent or antialiased square costs more than the rest of the cell.
+            colour = placeholder_colour(palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text))
+            painter.fillRect(rect.toRect(), colour)
             return
         target = QRectF(0, 0, image.width(), image.height())
         target.moveCenter(rect.center())
@@ -125,33 +146,45 @@ class CatalogDelegate(QStyledItemDelegate):
             name, colour = self.categories.get(label, ("?", UNASSIGNED_COLOUR))
             text, outline = name, False
         elif predicted == NOT_CLASSIFIED:
-            name, colour, text, outline = "", UNASSIGNED_COLOUR, "not classified yet", True
+            colour, text, outline = UNASSIGNED_COLOUR, "not classified yet", True
         elif predicted < 0:
             colour, text, outline = UNASSIGNED_COLOUR, f"Unassigned {confidence:.0%}", True
         else:
             name, colour = self.categories.get(predicted, ("?", UNASSIGNED_COLOUR))
             text, outline = f"{name} {confidence:.0%}", False
-        painter.save()
+        key = (text, colour.rgba(), outline, int(rect.width()), int(rect.height()), painter.font().key())
+        pill = self._pills.get(key)
+        if pill is None:
+            pill = self._pills[key] = self._render_pill(painter, rect.size(), text, colour, outline)
+        painter.drawPixmap(int(rect.center().x() - pill.deviceIndependentSize().width() / 2), int(rect.top()), pill)
+
+    @staticmethod
+    def _render_pill(painter: QPainter, space: QSizeF, text: str, colour: QColor, outline: bool) -> QPixmap:
+        """A badge drawn once per text and colour, then reused: the grid shows few distinct ones."""
         font = QFont(painter.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
         font.setBold(not outline)
-        painter.setFont(font)
         metrics = QFontMetrics(font)
-        text = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, int(rect.width()) - 12)
-        pill = QRectF(0, 0, min(rect.width(), metrics.horizontalAdvance(text) + 16), rect.height())
-        pill.moveCenter(rect.center())
-        if outline:
-            painter.setPen(QPen(colour, 1.2, Qt.PenStyle.DashLine))
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
-            painter.setPen(colour.darker(130))
-        else:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(colour)
-            painter.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
-            painter.setPen(text_colour_on(colour))
-        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
-        painter.restore()
+        text = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, int(space.width()) - 12)
+        size = QSize(int(min(space.width(), metrics.horizontalAdvance(text) + 16)), int(space.height()))
+
+        def draw(p: QPainter) -> None:
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            p.setFont(font)
+            pill = QRectF(0.5, 0.5, size.width() - 1, size.height() - 1)
+            if outline:
+                p.setPen(QPen(colour, 1.2, Qt.PenStyle.DashLine))
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+                p.setPen(colour.darker(130))
+            else:
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(colour)
+                p.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+                p.setPen(text_colour_on(colour))
+            p.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
+
+        return _rendered(size, painter.device().devicePixelRatioF(), draw)
 
     @Slot(int)
     def _on_thumbnail_loaded(self, item_id: int) -> None:
