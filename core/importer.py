@@ -1,8 +1,9 @@
 """Import image files and folders into a catalog.
 
-Files are decoded in a small thread pool (Pillow releases the GIL while decoding) and written in
-batches, one transaction each, so a killed import keeps every finished batch and a rerun skips
-them by content hash. Bad files never stop an import: each one is reported with its reason.
+Files are hashed, and only content the catalog lacks is decoded, in a small thread pool (hashlib
+and Pillow release the GIL) and written in batches, one transaction each, so a killed import keeps
+every finished batch and a rerun skips them by content hash without decoding them again. Bad files
+never stop an import: each one is reported with its reason.
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import os
 import unicodedata
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import select
 
-from core.images import IMAGE_SUFFIXES, ImageError, file_sha256, open_image, thumbnail_bytes
+from core.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, file_sha256, open_image, thumbnail_bytes
 from core.progress import Progress, no_progress
 from core.schema import Category, Item, Label
 from core.store import Store
@@ -83,7 +84,8 @@ def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]]
             yield path
 
 
-def _decode(path: Path) -> _Decoded:
+def _examine(path: Path) -> _Decoded:
+    """The cheap checks, then the content hash; no pixel is decoded here."""
     shown = display_path(path)
     try:
         resolved = path.resolve(strict=True)
@@ -91,13 +93,12 @@ def _decode(path: Path) -> _Decoded:
             return _Decoded(shown, error="not a file")
         if display_path(resolved) != str(resolved):
             return _Decoded(shown, error="file name is not valid UTF-8; rename the file to import it")
-        image = open_image(resolved, min_side=256)  # first: it refuses giant files before hashing
-        return _Decoded(
-            str(resolved), file_sha256(resolved), image.width, image.height, resolved.stat().st_size,
-            thumbnail_bytes(image),
-        )
-    except ImageError as exc:
-        return _Decoded(shown, error=str(exc))
+        size = resolved.stat().st_size  # the same limits as open_image, checked before hashing
+        if size == 0:
+            return _Decoded(shown, error="empty file (0 bytes)")
+        if size > MAX_FILE_BYTES:
+            return _Decoded(shown, error=f"file too large ({size / 2**20:.0f} MB)")
+        return _Decoded(str(resolved), file_sha256(resolved), file_size=size)
     except RuntimeError as exc:  # symlink loops surface as RuntimeError on some Pythons
         return _Decoded(shown, error=f"cannot resolve path ({exc})")
     except PermissionError:
@@ -108,6 +109,17 @@ def _decode(path: Path) -> _Decoded:
         return _Decoded(shown, error=f"cannot read file ({exc.strerror or exc})")
 
 
+def _decode(examined: _Decoded) -> _Decoded:
+    """The expensive part: pixels and thumbnail of a hashed file whose content is new."""
+    try:
+        image = open_image(Path(examined.path), min_side=256)
+        return replace(examined, width=image.width, height=image.height, thumbnail=thumbnail_bytes(image))
+    except ImageError as exc:
+        return replace(examined, error=str(exc))
+    except OSError as exc:
+        return replace(examined, error=f"cannot read file ({exc.strerror or exc})")
+
+
 def import_images(
     store: Store,
     sources: Iterable[str | Path],
@@ -115,17 +127,38 @@ def import_images(
     progress: Progress = no_progress,
     workers: int = 4,
 ) -> ImportReport:
-    """Import image files; `titles` maps resolved paths to product titles."""
+    """Import image files; `titles` maps resolved paths to product titles.
+
+    Each file is hashed before it is decoded: hashing is a fast read, decoding is the slow part,
+    so a rescan of a folder already in the catalog decodes nothing, and copies are decoded once.
+    """
     report = ImportReport()
     paths = list(find_images(sources, report.skipped))
     titles = titles or {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), BATCH_SIZE):
             progress(start, len(paths))
-            decoded = list(pool.map(_decode, paths[start : start + BATCH_SIZE]))
-            _write_batch(store, decoded, titles, report)
+            batch = paths[start : start + BATCH_SIZE]
+            examined = list(pool.map(_examine, batch))
+            hashes = [e.sha256 for e in examined if not e.error]
+            with store.read() as s:
+                known = set(s.scalars(select(Item.sha256).where(Item.sha256.in_(hashes))))
+            new = {e.sha256: e for e in examined if not e.error and e.sha256 not in known}  # first copy of each
+            decoded = dict(zip(new, pool.map(_decode, new.values())))
+            _write_batch(store, [_outcome(p, e, decoded) for p, e in zip(batch, examined)], titles, report)
     progress(len(paths), len(paths))
     return report
+
+
+def _outcome(path: Path, examined: _Decoded, decoded: dict[str, _Decoded]) -> _Decoded:
+    """A file's result: its own refusal, its content's decode (copies share it) or, for content
+    already in the catalog, the hash alone."""
+    if examined.error or examined.sha256 not in decoded:
+        return examined
+    result = decoded[examined.sha256]
+    if result.error:
+        return _Decoded(display_path(path), error=result.error)
+    return replace(result, path=examined.path)
 
 
 def _write_batch(store: Store, batch: list[_Decoded], titles: dict[str, str], report: ImportReport) -> None:
