@@ -116,7 +116,7 @@ def child(task: str, catalog: Path, categories: int, repeats: int) -> dict:
     vectors.matrix.sum(axis=0)  # every page read once: the matrix is in memory, not just mapped
     figures = {
         "rows": len(vectors), "open_s": loaded - started, "in_memory_s": time.perf_counter() - started,
-        "mapped": not vectors.matrix.flags.writeable, "peak_rss_gib": memory_gib("VmHWM") - before,
+        "mapped": not vectors.matrix.flags.owndata, "peak_rss_gib": memory_gib("VmHWM") - before,
     }
     if task == "warm":
         truth = np.load(catalog.with_suffix(".truth.npy"))

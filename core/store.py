@@ -321,6 +321,7 @@ class Store:
                 done += len(rows)
         if version and count >= vector_cache.MIN_ROWS:
             vector_cache.write(self.path, model, version[0], ids, matrix)
+        matrix.flags.writeable = False  # like the mapped copy: what is derived from it cannot go stale
         return Vectors(ids, matrix)
 
     def embedding_models(self) -> list[str]:

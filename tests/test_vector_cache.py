@@ -37,9 +37,9 @@ def test_second_load_maps_the_cache_and_equals_sqlite(store):
     vectors = np.random.default_rng(0).normal(size=(ROWS, DIM)).astype(np.float32)
     store.save_embeddings("m", ids, vectors)
     first = store.load_embeddings("m")
-    assert first.matrix.flags.writeable and len(cache_files(store)) == 2
+    assert first.matrix.flags.owndata and len(cache_files(store)) == 2
     second = store.load_embeddings("m")
-    assert not second.matrix.flags.writeable  # the mapped file, not a copy
+    assert not second.matrix.flags.owndata  # the mapped file, not a copy
     np.testing.assert_array_equal(second.matrix, vectors)
     assert second.item_ids.tolist() == ids.tolist()
 
@@ -65,7 +65,7 @@ def test_other_models_keep_their_own_cache(store):
     store.save_embeddings("b", ids, np.full((ROWS, 3), 2, np.float32))
     store.load_embeddings("a"), store.load_embeddings("b")
     store.save_embeddings("b", ids[:1], np.zeros((1, 3), np.float32))
-    assert not store.load_embeddings("a").matrix.flags.writeable  # still a hit
+    assert not store.load_embeddings("a").matrix.flags.owndata  # still a hit
     assert store.load_embeddings("b").matrix[0].tolist() == [0, 0, 0]
 
 
@@ -100,7 +100,7 @@ def test_a_failed_write_leaves_no_file_under_a_valid_name(store, monkeypatch):
     monkeypatch.setattr(vector_cache.os, "replace", disk_full)
     assert store.load_embeddings("m").matrix.shape == (ROWS, DIM)
     assert cache_files(store) == []  # temporary files removed too
-    assert store.load_embeddings("m").matrix.flags.writeable  # and the next load reads SQLite
+    assert store.load_embeddings("m").matrix.flags.owndata  # and the next load reads SQLite
 
 
 def test_catalogs_from_before_the_cache_get_a_version_on_upgrade(tmp_path):
@@ -118,6 +118,6 @@ def test_catalogs_from_before_the_cache_get_a_version_on_upgrade(tmp_path):
             [(i, np.full(DIM, i, "<f4").tobytes()) for i in range(1, ROWS + 1)],
         )
     with Store(path) as store:
-        assert store.load_embeddings("m").matrix.flags.writeable
+        assert store.load_embeddings("m").matrix.flags.owndata
         cached = store.load_embeddings("m")
-        assert not cached.matrix.flags.writeable and cached.matrix[:, 0].tolist() == list(range(1, ROWS + 1))
+        assert not cached.matrix.flags.owndata and cached.matrix[:, 0].tolist() == list(range(1, ROWS + 1))

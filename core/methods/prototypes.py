@@ -6,7 +6,8 @@ over a temperature. A "none of these" logit competes in the softmax, so an item 
 prototype gets a low score instead of 100% for the nearest class. Its level is calibrated on the
 catalog: the background similarity of catalog items to the prototypes plus `reject_sigmas`
 standard deviations (or a fixed `reject_similarity`).
-Scoring avoids materialising the centred catalog: (q - c)·p = q·p - c·p, one matrix product.
+Scoring avoids materialising the centred catalog: (q - c)·p = q·p - c·p, one matrix product;
+re-scoring the catalog a method was fitted on uses its centred bfloat16 copy (centred_rows.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from core.methods.base import FewShotMethod, encode_labels
+from core.methods.centred_rows import CentredRows
 from core.progress import Progress, no_progress
 
 CHUNK_ROWS = 256
@@ -51,7 +53,8 @@ class PrototypeClassifier(FewShotMethod):
         support = np.asarray(support, np.float32)
         self.classes_, y = encode_labels(labels)
         pool = unlabelled if unlabelled is not None and len(unlabelled) else support
-        self.centre_ = np.asarray(pool, np.float32).mean(axis=0)
+        prepared = CentredRows.of(pool)
+        self.centre_ = prepared.mean if prepared else np.asarray(pool, np.float32).mean(axis=0)
         normalised = l2_normalise(support - self.centre_)
         sums = np.zeros((len(self.classes_), support.shape[1]), np.float32)
         np.add.at(sums, y, normalised)
@@ -71,7 +74,12 @@ class PrototypeClassifier(FewShotMethod):
         return centred_cosine(queries, self.prototypes_, self.centre_)
 
     def predict(self, queries: np.ndarray) -> np.ndarray:
-        return scores_with_rejection(self.cosine(queries), self.temperature, self.reject_similarity_)
+        prepared = CentredRows.of(queries)
+        if prepared is not None and prepared.mean is self.centre_:  # the catalog this was fitted on
+            cosine = prepared.cosine(self.prototypes_)
+        else:
+            cosine = self.cosine(queries)
+        return scores_with_rejection(cosine, self.temperature, self.reject_similarity_)
 
 
 def centred_cosine(queries: np.ndarray, prototypes: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -79,9 +87,7 @@ def centred_cosine(queries: np.ndarray, prototypes: np.ndarray, centre: np.ndarr
 
     One pass over the queries, which at a million rows is what the time goes on: each chunk meets
     [prototypes | centre] in one matrix product and gets its squared norms while still in cache;
-    (q - c)·p = q·p - c·p and |q - c|² = |q|² - 2 q·c + |c|² finish on the small results. A large
-    matrix is split between threads, one per core, with BLAS itself single-threaded: its own
-    threads spin-wait on products this skinny and ran slower than one core.
+    (q - c)·p = q·p - c·p and |q - c|² = |q|² - 2 q·c + |c|² finish on the small results.
     """
     k = len(prototypes)
     weights = np.zeros((queries.shape[1], 8 * math.ceil((k + 1) / 8)), np.float32)  # BLAS likes widths of 8
@@ -97,12 +103,7 @@ def centred_cosine(queries: np.ndarray, prototypes: np.ndarray, centre: np.ndarr
             np.matmul(q, weights, out=products[begin:end])
             np.vecdot(q, q, out=squares[begin:end])
 
-    if len(queries) < PARALLEL_ROWS:
-        rows(0, len(queries), chunk=max(1, len(queries)))
-    else:
-        bounds = np.linspace(0, len(queries), (os.cpu_count() or 1) + 1).astype(int)
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(bounds) - 1) as pool:
-            list(pool.map(rows, bounds[:-1], bounds[1:]))
+    in_parallel(len(queries), rows)
     centred_squares = squares - 2 * products[:, k] + float(centre @ centre)
     norms = np.sqrt(np.maximum(centred_squares, 1e-12))[:, None]
     return (products[:, :k] - prototypes @ centre) / norms
@@ -111,12 +112,31 @@ def centred_cosine(queries: np.ndarray, prototypes: np.ndarray, centre: np.ndarr
 def scores_with_rejection(cosine: np.ndarray, temperature: float, reject_similarity: float) -> np.ndarray:
     """Softmax over classes plus one "none" option; the none column is dropped from the result.
 
-    Squared distance between unit vectors is 2 - 2·cos, so logits are (2·cos - 2) / T.
+    Squared distance between unit vectors is 2 - 2·cos, so logits are (2·cos - 2) / T. A million
+    rows go in cache-sized chunks, one thread per core, like the cosines.
     """
-    logits = (2 * cosine - 2) / temperature
-    none = np.full((len(cosine), 1), (2 * reject_similarity - 2) / temperature, np.float32)
-    full = np.concatenate([logits, none], axis=1)
-    full -= full.max(axis=1, keepdims=True)
-    np.exp(full, out=full)
-    full /= full.sum(axis=1, keepdims=True)
-    return full[:, :-1]
+    none_logit = (2 * reject_similarity - 2) / temperature
+    out = np.empty(cosine.shape, np.float32)
+
+    def rows(start: int, stop: int, chunk: int = 4 * CHUNK_ROWS) -> None:
+        for begin in range(start, stop, chunk):
+            end = min(begin + chunk, stop)
+            logits = (2 * np.asarray(cosine[begin:end], np.float32) - 2) / temperature
+            shift = np.maximum(logits.max(axis=1, keepdims=True), none_logit)
+            np.exp(logits - shift, out=logits)
+            total = logits.sum(axis=1, keepdims=True) + np.exp(none_logit - shift)
+            np.divide(logits, total, out=out[begin:end])
+
+    in_parallel(len(cosine), rows)
+    return out
+
+
+def in_parallel(count: int, rows) -> None:
+    """Run `rows(start, stop)` over `count` rows: at once when few, else split between threads,
+    one per core, with BLAS single-threaded (its own threads spin on skinny products)."""
+    if count < PARALLEL_ROWS:
+        rows(0, count, max(1, count))
+        return
+    bounds = np.linspace(0, count, (os.cpu_count() or 1) + 1).astype(int)
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(bounds) - 1) as pool:
+        list(pool.map(rows, bounds[:-1], bounds[1:]))
