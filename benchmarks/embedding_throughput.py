@@ -20,7 +20,6 @@ from __future__ import annotations
 import core  # noqa: F401  - first: it sets OpenMP's wait policy, which torch reads when it loads
 import argparse
 import io
-import json
 import os
 import resource
 import shutil
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from benchmarks import report
 from core.backbones import DEFAULT_BACKBONE, load_backbone
 from core.embedding import FeatureExtractor, _collate, CatalogImages, default_batch_size, embed_catalog
 from core.images import file_sha256
@@ -199,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     figures = run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        print_figures(figures)
-    return 0
+    return report(figures, args.json, print_figures)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ arrive from background threads between steps, as they would.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import report
 
 FRAME_MS = 1000 / 60
 STALL_MS = 50
@@ -110,11 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     figures = run(args.items, args.pages, args.jumps, args.keep)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        print_figures(figures)
-    return 0
+    return report(figures, args.json, print_figures)
 
 
 if __name__ == "__main__":
