@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
         session.problem.connect(self._show_problem)
         session.import_finished.connect(self._on_import_finished)
         session.predictions_changed.connect(self._update_summary)
+        session.predictions_changed.connect(self._suggest_more_when_worked_through)
         session.labels_changed.connect(self._update_summary)
         self._on_categories_changed()
         self._update_count()
@@ -214,6 +215,14 @@ class MainWindow(QMainWindow):
         self._update_count()
         if suggestions and self.filter.currentData() == SHOW_SUGGESTED:
             self.view.setCurrentIndex(self.session.model.index(0))
+
+    @Slot()
+    def _suggest_more_when_worked_through(self) -> None:
+        """A fresh batch once every suggestion shown is labelled, from predictions that know those labels;
+        a list that reshuffled after each label would move items under the cursor."""
+        shown = self.filter.currentData() == SHOW_SUGGESTED
+        if shown and self.suggestions and all(i in self.session.labels for i in self.suggestions):
+            self.session.suggest()
 
     @Slot(QModelIndex)
     def _explain_suggestion(self, current: QModelIndex) -> None:

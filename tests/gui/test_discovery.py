@@ -169,3 +169,21 @@ def test_finetuning_can_be_cancelled(qtbot, open_window, fake_catalog, monkeypat
     assert task.outcome == "cancelled"
     assert session.backbone == DEFAULT_BACKBONE
     wait_idle(qtbot, session)
+
+
+def test_a_worked_through_suggestion_list_is_followed_by_a_fresh_one(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    with qtbot.waitSignal(session.suggestions_ready, timeout=10_000):
+        window.show_filter(SHOW_SUGGESTED)
+    first_batch = list(window.suggestions)
+    session.label(first_batch[:-1], categories[0])
+    wait_idle(qtbot, session)
+    assert list(window.suggestions) == first_batch  # not reshuffled while being worked through
+    with qtbot.waitSignal(session.suggestions_ready, timeout=10_000):
+        session.label(first_batch[-1:], categories[0])
+    assert window.suggestions and not set(window.suggestions) & set(session.labels)
+    assert window.session.model.visible_ids().tolist() == list(window.suggestions)
+    wait_idle(qtbot, session)
