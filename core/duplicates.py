@@ -2,11 +2,11 @@
 
 Byte-identical files cannot occur twice in a catalog (import skips a file whose sha256 is already
 there), so duplicates are found by embedding: two items are linked when the cosine similarity of
-their vectors is at least a threshold, and a group is a connected component of those links. All
-pairs are compared in tiles of a matrix product, so memory stays bounded; links are merged into
-components as they arrive, so a loose threshold cannot pile up millions of stored pairs.
-Comparing all pairs is quadratic: ~10M pairs/s on 2 busy cores (benchmarks/similar_search.py
---duplicates), minutes for 100k items, hours for 1M. DEFAULT_THRESHOLD sits between resized,
+their vectors is at least a threshold, and a group is a connected component of those links. Pairs
+are compared in tiles of a matrix product, so memory stays bounded; links are merged into
+components as they arrive, so a loose threshold cannot pile up millions of stored pairs. All
+pairs is quadratic (~10M pairs/s on 2 busy cores: hours for 1M items), so big catalogs compare
+only items that share a k-means cell (see `duplicate_groups`). DEFAULT_THRESHOLD sits between resized,
 re-encoded and 3%-cropped copies of the demo pictures (>= 0.95 to their original) and different
 products that look alike (axe and hammer, red and green apple: <= 0.89).
 """
@@ -24,13 +24,20 @@ from scipy.sparse.csgraph import connected_components
 
 from core.export import neutralise
 from core.progress import Progress, no_progress
-from core.similar import inverse_norms
+from core.similar import inverse_norms, unit_rows
 from core.store import Store, Vectors
 
 DEFAULT_THRESHOLD = 0.92
 TILE_ROWS = 2048
 TILE_COLUMNS = 16_384
 MAX_PENDING_LINKS = 2_000_000
+BLOCKED_FROM_ROWS = 50_000
+"""All pairs of 50,000 items take a few minutes; from here on pairs are compared within cells."""
+ROWS_PER_CELL = 1000
+PROBES = 3
+"""Cells each item joins (its nearest), so a pair astride a border still meets: with 2, 0.5% of the
+planted near-copies among 50k items were missed; with 3, none, and 99.5% at 1M (similar_search.py)."""
+KMEANS_ROUNDS = 10
 
 
 @dataclass(frozen=True)
@@ -45,40 +52,88 @@ class DuplicateGroup:
 
 
 def duplicate_groups(
-    vectors: Vectors, threshold: float = DEFAULT_THRESHOLD, progress: Progress = no_progress
+    vectors: Vectors, threshold: float = DEFAULT_THRESHOLD, progress: Progress = no_progress, seed: int = 0
 ) -> list[DuplicateGroup]:
-    """Connected components of "cosine >= threshold" with two or more items, largest first."""
+    """Connected components of "cosine >= threshold" with two or more items, largest first.
+
+    Up to BLOCKED_FROM_ROWS items every pair is compared. Beyond, items are split into spherical
+    k-means cells and each joins its PROBES nearest, and only pairs sharing a cell are compared:
+    near-copies are far closer to each other than to any border, so they share a cell in practice
+    (benchmarks/similar_search.py --duplicates measures the recall against all pairs), and a million
+    items take minutes instead of hours.
+    """
     matrix = np.asarray(vectors.matrix, np.float32)
     n = len(matrix)
     if n < 2:
         return []
     inverse = inverse_norms(matrix)
+    progress(0, n)
+    blocks = [np.arange(n)] if n < BLOCKED_FROM_ROWS else cells(matrix, inverse, seed, progress)
+    total_pairs = sum(len(b) * (len(b) + 1) // 2 for b in blocks)
+    done_pairs = 0
     component = np.arange(n)
     pending: list[np.ndarray] = []
     pending_links = 0
-    total_pairs = n * (n + 1) // 2
-    done_pairs = 0
-    progress(0, n)
-    for top in range(0, n, TILE_ROWS):
-        rows = slice(top, min(top + TILE_ROWS, n))
-        for left in range(top, n, TILE_COLUMNS):
-            columns = slice(left, min(left + TILE_COLUMNS, n))
-            sims = matrix[rows] @ matrix[columns].T
-            sims *= inverse[rows, None]
-            sims *= inverse[None, columns]
-            a, b = np.nonzero(sims >= threshold)
-            a, b = a + top, b + left
-            upper = a < b
-            if upper.any():
-                pending.append(np.stack([a[upper], b[upper]]))
-                pending_links += int(upper.sum())
-        if pending_links > MAX_PENDING_LINKS:
-            component = _merge(component, pending)
-            pending, pending_links = [], 0
-        done_pairs += (rows.stop - top) * (2 * n - top - rows.stop + 1) // 2
-        progress(n * done_pairs // total_pairs, n)
+    for block in blocks:
+        for links, pairs in _links_within(matrix, inverse, block, threshold):
+            pending.append(links)
+            pending_links += links.shape[1]
+            if pending_links > MAX_PENDING_LINKS:
+                component = _merge(component, pending)
+                pending, pending_links = [], 0
+            done_pairs += pairs
+            progress(n * done_pairs // total_pairs, n)
     component = _merge(component, pending)
     return _groups(vectors.item_ids, matrix, inverse, component)
+
+
+def _links_within(matrix: np.ndarray, inverse: np.ndarray, rows: np.ndarray, threshold: float):
+    """For each band of TILE_ROWS of `rows` (ascending): its links (row a < row b, cosine >=
+    threshold) to the rows after it, tile by tile so memory stays bounded, and the pairs compared."""
+    for top in range(0, len(rows), TILE_ROWS):
+        band = rows[top : top + TILE_ROWS]
+        left_side = matrix[band] * inverse[band, None]
+        found = []
+        for left in range(top, len(rows), TILE_COLUMNS):
+            columns = rows[left : left + TILE_COLUMNS]
+            sims = left_side @ matrix[columns].T
+            sims *= inverse[None, columns]
+            a, b = np.nonzero(sims >= threshold)
+            upper = a + top < b + left
+            found.append(np.stack([band[a[upper]], columns[b[upper]]]))
+        yield np.concatenate(found, axis=1), len(band) * (2 * len(rows) - 2 * top - len(band) + 1) // 2
+
+
+def cells(
+    matrix: np.ndarray, inverse: np.ndarray, seed: int = 0, progress: Progress = no_progress
+) -> list[np.ndarray]:
+    """Rows (ascending) of each spherical k-means cell, every row in the cells of its PROBES nearest
+    centres; the centres are fitted on a sample. `progress` hears (0, rows) between steps, so a
+    cancel lands here too."""
+    rng = np.random.default_rng(seed)
+    k = max(1, len(matrix) // ROWS_PER_CELL)
+    sample = np.sort(rng.choice(len(matrix), min(len(matrix), 32 * k), replace=False))
+    units = matrix[sample] * inverse[sample, None]
+    centres = units[rng.choice(len(units), k, replace=False)]
+    for _ in range(KMEANS_ROUNDS):
+        nearest = np.argmax(units @ centres.T, axis=1)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, nearest, units)
+        empty = ~sums.any(axis=1)
+        sums[empty] = units[rng.choice(len(units), int(empty.sum()), replace=False)]
+        centres = unit_rows(sums)
+        progress(0, len(matrix))
+    probes = min(PROBES, k)
+    assigned = np.empty((len(matrix), probes), np.int64)
+    for start in range(0, len(matrix), TILE_COLUMNS):
+        scores = matrix[start : start + TILE_COLUMNS] @ centres.T  # a row's scale does not change its ranking
+        assigned[start : start + len(scores)] = np.argpartition(-scores, probes - 1, axis=1)[:, :probes]
+        progress(0, len(matrix))
+    cell_of = assigned.ravel()
+    row_of = np.repeat(np.arange(len(matrix)), probes)
+    order = np.lexsort((row_of, cell_of))
+    bounds = np.flatnonzero(np.diff(cell_of[order])) + 1
+    return [rows for rows in np.split(row_of[order], bounds) if len(rows) > 1]
 
 
 def _merge(component: np.ndarray, links: list[np.ndarray]) -> np.ndarray:

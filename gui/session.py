@@ -467,7 +467,7 @@ class CatalogSession(QObject):
             self.suggestions_ready.emit(task.result)
 
     def find_duplicates(self, threshold: float) -> Task:
-        """Compares all pairs (quadratic), so it runs on the jobs lane with progress and Cancel."""
+        """Minutes on a big catalog (pairs within k-means cells): the jobs lane, with progress and Cancel."""
         return self.jobs.run(
             "Finding near-duplicates", jobs.find_duplicates, self.backbone, threshold, kind="duplicates",
             on_finished=self._on_duplicates_found,

@@ -143,3 +143,31 @@ def test_export_and_cli_write_one_row_per_grouped_item(shop, tmp_path, capsys):
 def test_duplicate_group_is_a_plain_value():
     group = DuplicateGroup((4, 9), (1.0, 0.97))
     assert len(group) == 2 and group == DuplicateGroup((4, 9), (1.0, 0.97))
+
+
+def planted_copies(rows: int = 3000, dim: int = 64, seed: int = 5) -> Vectors:
+    """Items in 30 loose clusters (products alike), a tenth of them with 1-3 near-copies."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, dim))
+    items = centres[rng.integers(0, 30, rows)] + rng.normal(0, 0.6, (rows, dim))
+    copies = [item + rng.normal(0, 0.05, (rng.integers(1, 4), dim)) for item in items[: rows // 10]]
+    matrix = np.concatenate([items, *copies]).astype(np.float32)
+    return Vectors(np.arange(1, len(matrix) + 1, dtype=np.int64), matrix[rng.permutation(len(matrix))])
+
+
+def test_big_catalogs_compare_within_cells_and_find_the_same_groups(monkeypatch):
+    vectors = planted_copies()
+    monkeypatch.setattr(core.duplicates, "BLOCKED_FROM_ROWS", 1000)
+    monkeypatch.setattr(core.duplicates, "ROWS_PER_CELL", 100)
+    compared = []
+    original = core.duplicates._links_within
+    monkeypatch.setattr(core.duplicates, "_links_within",
+                        lambda m, inv, rows, t: compared.append(len(rows)) or original(m, inv, rows, t))
+    seen = []
+    groups = duplicate_groups(vectors, threshold=0.95, progress=lambda done, total: seen.append((done, total)))
+    expected = brute_force_groups(vectors, 0.95)
+    assert len(expected) >= 250
+    assert {frozenset(g.item_ids) for g in groups} == expected
+    n = len(vectors)
+    assert sum(c * (c + 1) // 2 for c in compared) < n * (n + 1) // 2 / 5  # far fewer pairs than all
+    assert seen[-1] == (n, n)
