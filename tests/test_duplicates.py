@@ -158,7 +158,7 @@ def planted_copies(rows: int = 3000, dim: int = 64, seed: int = 5) -> Vectors:
 def test_big_catalogs_compare_within_cells_and_find_the_same_groups(monkeypatch):
     vectors = planted_copies()
     monkeypatch.setattr(core.duplicates, "BLOCKED_FROM_ROWS", 1000)
-    monkeypatch.setattr(core.duplicates, "ROWS_PER_CELL", 100)
+    monkeypatch.setattr(core.duplicates, "ROWS_PER_CELL", 50)
     compared = []
     original = core.duplicates._links_within
     monkeypatch.setattr(core.duplicates, "_links_within",
