@@ -1,7 +1,9 @@
 """Shared fixtures: real SQLite catalogs in tmp folders, real images made with Pillow."""
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.store import Store  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
+
+
+@contextlib.contextmanager
+def no_network():
+    """Every socket connection refused: what ships in packages must load without one."""
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        yield
 
 
 @pytest.fixture
@@ -34,10 +48,11 @@ def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None
 
 @pytest.fixture(scope="session")
 def extractor():
-    """The default backbone on the CPU, loaded once for the whole run."""
+    """The default backbone on the CPU, loaded once for the whole run, with the network refused."""
     import torch
 
     from core.backbones import load_backbone
     from core.embedding import FeatureExtractor
 
-    return FeatureExtractor(load_backbone(), torch.device("cpu"))
+    with no_network():
+        return FeatureExtractor(load_backbone(), torch.device("cpu"))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO, write_image
+from conftest import DEMO, no_network, write_image
 from core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
 from core.embedding import embed_catalog, to_model_input
 from core.images import open_image
@@ -33,6 +33,13 @@ def test_features_are_not_constant_and_separate_pictures(extractor):
     assert features.std(axis=0).mean() > 0.05
     normed = features / np.linalg.norm(features, axis=1, keepdims=True)
     assert (normed @ normed.T)[np.triu_indices(4, 1)].max() < 0.95
+
+
+def test_the_default_backbone_loads_from_its_package_without_the_network(extractor):
+    with no_network():
+        backbone = load_backbone()
+    for loaded, reference in zip(backbone.state_dict().values(), extractor.backbone.state_dict().values()):
+        assert torch.equal(loaded, reference)
 
 
 def test_unknown_and_undownloadable_backbones_say_what_to_do():

@@ -1,12 +1,10 @@
 """Title embeddings in a real catalog: offline model, caching, resume, re-embedding, fallbacks."""
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
-from conftest import write_image
+from conftest import no_network, write_image
 from core import text
 from core.classify import CatalogClassifier, available_modalities
 from core.importer import TitlesFile, apply_titles_file, import_images
@@ -14,16 +12,10 @@ from core.progress import Cancelled
 from core.text import TEXT_EMBEDDING, TitleEncoder, embed_titles, set_titles, titles_without_embedding
 
 
-def refuse_network(*args, **kwargs):
-    raise OSError("network access attempted")
-
-
 @pytest.fixture(scope="module")
 def encoder():
     """Loaded once, with every socket refused: the model must come from its package."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse_network)
-        patch.setattr(socket, "create_connection", refuse_network)
+    with no_network():
         return TitleEncoder("cpu")
 
 
@@ -38,9 +30,11 @@ def text_ids(store) -> list[int]:
     return store.load_embeddings(TEXT_EMBEDDING).item_ids.tolist()
 
 
-def test_the_model_loads_from_its_package_without_the_network(encoder, monkeypatch):
-    monkeypatch.setattr(socket.socket, "connect", refuse_network)
-    shoe, sneaker, opener = encoder(["men's running shoe, size 42", "trail running sneaker", "stainless steel can opener"])
+def test_the_model_loads_from_its_package_without_the_network(encoder):
+    with no_network():
+        shoe, sneaker, opener = encoder(
+            ["men's running shoe, size 42", "trail running sneaker", "stainless steel can opener"]
+        )
     assert shoe.shape == (384,) and np.linalg.norm(shoe) == pytest.approx(1.0, abs=1e-4)
     assert shoe @ sneaker > shoe @ opener + 0.2
 
