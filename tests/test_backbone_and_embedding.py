@@ -11,6 +11,7 @@ from core.embedding import embed_catalog, to_model_input
 from core.images import open_image
 from core.importer import import_images
 from core.progress import Cancelled
+from core.store import Store
 
 
 def top_classes(extractor, name: str, k: int) -> list[str]:
@@ -72,6 +73,25 @@ def test_embedding_is_resumable_and_skips_items_already_done(store, tmp_path, ex
     assert report.embedded == 3
     assert len(store.load_embeddings("efficientnet_lite0")) == 5
     assert embed_catalog(store, extractor=extractor).embedded == 0
+
+
+def test_workers_decode_while_the_backbone_takes_whole_batches(store, tmp_path, extractor, monkeypatch):
+    """The GPU must not idle while images are drawn one by one: decoding runs in DataLoader worker
+    processes and the backbone sees full batches, with the same vectors as decoding in-process."""
+    for i in range(10):
+        write_image(tmp_path / f"{i}.png", colour=(25 * i, 100, 200 - 20 * i))
+    import_images(store, [tmp_path])
+    batches = []
+    original = type(extractor).__call__
+    monkeypatch.setattr(type(extractor), "__call__", lambda self, x: batches.append(len(x)) or original(self, x))
+    assert embed_catalog(store, extractor=extractor, batch_size=4, workers=2).embedded == 10
+    assert batches == [4, 4, 2]
+    in_workers = store.load_embeddings("efficientnet_lite0")
+    other = Store(tmp_path / "again.sqlite")
+    import_images(other, [tmp_path])
+    embed_catalog(other, extractor=extractor, batch_size=4, workers=0)
+    np.testing.assert_allclose(other.load_embeddings("efficientnet_lite0").matrix, in_workers.matrix, atol=1e-5)
+    other.close()
 
 
 def test_missing_originals_are_reported_not_fatal(store, tmp_path, extractor):
