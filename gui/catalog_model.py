@@ -72,6 +72,8 @@ class Counts:
 
 def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each of `ids` sits in `sorted_ids`, and which of them are there at all."""
+    if np.array_equal(sorted_ids, ids):  # predictions for every item: no search (20 ms at 1M)
+        return np.arange(len(ids)), np.ones(len(ids), bool)
     where = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
     found = sorted_ids[where] == ids if len(sorted_ids) else np.zeros(len(ids), bool)
     return where, found
