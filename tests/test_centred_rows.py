@@ -77,3 +77,19 @@ def test_small_catalogs_get_no_copy(catalog, monkeypatch):
     matrix, _ = catalog
     monkeypatch.setattr(centred_rows, "MIN_ROWS", ROWS + 1)
     assert CentredRows.of(matrix) is None
+
+
+def test_no_memory_for_the_copy_means_float32_scores_not_a_failed_fit(catalog, monkeypatch):
+    matrix, truth = catalog
+    attempts = []
+
+    def no_room(*args, **kwargs):
+        attempts.append(1)
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(centred_rows.torch, "empty", no_room)
+    model = fitted(matrix, truth)
+    exact = scores_with_rejection(model.cosine(matrix), model.temperature, model.reject_similarity_)
+    np.testing.assert_array_equal(model.predict(matrix), exact)
+    fitted(matrix, truth)
+    assert len(attempts) == 1  # tried once per matrix, not on every fit

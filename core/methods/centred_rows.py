@@ -23,7 +23,7 @@ MIN_ROWS = 65_536
 """Below this the float32 product is quick already and the copy is not worth its memory."""
 CHUNK_ROWS = 4096
 
-_prepared: dict[int, "CentredRows"] = {}
+_prepared: dict[int, "CentredRows | None"] = {}
 _lock = threading.Lock()
 
 
@@ -52,7 +52,10 @@ class CentredRows:
         key = id(matrix)
         with _lock:  # two fits racing on one catalog build it once
             if key not in _prepared:
-                _prepared[key] = cls(matrix)
+                try:
+                    _prepared[key] = cls(matrix)
+                except (MemoryError, RuntimeError):  # no room for the copy: float32 it is, and no retry
+                    _prepared[key] = None
                 weakref.finalize(matrix, _prepared.pop, key, None)
             return _prepared[key]
 
