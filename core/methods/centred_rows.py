@@ -29,7 +29,8 @@ _lock = threading.Lock()
 
 def fast_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 natively; elsewhere PyTorch emulates it, slower than float32."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)  # private probes: absent means no
 
 
 class CentredRows:
