@@ -35,12 +35,12 @@ class CatalogPredictions:
     modality: str = "image"
     weights: dict[str, float] | None = None
 
-    def rankings(self, k: int) -> list[list[tuple[int, float]]]:
-        index, values = top_k(self.scores, k)
-        return [
-            [(int(self.classes[j]), float(v)) for j, v in zip(row_i, row_v)]
-            for row_i, row_v in zip(index, values)
-        ]
+    def iter_rankings(self, k: int, block: int = 20_000):
+        """Each item's k best (category id, score), best first, computed a block of rows at a time."""
+        for start in range(0, len(self.scores), block):
+            index, values = top_k(self.scores[start : start + block], k)
+            classes = self.classes[index].tolist()
+            yield from (list(zip(row_c, row_v)) for row_c, row_v in zip(classes, values.tolist()))
 
     def with_threshold(self, threshold: float) -> "CatalogPredictions":
         best, confidence = decide(self.scores, threshold)
@@ -144,11 +144,12 @@ def classify_catalog(
 
 
 def save_predictions(
-    store: Store, predictions: CatalogPredictions, backbone: str, threshold: float, top: int = 5
+    store: Store, predictions: CatalogPredictions, backbone: str, threshold: float, top: int = 5,
+    progress: Progress = no_progress,
 ) -> int:
     category_ids = [None if c == UNASSIGNED else int(c) for c in predictions.category_ids]
     return store.save_predictions(
         predictions.method, backbone,
         {"threshold": threshold, "modality": predictions.modality, "weights": predictions.weights},
-        predictions.item_ids, category_ids, predictions.confidence, predictions.rankings(top),
+        predictions.item_ids, category_ids, predictions.confidence, predictions.iter_rankings(top), progress,
     )

@@ -79,6 +79,12 @@ def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
     return where, found
 
 
+def _tally(category_ids: np.ndarray) -> dict[int, int]:
+    """How many times each category id occurs: one counting pass, no sort (ids are small)."""
+    counts = np.bincount(category_ids) if len(category_ids) else np.empty(0, np.int64)
+    return {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+
+
 class CatalogModel(QAbstractListModel):
     def __init__(self, store: Store, parent=None):
         super().__init__(parent)
@@ -89,6 +95,7 @@ class CatalogModel(QAbstractListModel):
         self._confidence = np.empty(0, np.float32)
         self._score_row = np.empty(0, np.int64)
         self._visible = np.empty(0, np.int64)
+        self._counts: Counts | None = None
         self._search_texts: list[str] = []
         self._search_source: dict[int, str] = {}
         self._rows: LRUCache = LRUCache(ROW_CACHE)
@@ -247,20 +254,22 @@ class CatalogModel(QAbstractListModel):
         return [(int(self.predictions.classes[j]), float(scores[j])) for j in order]
 
     def counts(self) -> Counts:
-        unlabelled = self._labels == NO_LABEL
-        examples = dict(zip(*np.unique(self._labels[~unlabelled], return_counts=True)))
-        predicted = self._predicted[unlabelled]
-        assigned = predicted[predicted >= 0]
-        return Counts(
-            {int(k): int(v) for k, v in examples.items()},
-            {int(k): int(v) for k, v in zip(*np.unique(assigned, return_counts=True))},
-            int((predicted == UNASSIGNED).sum()),
-            int((predicted == NOT_CLASSIFIED).sum()),
-        )
+        """Kept until labels or predictions change: the panel and the status bar both ask after each."""
+        if self._counts is None:
+            unlabelled = self._labels == NO_LABEL
+            predicted = self._predicted[unlabelled]
+            self._counts = Counts(
+                _tally(self._labels[~unlabelled]),
+                _tally(predicted[predicted >= 0]),
+                int((predicted == UNASSIGNED).sum()),
+                int((predicted == NOT_CLASSIFIED).sum()),
+            )
+        return self._counts
 
     # --- internals --------------------------------------------------------------------
 
     def _put_labels(self, changes: dict[int, int | None]) -> None:
+        self._counts = None
         if not changes or not len(self._ids):
             return
         ids = np.fromiter(changes.keys(), np.int64, len(changes))
@@ -269,6 +278,7 @@ class CatalogModel(QAbstractListModel):
         self._labels[where[found]] = values[found]
 
     def _put_predictions(self, predictions: CatalogPredictions | None) -> None:
+        self._counts = None
         self._predicted.fill(NOT_CLASSIFIED)
         self._confidence.fill(0)
         self._score_row.fill(-1)

@@ -161,8 +161,8 @@ def finetune(context: WorkerContext, progress: TaskProgress, base: str, device: 
 def persist_predictions(
     context: WorkerContext, progress: TaskProgress, predictions: CatalogPredictions, backbone: str, threshold: float
 ) -> None:
-    """What the CLI's `categories` and `export` read."""
-    save_predictions(context.store, predictions, backbone, threshold)
+    """What the CLI's `categories` and `export` read; cancelled (rolled back) when a label change comes."""
+    save_predictions(context.store, predictions, backbone, threshold, progress=progress)
 
 
 def export(

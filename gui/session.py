@@ -163,6 +163,7 @@ class CatalogSession(QObject):
 
         `categories`: re-read the category list afterwards; `embeds`: embed what the edit made stale.
         """
+        self.live.cancel(kind="save")  # a save of a million predictions must not hold a label back
         task = Task("Saving changes", jobs.edit, change, kind="edit")
         self._edit_follow_up[task] = (categories, embeds)
         task.finished.connect(self._on_edit_finished)
@@ -300,6 +301,9 @@ class CatalogSession(QObject):
     def _on_save_finished(self, task: Task) -> None:
         if task.outcome == "succeeded" and task.args[0] is self.predictions:
             self._predictions_saved = True
+        elif task.outcome == "cancelled" and task.kind == "save" and not self.closed:
+            if not any(t.kind == "fit" for t in self.live.pending):  # a fit's result restarts the timer
+                self._save_timer.start()  # it gave way to an edit: try again once things are quiet
         elif task.outcome == "failed" and not self.closed:
             self.notice.emit(f"Predictions not saved yet: {task.error}")
 

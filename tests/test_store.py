@@ -97,6 +97,30 @@ def test_predictions_replace_the_previous_run_and_count_per_category(store):
     assert set(store.predictions()) == {ids[0]}
 
 
+def test_a_save_stopped_between_blocks_leaves_the_previous_predictions(store, monkeypatch):
+    import core.store
+    from core.progress import Cancelled
+
+    monkeypatch.setattr(core.store, "PREDICTION_BLOCK", 3)
+    ids = add_items(store, 10)
+    a, b = store.create_category("A"), store.create_category("B")
+    store.save_predictions("prototypes", "m", {}, ids, [a] * 10, [0.9] * 10, [[(a, 0.9), (b, 0.1)]] * 10)
+    seen = []
+
+    def stop_after_two_blocks(done, total):
+        seen.append(done)
+        if done >= 6:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        store.save_predictions("prototypes", "m", {}, ids, [b] * 10, [0.8] * 10, iter([[(b, 0.8)]] * 10),
+                               progress=stop_after_two_blocks)
+    assert seen == [0, 3, 6]
+    kept = store.predictions()
+    assert len(kept) == 10 and {p.category_id for p in kept.values()} == {a}
+    assert kept[ids[0]].ranking == [[a, 0.9], [b, 0.1]]
+
+
 def test_large_in_lists_are_chunked(store):
     ids = add_items(store, 2500)
     cat = store.create_category("Many")

@@ -399,3 +399,36 @@ def test_a_file_that_is_not_a_catalog_is_refused_and_the_open_one_stays(qtbot, f
     assert app.open_catalog(bogus) is None
     assert app.window is window and window.isVisible() and not window.session.closed
     assert len(warnings) == 1 and str(bogus) in warnings[0]
+
+
+def test_a_label_change_does_not_wait_behind_a_long_save_of_predictions(qtbot, open_window, fake_catalog, monkeypatch):
+    """Saving a million predictions takes seconds on the lane that applies labels: it gives way."""
+    import threading
+    import time
+
+    from gui import jobs
+
+    path, truth, categories = fake_catalog
+    saving, finished = threading.Event(), threading.Event()
+
+    def long_save(context, progress, predictions, backbone, threshold):
+        saving.set()
+        while not finished.is_set():  # until cancelled, as the real save is between blocks of rows
+            progress(0, 1)
+            time.sleep(0.005)
+
+    monkeypatch.setattr(jobs, "persist_predictions", long_save)
+    window = open_window(path, save_delay_ms=20)
+    session = window.session
+    try:
+        with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
+            session.label(examples(truth, 0), categories[0])
+        qtbot.waitUntil(saving.is_set, timeout=10_000)
+        saving.clear()
+        item = examples(truth, 0, 5)[4]
+        with qtbot.waitSignal(session.predictions_changed, timeout=5_000):
+            session.label([item], categories[1])
+        assert Store(path).labels()[item] == categories[1]
+        qtbot.waitUntil(saving.is_set, timeout=10_000)  # and the save is tried again afterwards
+    finally:
+        finished.set()
