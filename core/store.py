@@ -8,6 +8,7 @@ two threads upgrade their read locks at once. Sessions are cheap: make one per t
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -262,6 +263,25 @@ class Store:
             for chunk in _chunks(list(item_ids)):
                 found.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(chunk))))
             return found
+
+    def search_texts(self, item_ids: Sequence[int]) -> dict[int, str]:
+        """Each item's title, or its file name where it has none (what the app's search matches).
+
+        Ids are read as ranges of the sorted ids, one query per range, without ORM objects: a
+        million items in seconds, where `items()` took about a minute.
+        """
+        wanted = np.unique(np.asarray(item_ids, np.int64))
+        texts: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            for start in range(0, len(wanted), 50_000):
+                block = wanted[start : start + 50_000]
+                rows = raw.execute(
+                    "SELECT id, title, path FROM items WHERE id BETWEEN ? AND ?", (int(block[0]), int(block[-1]))
+                )
+                members = set(block.tolist())
+                texts.update((i, t or os.path.basename(p)) for i, t, p in rows if i in members)
+        return texts
 
     def item_id_by_hash(self, sha256: str) -> int | None:
         with self.read() as s:

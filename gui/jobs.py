@@ -24,7 +24,7 @@ from core.store import Store
 from core.suggest import Suggestion, suggest
 from gui.workers import TaskProgress, WorkerContext
 
-TITLE_BLOCK = 2000
+TITLE_BLOCK = 100_000
 
 
 @dataclass
@@ -186,12 +186,10 @@ def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str)
 def load_search_texts(context: WorkerContext, progress: TaskProgress, item_ids: np.ndarray) -> dict[int, str]:
     """Each item's title, or its file name, for the search box; read in blocks so cancelling is quick."""
     titles: dict[int, str] = {}
-    ids = [int(i) for i in item_ids]
-    for start in range(0, len(ids), TITLE_BLOCK):
-        progress(start, len(ids))
-        items = context.store.items(ids[start : start + TITLE_BLOCK])
-        titles.update((i, item.title or Path(item.path).name) for i, item in items.items())
-    progress(len(ids), len(ids))
+    for start in range(0, len(item_ids), TITLE_BLOCK):
+        progress(start, len(item_ids))
+        titles.update(context.store.search_texts(item_ids[start : start + TITLE_BLOCK]))
+    progress(len(item_ids), len(item_ids))
     return titles
 
 

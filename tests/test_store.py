@@ -127,3 +127,12 @@ def test_large_in_lists_are_chunked(store):
     store.set_labels(ids, cat)
     assert len(store.labels()) == 2500
     assert len(store.items(ids)) == 2500
+
+
+def test_search_texts_are_titles_or_file_names_of_exactly_the_ids_asked(store):
+    ids = add_items(store, 6)
+    store.set_title(ids[1], "Red kettle")
+    store.set_title(ids[2], "")
+    asked = [ids[4], ids[1], ids[2], ids[0], 10_000]  # unsorted, a gap (ids[3]) and an unknown id
+    assert store.search_texts(asked) == {ids[0]: "0.png", ids[1]: "Red kettle", ids[2]: "2.png", ids[4]: "4.png"}
+    assert store.search_texts([]) == {}
