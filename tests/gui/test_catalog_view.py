@@ -70,3 +70,23 @@ def test_double_click_on_a_cell_reports_that_item(qtbot, open_window, fake_catal
         qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=centre)
         qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=centre)
     assert clicked.args[0].row() == 7
+
+
+def test_dragging_a_band_from_empty_space_selects_the_cells_it_covers(qtbot, open_window, fake_catalog):
+    from gui.catalog_model import FILTER_LABELLED
+    from tests.gui.conftest import examples, wait_idle
+
+    path, truth, categories = fake_catalog
+    window, view = shown(qtbot, open_window, fake_catalog)
+    window.session.label(examples(truth, 0, 3), categories[0])
+    wait_idle(qtbot, window.session)
+    window.show_filter(FILTER_LABELLED)
+    qtbot.waitUntil(lambda: view.model().rowCount() == 3)
+    below = QPoint(view.visualRect(view.model().index(2)).right(), view.visualRect(view.model().index(0)).bottom() + 40)
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=below)
+    qtbot.mouseMove(view.viewport(), below - QPoint(60, 60))
+    qtbot.mouseMove(view.viewport(), view.visualRect(view.model().index(1)).center())
+    assert view._band.isVisible()
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(view.model().index(1)).center())
+    assert view.selected_rows().tolist() == [1, 2]
+    assert not view._band.isVisible()
