@@ -41,17 +41,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_file_size(size: int) -> None:
+    """Refuse an empty or oversized file from its size alone, before anything reads it."""
+    if size == 0:
+        raise ImageError("empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
+
+
 def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image:
     """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale not below it."""
     try:
         if isinstance(source, (bytes, bytearray)):
             handle = io.BytesIO(source)
         else:
-            size = Path(source).stat().st_size
-            if size == 0:
-                raise ImageError("empty file (0 bytes)")
-            if size > MAX_FILE_BYTES:
-                raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
+            check_file_size(Path(source).stat().st_size)
             handle = open(source, "rb")
         with handle, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

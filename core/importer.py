@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, file_sha256, open_image, thumbnail_bytes
+from core.images import IMAGE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
 from core.progress import Progress, no_progress
 from core.schema import Category, Item, Label
 from core.store import Store
@@ -93,12 +93,11 @@ def _examine(path: Path) -> _Decoded:
             return _Decoded(shown, error="not a file")
         if display_path(resolved) != str(resolved):
             return _Decoded(shown, error="file name is not valid UTF-8; rename the file to import it")
-        size = resolved.stat().st_size  # the same limits as open_image, checked before hashing
-        if size == 0:
-            return _Decoded(shown, error="empty file (0 bytes)")
-        if size > MAX_FILE_BYTES:
-            return _Decoded(shown, error=f"file too large ({size / 2**20:.0f} MB)")
+        size = resolved.stat().st_size
+        check_file_size(size)  # before hashing: a giant file is refused unread
         return _Decoded(str(resolved), file_sha256(resolved), file_size=size)
+    except ImageError as exc:
+        return _Decoded(shown, error=str(exc))
     except RuntimeError as exc:  # symlink loops surface as RuntimeError on some Pythons
         return _Decoded(shown, error=f"cannot resolve path ({exc})")
     except PermissionError:
