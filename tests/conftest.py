@@ -13,6 +13,7 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from core.schema import Item  # noqa: E402
 from core.store import Store  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
@@ -35,6 +36,16 @@ def store(tmp_path: Path):
     catalog = Store(tmp_path / "catalog.sqlite")
     yield catalog
     catalog.close()
+
+
+def seed_titles(store: Store, titles: list) -> list[int]:
+    """Bare items with these titles (None for none), without image files; returns their ids."""
+    with store.write() as s:
+        items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", title=t, width=1, height=1, file_size=1)
+                 for i, t in enumerate(titles)]
+        s.add_all(items)
+        s.flush()
+        return [it.id for it in items]
 
 
 def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None = None, **save) -> Path:

@@ -5,17 +5,8 @@ import csv
 
 import pytest
 
+from conftest import seed_titles
 from core.export import export_csv, header, neutralise
-from core.schema import Item
-
-
-def seed(store, titles):
-    with store.write() as s:
-        items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", title=t, width=1, height=1, file_size=1)
-                 for i, t in enumerate(titles)]
-        s.add_all(items)
-        s.flush()
-        return [it.id for it in items]
 
 
 @pytest.mark.parametrize("cell", ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", "=HYPERLINK(\"http://x\")"])
@@ -29,7 +20,7 @@ def test_plain_cells_are_untouched(cell):
 
 
 def test_export_writes_one_row_per_item_with_labels_predictions_and_top_k(store, tmp_path):
-    ids = seed(store, ["Red shoe", "=cmd|' /C calc'!A0", None])
+    ids = seed_titles(store, ["Red shoe", "=cmd|' /C calc'!A0", None])
     shoes, pans = store.create_category("Shoes"), store.create_category("@Pans")
     store.set_labels([ids[0]], shoes)
     store.save_predictions("prototypes", "m", {}, ids, [shoes, pans, None], [0.9, 0.8, 0.2],
@@ -44,7 +35,7 @@ def test_export_writes_one_row_per_item_with_labels_predictions_and_top_k(store,
 
 
 def test_export_scope_and_excel_bom(store, tmp_path):
-    ids = seed(store, ["a", "b", "c"])
+    ids = seed_titles(store, ["a", "b", "c"])
     out = tmp_path / "some.csv"
     assert export_csv(store, out, top=1, excel_bom=True, item_ids=[ids[2], ids[0]]) == 2
     data = out.read_bytes()
@@ -54,7 +45,7 @@ def test_export_scope_and_excel_bom(store, tmp_path):
 
 
 def test_failed_export_leaves_no_partial_file(store, tmp_path, monkeypatch):
-    seed(store, ["a", "b"])
+    seed_titles(store, ["a", "b"])
     out = tmp_path / "keep.csv"
     out.write_text("previous export")
 

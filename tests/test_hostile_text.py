@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import write_image
+from conftest import seed_titles, write_image
 from core.export import FORMULA_PREFIXES, export_csv, neutralise
 from core.importer import import_with_titles, read_titles_csv
 from core.schema import Item
@@ -56,15 +56,6 @@ def assert_formula_safe(rows):
     for row in rows[1:]:
         for cell in row:
             assert not cell.startswith(FORMULA_PREFIXES), f"formula cell {cell[:40]!r}"
-
-
-def seed_titles(store, titles):
-    with store.write() as s:
-        items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", title=t, width=1, height=1, file_size=1)
-                 for i, t in enumerate(titles)]
-        s.add_all(items)
-        s.flush()
-        return [it.id for it in items]
 
 
 def unneutralise(cell: str) -> str:
