@@ -275,7 +275,6 @@ class LateFusion:
         scores[scored] = softmax(total[scored] / weight[scored, None])[:, :-1]
         return scores
 
-
     def _predict_one(self, queries: ModalFeatures) -> np.ndarray:
         """A lone modality's own scores: what pooling them with themselves gives, without the log
         and softmax passes over every item (a third of a re-score at a million items)."""

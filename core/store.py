@@ -31,8 +31,8 @@ PALETTE = (
     "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9",
 )
 MAX_NAME_LENGTH = 120
-PREDICTION_BLOCK = 20_000
-"""Predictions written per step of a save; progress (and cancelling) comes between steps."""
+BULK_ROWS = 20_000
+"""Rows per step of a bulk read or write: predictions saved between progress calls, ids per range query."""
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Embeddings, overrides and isolates: they make "\u202eseohS" display as "Shoes" (Trojan Source).
 Right-to-left scripts and the plain RLM/LRM marks do not need them."""
@@ -274,8 +274,8 @@ class Store:
         texts: dict[int, str] = {}
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
-            for start in range(0, len(wanted), 50_000):
-                block = wanted[start : start + 50_000]
+            for start in range(0, len(wanted), BULK_ROWS):
+                block = wanted[start : start + BULK_ROWS]
                 rows = raw.execute(
                     "SELECT id, title, path FROM items WHERE id BETWEEN ? AND ?", (int(block[0]), int(block[-1]))
                 )
@@ -386,7 +386,7 @@ class Store:
             )
             done = 0
             progress(done, total)
-            while block := list(islice(rows, PREDICTION_BLOCK)):
+            while block := list(islice(rows, BULK_ROWS)):
                 raw.executemany(
                     "INSERT INTO predictions (item_id, category_id, score, ranking, model_run_id)"
                     " VALUES (?, ?, ?, ?, ?)", block,

@@ -101,7 +101,7 @@ def test_a_save_stopped_between_blocks_leaves_the_previous_predictions(store, mo
     import core.store
     from core.progress import Cancelled
 
-    monkeypatch.setattr(core.store, "PREDICTION_BLOCK", 3)
+    monkeypatch.setattr(core.store, "BULK_ROWS", 3)
     ids = add_items(store, 10)
     a, b = store.create_category("A"), store.create_category("B")
     store.save_predictions("prototypes", "m", {}, ids, [a] * 10, [0.9] * 10, [[(a, 0.9), (b, 0.1)]] * 10)
