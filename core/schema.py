@@ -29,7 +29,8 @@ class Base(DeclarativeBase):
 
 
 class Item(Base):
-    """One product image. `sha256` of the file's bytes makes re-imports idempotent."""
+    """One product image. `sha256` of the file's bytes makes re-imports idempotent; a feed's
+    `product_id`, where there is one, is the identity a re-imported feed updates by."""
 
     __tablename__ = "items"
 
@@ -41,6 +42,8 @@ class Item(Base):
     height: Mapped[int] = mapped_column(Integer)
     file_size: Mapped[int] = mapped_column(Integer)
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    product_id: Mapped[str | None] = mapped_column(Text, index=True, unique=True)
+    image_url: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -1,0 +1,195 @@
+"""Downloading product images by URL into a content-addressed cache.
+
+requests with urllib3's `Retry` does the retries with exponential back-off (connection errors,
+429 and 5xx, honouring Retry-After); what is ours is the checks a catalog needs: a size limit
+counted while streaming (a lying or missing Content-Length cannot fill the disk), the server's
+content type and the file's first bytes must both say "image", and a short body is refused.
+Files are stored under their sha256 in the user cache folder, and each URL remembers the hash it
+gave, so a rerun of an interrupted import fetches only what it lacks.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from core.images import MAX_FILE_BYTES
+
+MAGIC = (
+    b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+)
+"""First bytes of the formats core/images.py reads (WebP is checked apart: RIFF....WEBP)."""
+ACCEPTED_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+"""Some CDNs serve pictures as octet-stream; the magic check still has the last word."""
+CHUNK = 64 * 1024
+USER_AGENT = "ProtoShelf image fetcher"
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("protoshelf")) / "images"
+
+
+def looks_like_image(head: bytes) -> bool:
+    return head.startswith(MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A URL's local file, or the reason there is none."""
+
+    url: str
+    path: Path | None = None
+    error: str = ""
+
+
+class DownloadError(Exception):
+    pass
+
+
+class ImageDownloader:
+    """Fetches image URLs, a bounded number at a time, into `cache_dir`."""
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        workers: int = 8,
+        timeout: tuple[float, float] = (5.0, 20.0),
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_bytes: int = MAX_FILE_BYTES,
+    ):
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.workers = workers
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_bytes = max_bytes
+        self._local = threading.local()
+        for folder in ("objects", "urls", "partial"):
+            (self.cache_dir / folder).mkdir(parents=True, exist_ok=True)
+
+    def fetch_all(self, urls: Iterable[str]) -> dict[str, Download]:
+        """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised."""
+        unique = list(dict.fromkeys(urls))
+        if not unique:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(unique))) as pool:
+            return dict(zip(unique, pool.map(self.fetch, unique)))
+
+    def fetch(self, url: str) -> Download:
+        cached = self.cached(url)
+        if cached:
+            return Download(url, cached)
+        try:
+            return Download(url, self._download(url))
+        except DownloadError as exc:
+            return Download(url, error=str(exc))
+        except requests.exceptions.Timeout:
+            return Download(url, error=f"timed out (no answer within {self.timeout[1]:g} s)")
+        except requests.exceptions.TooManyRedirects:
+            return Download(url, error="too many redirects")
+        except requests.exceptions.RetryError as exc:
+            return Download(url, error=f"server error after {self.retries} retries ({_reason(exc)})")
+        except requests.exceptions.ChunkedEncodingError:
+            return Download(url, error="download cut short (the server sent less than it announced)")
+        except requests.exceptions.ConnectionError as exc:
+            return Download(url, error=f"cannot connect ({_reason(exc)})")
+        except requests.exceptions.RequestException as exc:
+            return Download(url, error=f"download failed ({_reason(exc)})")
+        except OSError as exc:
+            return Download(url, error=f"cannot write to the image cache ({exc.strerror or exc})")
+
+    def cached(self, url: str) -> Path | None:
+        """The file an earlier run downloaded from `url`, if it is still in the cache."""
+        try:
+            digest = self._url_entry(url).read_text().strip()
+        except OSError:
+            return None
+        path = self._object(digest)
+        return path if path.is_file() else None
+
+    def _session(self) -> requests.Session:
+        """One session per thread: connections are reused, and requests sessions are not shared."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            retry = Retry(
+                total=self.retries, backoff_factor=self.backoff, status_forcelist=(429, 500, 502, 503, 504),
+                allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
+            )
+            session = requests.Session()
+            session.max_redirects = 5
+            session.headers["User-Agent"] = USER_AGENT
+            adapter = HTTPAdapter(max_retries=retry, pool_maxsize=2)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+        return session
+
+    def _download(self, url: str) -> Path:
+        with self._session().get(url, stream=True, timeout=self.timeout) as response:
+            if response.status_code >= 400:
+                raise DownloadError(f"HTTP {response.status_code} {response.reason or ''}".strip())
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if kind and not kind.startswith(ACCEPTED_TYPES):
+                raise DownloadError(f"not an image (the server sent {kind})")
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > self.max_bytes:
+                raise DownloadError(f"too large ({int(announced) / 2**20:.1f} MB; the limit is {self._limit()})")
+            digest = hashlib.sha256()
+            size = 0
+            fd, partial = tempfile.mkstemp(dir=self.cache_dir / "partial")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in response.iter_content(CHUNK):
+                        if size == 0 and not looks_like_image(chunk[:16]):
+                            raise DownloadError("not an image (its first bytes are no image format)")
+                        size += len(chunk)
+                        if size > self.max_bytes:
+                            raise DownloadError(f"too large (over {self._limit()})")
+                        digest.update(chunk)
+                        out.write(chunk)
+                if size == 0:
+                    raise DownloadError("empty response")
+                target = self._object(digest.hexdigest())
+                target.parent.mkdir(exist_ok=True)
+                os.replace(partial, target)
+            except BaseException:
+                Path(partial).unlink(missing_ok=True)
+                raise
+        entry = self._url_entry(url)
+        entry.parent.mkdir(exist_ok=True)
+        entry.write_text(digest.hexdigest())
+        return target
+
+    def _object(self, digest: str) -> Path:
+        return self.cache_dir / "objects" / digest[:2] / digest
+
+    def _url_entry(self, url: str) -> Path:
+        key = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.cache_dir / "urls" / key[:2] / key
+
+    def _limit(self) -> str:
+        return f"{self.max_bytes / 2**20:g} MB"
+
+
+_CAUSE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)|(too many \d+ error responses)|(Read timed out)")
+
+
+def _reason(exc: Exception) -> str:
+    """The part of urllib3's long message that names what went wrong (refused, unknown host, 503…)."""
+    text = str(exc)
+    found = _CAUSE.search(text)
+    if found:
+        return next(g for g in found.groups() if g).strip()
+    return text if len(text) < 160 else text[:157] + "…"

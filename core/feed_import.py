@@ -1,0 +1,224 @@
+"""Import a shop's product feed: one item per product id, updated in place on re-import.
+
+Rows go in batches: the batch's image URLs are downloaded concurrently (core/downloads.py), local
+files are checked and hashed, only new pictures are decoded, and the batch is written in one
+transaction. A killed import keeps every finished batch and its downloads; a rerun finds the
+products already there (unchanged) and the pictures already in the cache. A row that fails
+(404, timeout, not an image, too large) is reported with its reason and never stops the import.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, select
+
+from core.downloads import ImageDownloader
+from core.feeds import FeedRow, image_source, read_feed
+from core.images import ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
+from core.progress import Progress, no_progress
+from core.schema import Category, Embedding, Item, Label, Prediction
+from core.store import PALETTE, Store, StoreError, validate_category_name
+
+BATCH_ROWS = 256
+
+
+@dataclass
+class FeedReport:
+    added: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(where in the feed, reason)."""
+    notes: list[str] = field(default_factory=list)
+    """Duplicate ids, rows without an id, refused category names: the rows were still imported."""
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+            f"{len(self.failed)} failed"
+        )
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """A row's image, checked and hashed; decoded only when the catalog lacks it."""
+
+    row: FeedRow
+    url: str | None = None
+    path: str = ""
+    sha256: str = ""
+    file_size: int = 0
+    error: str = ""
+
+
+def import_feed(
+    store: Store,
+    feed_path: str | Path,
+    labels: bool = True,
+    downloader: ImageDownloader | None = None,
+    progress: Progress = no_progress,
+    workers: int = 4,
+) -> FeedReport:
+    """Import every product of the feed; `labels=False` ignores its category column."""
+    feed = read_feed(feed_path)
+    report = FeedReport(notes=list(feed.problems))
+    downloader = downloader or ImageDownloader()
+    folder = feed.path.parent
+    done = 0
+    progress(0, feed.rows_total)
+    batch: list[FeedRow] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for row in feed.rows():
+            batch.append(row)
+            if len(batch) == BATCH_ROWS:
+                _import_batch(store, batch, folder, downloader, pool, labels, report)
+                done += len(batch)
+                progress(done, feed.rows_total)
+                batch = []
+        _import_batch(store, batch, folder, downloader, pool, labels, report)
+    progress(feed.rows_total, feed.rows_total)
+    return report
+
+
+def _import_batch(store, batch, folder, downloader, pool, labels, report) -> None:
+    if not batch:
+        return
+    sources: list[tuple[str, str] | str] = []
+    for row in batch:
+        try:
+            sources.append(image_source(row.image, folder))
+        except ValueError as exc:
+            sources.append(str(exc))
+    downloads = downloader.fetch_all(s[1] for s in sources if isinstance(s, tuple) and s[0] == "url")
+    pictures = list(pool.map(lambda rs: _examine(rs[0], rs[1], downloads), zip(batch, sources)))
+    report.failed.extend((p.row.where, p.error) for p in pictures if p.error)
+    good = [p for p in pictures if not p.error]
+    with store.read() as s:
+        known = set(s.scalars(select(Item.sha256).where(Item.sha256.in_([p.sha256 for p in good]))))
+    new = {p.sha256: p for p in good if p.sha256 not in known}
+    decoded = dict(zip(new, pool.map(_decode, new.values())))
+    _write(store, good, decoded, labels, report)
+
+
+def _examine(row: FeedRow, source, downloads) -> _Picture:
+    """The row's local file, refused before it is opened when it is no regular file (a FIFO
+    would block the read forever, a device would never end), then hashed."""
+    if isinstance(source, str):
+        return _Picture(row, error=source)
+    kind, where = source
+    url = where if kind == "url" else None
+    if url:
+        download = downloads[url]
+        if download.error:
+            return _Picture(row, url, error=download.error)
+        where = str(download.path)
+    try:
+        info = os.stat(where)
+        if not stat.S_ISREG(info.st_mode):
+            return _Picture(row, url, error="not a regular file (a folder, device or pipe)")
+        check_file_size(info.st_size)
+        return _Picture(row, url, str(Path(where).resolve()), file_sha256(Path(where)), info.st_size)
+    except ImageError as exc:
+        return _Picture(row, url, error=str(exc))
+    except FileNotFoundError:
+        return _Picture(row, url, error=f"file not found ({where})")
+    except PermissionError:
+        return _Picture(row, url, error="permission denied")
+    except OSError as exc:
+        return _Picture(row, url, error=f"cannot read file ({exc.strerror or exc})")
+
+
+def _decode(picture: _Picture) -> tuple[int, int, bytes] | str:
+    try:
+        image = open_image(Path(picture.path), min_side=256)
+        return image.width, image.height, thumbnail_bytes(image)
+    except ImageError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+
+
+def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, report: FeedReport) -> None:
+    ids = [p.row.product_id for p in pictures if p.row.product_id]
+    with store.write() as s:
+        by_product = {i.product_id: i for i in s.scalars(select(Item).where(Item.product_id.in_(ids)))}
+        by_hash = {i.sha256: i for i in s.scalars(select(Item).where(Item.sha256.in_([p.sha256 for p in pictures])))}
+        categories = dict(s.execute(select(Category.name, Category.id)).all())
+        for p in pictures:
+            pixels = decoded.get(p.sha256)
+            if isinstance(pixels, str):
+                report.failed.append((p.row.where, pixels))
+                continue
+            item = by_product.get(p.row.product_id) if p.row.product_id else None
+            holder = by_hash.get(p.sha256)
+            if holder is not None and holder is not item:
+                if holder.product_id is None and item is None and p.row.product_id:
+                    item = holder  # a picture imported from a folder becomes this product
+                elif item is not None or holder.product_id is not None:
+                    other = f"product {holder.product_id}" if holder.product_id else f"item {holder.id}"
+                    report.failed.append((p.row.where, f"same picture as {other} (a duplicate listing?)"))
+                    continue
+                else:
+                    item = holder  # no id: the picture is the identity
+            if item is None:
+                item = Item(product_id=p.row.product_id)
+                s.add(item)
+                _set_picture(s, item, p, pixels)
+                s.flush()
+                by_hash[p.sha256] = item
+                if p.row.product_id:
+                    by_product[p.row.product_id] = item
+                _set_category(s, item, p.row, labels, categories, report)
+                report.added.append(item.id)
+                continue
+            changed = False
+            if item.product_id != p.row.product_id and p.row.product_id:
+                item.product_id, changed = p.row.product_id, True
+                by_product[p.row.product_id] = item
+            if item.sha256 != p.sha256:
+                by_hash.pop(item.sha256, None)
+                _set_picture(s, item, p, pixels)
+                by_hash[p.sha256] = item
+                changed = True
+            if p.row.title and item.title != p.row.title:
+                item.title, changed = p.row.title, True
+            if p.url != item.image_url or (p.url is None and item.path != p.path):
+                item.image_url, item.path, changed = p.url, p.path, True
+            changed |= _set_category(s, item, p.row, labels, categories, report)
+            s.flush()
+            (report.updated if changed else report.unchanged).append(item.id)
+
+
+def _set_picture(s, item: Item, p: _Picture, pixels) -> None:
+    """A new picture for an item: what was computed from the old one (vectors, prediction) goes."""
+    if item.id is not None:
+        s.execute(delete(Embedding).where(Embedding.item_id == item.id))
+        s.execute(delete(Prediction).where(Prediction.item_id == item.id))
+    item.path, item.sha256, item.file_size, item.image_url = p.path, p.sha256, p.file_size, p.url
+    item.width, item.height, item.thumbnail = pixels
+    item.title = p.row.title or item.title
+
+
+def _set_category(s, item: Item, row: FeedRow, labels: bool, categories: dict[str, int], report: FeedReport) -> bool:
+    """Label the item with the row's category (created if missing); True when the label changed."""
+    if not labels or not row.category:
+        return False
+    try:
+        name = validate_category_name(row.category)
+    except StoreError as exc:
+        report.notes.append(f"{row.where}: category {row.category!r} refused: {exc}")
+        return False
+    if name not in categories:
+        s.add(category := Category(name=name, colour=PALETTE[len(categories) % len(PALETTE)]))
+        s.flush()
+        categories[name] = category.id
+    current = s.get(Label, item.id)
+    if current is not None and current.category_id == categories[name]:
+        return False
+    s.merge(Label(item_id=item.id, category_id=categories[name]))
+    return True
+

@@ -1,0 +1,194 @@
+"""Reading a shop's product feed: a CSV or TSV export with a header row.
+
+Shops name their columns differently (Shopify `Handle`/`Image Src`, WooCommerce `SKU`/`Images`,
+Google Merchant Center `id`/`image_link`), so columns are found by role through case-insensitive
+aliases. The separator is the one the header row uses most (`,`, `;` or tab), so Excel's
+semicolon CSVs read as well. The feed is read twice, streaming: the first pass finds the last row
+of each product id (the last one wins, as in a shop's own importer), the second yields rows, so
+memory holds the ids and never the rows.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+FEED_SUFFIXES = {".csv", ".tsv", ".txt"}
+MAX_HEADER_CHARS = 64 * 1024
+"""A real header is a few hundred characters; a binary file or a one-line dump is refused unread."""
+SEPARATORS = (",", ";", "\t")
+
+ALIASES = {
+    "product_id": ("id", "product_id", "sku", "variant sku", "handle"),
+    "title": ("title", "name"),
+    "image": ("image_link", "image src", "image", "image_url", "images", "additional_image_link"),
+    "category": ("product_type", "type", "category", "google_product_category"),
+}
+"""Column names per role, in order of preference; matched case-insensitively."""
+
+
+class FeedError(ValueError):
+    """A feed that cannot be read at all, with a message naming the file and the fix."""
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    line: int
+    product_id: str | None
+    title: str | None
+    image: str
+    category: str | None
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" + (f" (product {self.product_id})" if self.product_id else "")
+
+
+@dataclass
+class Feed:
+    path: Path
+    columns: dict[str, str]
+    """role -> the header's own spelling of that column."""
+    separator: str
+    rows_total: int = 0
+    problems: list[str] = field(default_factory=list)
+    """Duplicate ids and rows without an id: reported, never fatal."""
+    _keep: dict[str, int] = field(default_factory=dict, repr=False)
+    _shopify: bool = False
+
+    def rows(self) -> Iterator[FeedRow]:
+        """Each product once (its last row), then the rows without an id, in file order."""
+        for number, line, row in self._records():
+            product_id = self._cell(row, "product_id")
+            if product_id and self._keep.get(product_id) != number:
+                continue
+            yield FeedRow(
+                line, product_id or None, self._cell(row, "title") or None,
+                self._image(row), self._cell(row, "category") or None,
+            )
+
+    def _image(self, row: dict[str, str]) -> str:
+        image = self._cell(row, "image")
+        if self.columns["image"].lower() in ("images", "additional_image_link"):
+            image = image.split(",")[0].strip()  # a list of links: the first is the main picture
+        return image
+
+    def _cell(self, row: dict[str, str], role: str) -> str:
+        column = self.columns.get(role)
+        return (row.get(column) or "").strip() if column else ""
+
+    def _records(self) -> Iterator[tuple[int, int, dict[str, str]]]:
+        """(record number, line where it ends, row) for each data row."""
+        with _open(self.path) as handle:
+            reader = csv.DictReader(handle, delimiter=self.separator)
+            try:
+                for number, row in enumerate(reader):
+                    yield number, reader.line_num, row
+            except UnicodeDecodeError as exc:
+                raise FeedError(f"{self.path} is not UTF-8 text: save it as \"CSV UTF-8\" and try again") from exc
+            except csv.Error as exc:  # a cell over the csv module's 128 KiB limit, a NUL byte
+                raise FeedError(f"{self.path}, near line {reader.line_num + 1}: {exc}") from exc
+
+
+def is_feed(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in FEED_SUFFIXES
+
+
+def read_feed(path: str | Path) -> Feed:
+    """Check the header and count the rows; `Feed.rows()` then streams them."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FeedError(f"{path}: not a file" if path.exists() else f"{path}: no such file")
+    header = _header_line(path)
+    separator = "\t" if path.suffix.lower() == ".tsv" else max(SEPARATORS, key=header.count)
+    names = next(csv.reader([header], delimiter=separator))
+    by_lower = {name.strip().lower(): name for name in reversed(names)}  # the first of two wins
+    columns = {
+        role: by_lower[alias]
+        for role, aliases in ALIASES.items()
+        for alias in reversed(aliases) if alias in by_lower
+    }
+    shopify = "handle" in by_lower
+    if shopify:
+        columns["product_id"] = by_lower["handle"]  # Type and Title are per product, not per variant
+    if "image" not in columns:
+        found = ", ".join(repr(n) for n in names[:20]) + (" …" if len(names) > 20 else "")
+        raise FeedError(
+            f"{path} has no image column (one of {', '.join(ALIASES['image'])}); columns found: {found}"
+        )
+    feed = Feed(path, columns, separator, _shopify=shopify)
+    _first_pass(feed)
+    return feed
+
+
+def _open(path: Path):
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+def _header_line(path: Path) -> str:
+    try:
+        with _open(path) as handle:
+            header = handle.readline(MAX_HEADER_CHARS + 1)
+    except UnicodeDecodeError as exc:
+        raise FeedError(f"{path} is not UTF-8 text: save it as \"CSV UTF-8\" and try again") from exc
+    if len(header) > MAX_HEADER_CHARS:
+        raise FeedError(f"{path}: the header row is longer than {MAX_HEADER_CHARS // 1024} KiB; is this a product feed?")
+    if not header.strip():
+        raise FeedError(f"{path} is empty: the first row must name the columns")
+    return header.rstrip("\r\n")
+
+
+def _first_pass(feed: Feed) -> None:
+    """Count rows, find each id's last row, and note duplicates and rows without an id.
+
+    In a Shopify export a product's extra variant and image rows repeat its handle with an empty
+    title: they continue the product rather than duplicate it."""
+    lines: dict[str, list[int]] = {}
+    without_id = 0
+    for number, line, row in feed._records():
+        feed.rows_total += 1
+        product_id = feed._cell(row, "product_id")
+        if not product_id:
+            without_id += 1
+            if without_id <= 10 and "product_id" in feed.columns:
+                feed.problems.append(f"{feed.path}:{line}: no product id; the item is identified by its picture")
+            continue
+        if feed._shopify and product_id in feed._keep and not feed._cell(row, "title"):
+            continue
+        feed._keep[product_id] = number
+        lines.setdefault(product_id, []).append(line)
+    if without_id > 10 and "product_id" in feed.columns:
+        feed.problems.append(f"{feed.path}: {without_id} rows in all have no product id")
+    if "product_id" not in feed.columns:
+        feed.problems.append(
+            f"{feed.path} has no product id column ({', '.join(ALIASES['product_id'])}): "
+            "items are identified by their pictures"
+        )
+    for product_id, at in lines.items():
+        if len(at) > 1:
+            feed.problems.append(
+                f"{feed.path}: product id {product_id!r} appears {len(at)} times (lines "
+                f"{', '.join(map(str, at[:5]))}{' …' if len(at) > 5 else ''}); the last row wins"
+            )
+
+
+def image_source(reference: str, feed_folder: Path) -> tuple[str, str]:
+    """("url", URL) for http(s), ("file", path) for a file:// URL or a path relative to the feed.
+
+    Raises ValueError for an empty reference or another URL scheme."""
+    if not reference:
+        raise ValueError("no image")
+    parts = urlsplit(reference)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return "url", reference
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"file URL on another host ({parts.netloc})")
+        return "file", unquote(parts.path)
+    if len(scheme) > 1:  # one letter is a Windows drive, C:\…
+        raise ValueError(f"unsupported image link ({scheme}:)")
+    return "file", os.path.join(feed_folder, reference)
