@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.progress import Progress, no_progress
+from core.shop_formats import HEADERS, shop_row
 from core.store import Store
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -21,7 +22,7 @@ FETCH_ROWS = 5000
 
 _QUERY = """
 SELECT items.id, items.path, items.title, labelled.name, predicted.name,
-       predictions.score, predictions.ranking
+       predictions.score, predictions.ranking, items.product_id
 FROM items
 LEFT JOIN labels ON labels.item_id = items.id
 LEFT JOIN categories AS labelled ON labelled.id = labels.category_id
@@ -39,8 +40,10 @@ def neutralise(cell: str | None) -> str:
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
-def header(top: int) -> list[str]:
-    columns = ["item_id", "path", "title", "labelled_category", "predicted_category", "confidence"]
+def header(top: int, format: str = "protoshelf") -> list[str]:
+    if format in HEADERS:
+        return HEADERS[format]
+    columns = ["product_id", "item_id", "path", "title", "labelled_category", "predicted_category", "confidence"]
     for k in range(1, top + 1):
         columns += [f"top{k}_category", f"top{k}_score"]
     return columns
@@ -53,8 +56,12 @@ def export_csv(
     excel_bom: bool = False,
     item_ids: Iterable[int] | None = None,
     progress: Progress = no_progress,
+    format: str = "protoshelf",
+    include_unassigned: bool = False,
 ) -> int:
-    """Write one row per item (or per id in `item_ids`); returns the number of rows."""
+    """Write one row per item (or per id in `item_ids`); returns the number of rows.
+
+    `format` "google" or "shopify" writes what the shop imports (see core/shop_formats.py)."""
     out_path = Path(out_path).expanduser()
     names = {c.id: c.name for c in store.categories()}
     wanted = None if item_ids is None else sorted(set(int(i) for i in item_ids))
@@ -64,17 +71,19 @@ def export_csv(
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8-sig" if excel_bom else "utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(header(top))
-            for row in _rows(store, wanted):
-                writer.writerow(_format(row, names, top))
-                written += 1
-                if written % FETCH_ROWS == 0:
-                    progress(written, total)
+            writer.writerow(header(top, format))
+            for seen, row in enumerate(_rows(store, wanted), start=1):
+                cells = _format(row, names, top, format, include_unassigned)
+                if cells is not None:
+                    writer.writerow(cells)
+                    written += 1
+                if seen % FETCH_ROWS == 0:
+                    progress(seen, total)
         os.replace(tmp_name, out_path)
     except BaseException:
         os.unlink(tmp_name)
         raise
-    progress(written, total)
+    progress(total, total)
     return written
 
 
@@ -96,10 +105,13 @@ def _fetch(cursor):
         yield from batch
 
 
-def _format(row, names: dict[int, str], top: int) -> list:
-    item_id, path, title, labelled, predicted, score, ranking = row
+def _format(row, names: dict[int, str], top: int, format: str = "protoshelf", include_unassigned: bool = False):
+    item_id, path, title, labelled, predicted, score, ranking, product_id = row
+    if format in HEADERS:
+        cells = shop_row(format, product_id, title, labelled or predicted, include_unassigned)
+        return None if cells is None else [neutralise(c) for c in cells]
     cells = [
-        item_id, neutralise(path), neutralise(title), neutralise(labelled), neutralise(predicted),
+        neutralise(product_id), item_id, neutralise(path), neutralise(title), neutralise(labelled), neutralise(predicted),
         "" if score is None else f"{score:.4f}",
     ]
     ranked = json.loads(ranking) if ranking else []

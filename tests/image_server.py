@@ -8,6 +8,13 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that timed out and hung up is what the slow route is for
+
+
 class ImageServer:
     """`files` maps a path ("/a.jpg") to bytes served as image/jpeg. Other routes:
     /slow/* waits `slow_seconds` before answering, /missing/* is 404, /redirect/X answers 302 to /X,
@@ -66,7 +73,7 @@ class ImageServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

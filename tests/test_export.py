@@ -29,9 +29,9 @@ def test_export_writes_one_row_per_item_with_labels_predictions_and_top_k(store,
     assert export_csv(store, out, top=2) == 3
     rows = list(csv.reader(out.open(encoding="utf-8")))
     assert rows[0] == header(2)
-    assert rows[1] == [str(ids[0]), "/shop/0.png", "Red shoe", "Shoes", "Shoes", "0.9000", "Shoes", "0.9000", "'@Pans", "0.0500"]
-    assert rows[2][2] == "'=cmd|' /C calc'!A0" and rows[2][4] == "'@Pans"
-    assert rows[3][3:6] == ["", "", "0.2000"]
+    assert rows[1] == ["", str(ids[0]), "/shop/0.png", "Red shoe", "Shoes", "Shoes", "0.9000", "Shoes", "0.9000", "'@Pans", "0.0500"]
+    assert rows[2][3] == "'=cmd|' /C calc'!A0" and rows[2][5] == "'@Pans"
+    assert rows[3][4:7] == ["", "", "0.2000"]
 
 
 def test_export_scope_and_excel_bom(store, tmp_path):
@@ -41,7 +41,7 @@ def test_export_scope_and_excel_bom(store, tmp_path):
     data = out.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(data.decode("utf-8-sig").splitlines()))
-    assert [r[0] for r in rows[1:]] == [str(ids[0]), str(ids[2])]
+    assert [r[1] for r in rows[1:]] == [str(ids[0]), str(ids[2])]
 
 
 def test_failed_export_leaves_no_partial_file(store, tmp_path, monkeypatch):
@@ -85,6 +85,6 @@ def test_a_big_export_streams_in_bounded_memory_and_scoped_ids_beyond_sqlite_lim
         assert peak < 8 * 2**20  # streamed: 4.5 MB here; holding the 40,000 rows would pass 8
         with out.open(encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
-        assert len(rows) == items + 1 and rows[-1][0] == str(int(ids[-1])) and rows[-1][4] == ("Shoes", "Pans", "Hats")[(items - 1) % 3]
+        assert len(rows) == items + 1 and rows[-1][1] == str(int(ids[-1])) and rows[-1][5] == ("Shoes", "Pans", "Hats")[(items - 1) % 3]
         scoped = tmp_path / "some.csv"
         assert export_csv(store, scoped, item_ids=ids[::-1][:35_000]) == 35_000

@@ -126,7 +126,7 @@ def test_export_round_trips_any_title_and_is_formula_safe(store, tmp_path, title
     rows = read_back(out)
     assert len({len(r) for r in rows}) == 1
     assert_formula_safe(rows)
-    exported = {int(r[0]): r[2] for r in rows[1:]}
+    exported = {int(r[1]): r[3] for r in rows[1:]}
     for item_id, title in zip(ids, titles):
         assert unneutralise(exported[item_id]) == (title or "")
 
@@ -145,8 +145,8 @@ def test_nasty_titles_and_category_names_survive_the_export(store, tmp_path):
         assert len(rows) == len(NASTY) + 1
         assert_formula_safe(rows)
         for row, title in zip(rows[1:], NASTY):
-            assert unneutralise(row[2]) == title
-            assert unneutralise(row[4]) in names and unneutralise(row[6]) == names[0]
+            assert unneutralise(row[3]) == title
+            assert unneutralise(row[5]) in names and unneutralise(row[7]) == names[0]
 
 
 def test_neutralise_quotes_exactly_the_formula_starts():

@@ -250,12 +250,12 @@ def test_export_writes_the_expected_csv(qtbot, open_window, fake_catalog, tmp_pa
     with open(out, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == header(2)
-    assert [int(r[0]) for r in rows[1:]] == sorted(green_ids.tolist())
+    assert [int(r[1]) for r in rows[1:]] == sorted(green_ids.tolist())
     for row in rows[1:]:
-        item_id = int(row[0])
-        assert row[3] == ("Green" if item_id in labels else "")
-        assert row[4] == "Green" and row[6] == "Green"
-        assert float(row[5]) == pytest.approx(float(row[7]), abs=1e-3)
+        item_id = int(row[1])
+        assert row[4] == ("Green" if item_id in labels else "")
+        assert row[5] == "Green" and row[7] == "Green"
+        assert float(row[6]) == pytest.approx(float(row[8]), abs=1e-3)
     assert Store(path).categories()[1].predicted == (truth == 1).sum() - 3
 
 

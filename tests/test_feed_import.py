@@ -1,0 +1,128 @@
+"""Importing product feeds into a real catalog: identity by product id, re-import counts, URLs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.downloads import ImageDownloader
+from core.feed_import import import_feed
+from core.feeds import FeedError
+from core.progress import Cancelled
+from core.schema import Item
+from tests.conftest import write_image
+from tests.image_server import ImageServer
+
+
+def write_feed(path: Path, rows: list[str], header: str = "id,title,image_link,product_type") -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def by_product(store) -> dict[str, Item]:
+    items = store.items(store.item_ids().tolist())
+    return {i.product_id: i for i in items.values()}
+
+
+@pytest.fixture
+def downloader(tmp_path):
+    return ImageDownloader(tmp_path / "cache", timeout=(2, 0.5), retries=1, backoff=0.01)
+
+
+def test_feed_with_relative_and_file_urls(store, tmp_path, downloader):
+    write_image(tmp_path / "img" / "a.png")
+    b = write_image(tmp_path / "img" / "b.png", (0, 200, 0))
+    feed = write_feed(tmp_path / "feed.csv", ["A,Red apple,img/a.png,Fruit", f"B,Green apple,{b.as_uri()},Fruit"])
+    report = import_feed(store, feed, downloader=downloader)
+    assert report.summary() == "2 added, 0 updated, 0 unchanged, 0 failed"
+    items = by_product(store)
+    assert items["A"].title == "Red apple" and items["B"].path == str(b)
+    fruit = store.category_id("Fruit")
+    assert store.labels() == {items["A"].id: fruit, items["B"].id: fruit}
+
+
+def test_reimport_updates_by_product_id(store, tmp_path, downloader):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", (0, 200, 0))
+    write_image(tmp_path / "c.png", (0, 0, 200))
+    feed = write_feed(tmp_path / "feed.csv", ["A,Red apple,a.png,Fruit", "B,Green apple,b.png,Fruit"])
+    first = import_feed(store, feed, downloader=downloader)
+    store.save_embeddings("m", first.added, np.ones((2, 3), np.float32))
+    write_feed(feed, ["A,Red apple,a.png,Fruit", "B,Green apple (new),c.png,Veg", "C,,missing.png,"])
+    second = import_feed(store, feed, downloader=downloader)
+    assert second.summary() == "0 added, 1 updated, 1 unchanged, 1 failed"
+    assert store.item_count() == 2
+    items = by_product(store)
+    assert items["B"].title == "Green apple (new)" and items["B"].path.endswith("c.png")
+    assert store.labels()[items["B"].id] == store.category_id("Veg")
+    assert store.items_without_embedding("m") == [(items["B"].id, items["B"].path)]  # new picture, old vector gone
+    assert second.failed[0][0] == "line 4 (product C)" and "file not found" in second.failed[0][1]
+
+
+def test_no_labels_ignores_categories(store, tmp_path, downloader):
+    write_image(tmp_path / "a.png")
+    import_feed(store, write_feed(tmp_path / "feed.csv", ["A,Red apple,a.png,Fruit"]), labels=False, downloader=downloader)
+    assert store.labels() == {} and store.categories() == []
+
+
+def test_rows_without_id_fall_back_to_the_picture(store, tmp_path, downloader):
+    write_image(tmp_path / "a.png")
+    feed = write_feed(tmp_path / "feed.csv", [",Red apple,a.png,"])
+    assert len(import_feed(store, feed, downloader=downloader).added) == 1
+    assert import_feed(store, feed, downloader=downloader).summary() == "0 added, 0 updated, 1 unchanged, 0 failed"
+
+
+def test_same_picture_under_two_ids_is_reported(store, tmp_path, downloader):
+    write_image(tmp_path / "a.png")
+    feed = write_feed(tmp_path / "feed.csv", ["A,one,a.png,", "B,two,a.png,"])
+    report = import_feed(store, feed, downloader=downloader)
+    assert len(report.added) == 1 and "same picture as product A" in report.failed[0][1]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_file_url_to_a_fifo_is_refused_without_blocking(store, tmp_path, downloader):
+    os.mkfifo(tmp_path / "pipe.png")
+    report = import_feed(store, write_feed(tmp_path / "feed.csv", [f"A,x,{(tmp_path / 'pipe.png').as_uri()},",
+                                                                   "B,y,/dev/zero,"]), downloader=downloader)
+    assert [reason for _, reason in report.failed] == ["not a regular file (a folder, device or pipe)"] * 2
+
+
+def test_bad_feed_loses_nothing(store, tmp_path, downloader):
+    write_image(tmp_path / "a.png")
+    import_feed(store, write_feed(tmp_path / "feed.csv", ["A,x,a.png,"]), downloader=downloader)
+    with pytest.raises(FeedError, match="no image column"):
+        import_feed(store, write_feed(tmp_path / "bad.csv", ["A,x"], header="id,title"), downloader=downloader)
+    assert store.item_count() == 1
+
+
+def test_urls_download_with_per_row_reasons(store, tmp_path, downloader):
+    png = write_image(tmp_path / "src" / "a.png").read_bytes()
+    with ImageServer({"/a.png": png}, slow_seconds=1.5) as server:
+        feed = write_feed(tmp_path / "feed.csv", [
+            f"A,ok,{server.url}/a.png,", f"B,gone,{server.url}/missing/b.png,", f"C,page,{server.url}/html/a.png,",
+            f"D,slow,{server.url}/slow/a.png,", f"E,moved,{server.url}/redirect/a.png,",
+        ])
+        report = import_feed(store, feed, downloader=downloader)
+    assert report.summary() == "1 added, 0 updated, 0 unchanged, 4 failed"
+    reasons = dict(report.failed)
+    assert "HTTP 404" in reasons["line 3 (product B)"] and "timed out" in reasons["line 5 (product D)"]
+    assert "same picture as product A" in reasons["line 6 (product E)"]  # the redirect led to A's bytes
+    item = by_product(store)["A"]
+    assert item.image_url == f"{server.url}/a.png" and Path(item.path).is_relative_to(downloader.cache_dir)
+
+
+def test_cancelled_import_keeps_finished_batches_and_continues(store, tmp_path, downloader, monkeypatch):
+    monkeypatch.setattr("core.feed_import.BATCH_ROWS", 2)
+    rows = [f"P{i},t{i},{write_image(tmp_path / f'{i}.png', (i * 40, 10, 10)).name}," for i in range(5)]
+    feed = write_feed(tmp_path / "feed.csv", rows)
+
+    def cancel_after_first_batch(done, total):
+        if done >= 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        import_feed(store, feed, downloader=downloader, progress=cancel_after_first_batch)
+    assert store.item_count() == 2
+    assert import_feed(store, feed, downloader=downloader).summary() == "3 added, 0 updated, 2 unchanged, 0 failed"
