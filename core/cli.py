@@ -47,6 +47,15 @@ def cmd_gui(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from core.feeds import is_feed
+
+    feeds = [source for source in args.sources if is_feed(source)]
+    if feeds:
+        if len(feeds) < len(args.sources) or args.titles:
+            print("protoshelf import: give either product feeds (.csv, .tsv) or image files and folders, "
+                  "not both", file=sys.stderr)
+            return 2
+        return import_feeds(args, feeds)
     from core.importer import import_with_titles
 
     with Store(args.db) as store, progress_bar("import") as bar:
@@ -56,6 +65,20 @@ def cmd_import(args) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"Import: {report.summary()}.")
+    return 0
+
+
+def import_feeds(args, feeds: list[str]) -> int:
+    from core.feed_import import import_feed
+
+    for feed in feeds:
+        with Store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
+            report = import_feed(store, feed, labels=not args.no_labels, progress=bar)
+        for note in report.notes:
+            print(note, file=sys.stderr)
+        for where, reason in report.failed:
+            print(f"failed {feed} {where}: {reason}", file=sys.stderr)
+        print(f"Import of {feed}: {report.summary()}.")
     return 0
 
 
@@ -96,15 +119,25 @@ def cmd_embed(args) -> int:
 
 
 def cmd_label(args) -> int:
+    """Each argument is a product id of the catalog or an image path; a product id wins, with a
+    note, when a file of that name exists too."""
     from core.importer import import_images
 
     with Store(args.db) as store:
+        by_product = store.item_ids_by_product_id(args.images)
+        for name in by_product:
+            if Path(name).exists():
+                print(f"{name} is both a product id and a file: labelled product {name} "
+                      f"(write ./{name} for the file)", file=sys.stderr)
+        paths = [name for name in args.images if name not in by_product]
         category_id = store.ensure_category(args.category)
-        report = import_images(store, args.images)
-        store.set_labels(report.item_ids, category_id)
-    for path, reason in report.skipped:
+        report = import_images(store, paths) if paths else None
+        item_ids = list(by_product.values()) + (report.item_ids if report else [])
+        store.set_labels(item_ids, category_id)
+    for path, reason in report.skipped if report else ():
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"Labelled {len(report.item_ids)} items as {args.category!r} ({len(report.added)} newly imported).")
+    print(f"Labelled {len(item_ids)} items as {args.category!r} ({len(by_product)} by product id, "
+          f"{len(report.added) if report else 0} newly imported).")
     return 0
 
 
@@ -149,7 +182,8 @@ def cmd_export(args) -> int:
     from core.export import export_csv
 
     with Store(args.db) as store, progress_bar("export") as bar:
-        rows = export_csv(store, args.out, top=args.top_k, excel_bom=args.excel, progress=bar)
+        rows = export_csv(store, args.out, top=args.top_k, excel_bom=args.excel, progress=bar,
+                          format=args.format, include_unassigned=args.include_unassigned)
     print(f"Wrote {rows} rows to {args.out}.")
     return 0
 
@@ -295,9 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="open the bundled demo catalog")
     p.set_defaults(run=cmd_gui)
 
-    p = sub.add_parser("import", parents=[common], help="import image files and folders")
-    p.add_argument("sources", nargs="+")
+    p = sub.add_parser("import", parents=[common], help="import image files and folders, or a product feed")
+    p.add_argument("sources", nargs="+", help="image files and folders, or product feeds (.csv, .tsv)")
     p.add_argument("--titles", help="CSV with path,title[,category]")
+    p.add_argument("--no-labels", action="store_true", help="ignore a feed's category column")
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser("embed", parents=[common, backbone, device], help="compute missing embeddings")
@@ -310,9 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --engine ray: the cluster to join (e.g. auto, or HOST:6379); default: a local Ray")
     p.set_defaults(run=cmd_embed)
 
-    p = sub.add_parser("label", parents=[common], help="add example images to a category")
+    p = sub.add_parser("label", parents=[common], help="add example images (or product ids) to a category")
     p.add_argument("category")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", metavar="ID_OR_IMAGE", help="product ids of the catalog, or image files")
     p.set_defaults(run=cmd_label)
 
     sub.add_parser("categories", parents=[common], help="list categories").set_defaults(run=cmd_categories)
@@ -329,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--excel", action="store_true", help="UTF-8 with BOM, for Excel")
+    p.add_argument("--format", choices=["protoshelf", "google", "shopify"], default="protoshelf",
+                   help="google: a Merchant Center supplemental feed (id, product_type); "
+                        "shopify: a product CSV that sets Type (Handle, Title, Type)")
+    p.add_argument("--include-unassigned", action="store_true",
+                   help="with google/shopify: also write products without a category (empty)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("evaluate", parents=[common, backbone, device], help="few-shot accuracy on an ImageFolder tree")

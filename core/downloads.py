@@ -76,8 +76,6 @@ class ImageDownloader:
         self.backoff = backoff
         self.max_bytes = max_bytes
         self._local = threading.local()
-        for folder in ("objects", "urls", "partial"):
-            (self.cache_dir / folder).mkdir(parents=True, exist_ok=True)
 
     def fetch_all(self, urls: Iterable[str]) -> dict[str, Download]:
         """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised."""
@@ -148,6 +146,7 @@ class ImageDownloader:
                 raise DownloadError(f"too large ({int(announced) / 2**20:.1f} MB; the limit is {self._limit()})")
             digest = hashlib.sha256()
             size = 0
+            (self.cache_dir / "partial").mkdir(parents=True, exist_ok=True)
             fd, partial = tempfile.mkstemp(dir=self.cache_dir / "partial")
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -162,13 +161,13 @@ class ImageDownloader:
                 if size == 0:
                     raise DownloadError("empty response")
                 target = self._object(digest.hexdigest())
-                target.parent.mkdir(exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(partial, target)
             except BaseException:
                 Path(partial).unlink(missing_ok=True)
                 raise
         entry = self._url_entry(url)
-        entry.parent.mkdir(exist_ok=True)
+        entry.parent.mkdir(parents=True, exist_ok=True)
         entry.write_text(digest.hexdigest())
         return target
 

@@ -283,6 +283,15 @@ class Store:
                 texts.update((i, t or os.path.basename(p)) for i, t, p in rows if i in members)
         return texts
 
+    def item_ids_by_product_id(self, product_ids: Iterable[str]) -> dict[str, int]:
+        """The items of those product ids that the catalog holds."""
+        wanted = list(dict.fromkeys(product_ids))
+        found: dict[str, int] = {}
+        with self.read() as s:
+            for chunk in _chunks(wanted):
+                found.update(s.execute(select(Item.product_id, Item.id).where(Item.product_id.in_(chunk))).all())
+        return {p: found[p] for p in wanted if p in found}
+
     def item_id_by_hash(self, sha256: str) -> int | None:
         with self.read() as s:
             return s.scalar(select(Item.id).where(Item.sha256 == sha256))

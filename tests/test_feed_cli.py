@@ -1,0 +1,43 @@
+"""The feed round trip from the command line: the example feed in, labels by product id, the
+supplemental feed out."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from core.cli import main
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "resources" / "example_feed" / "products.csv"
+
+
+def run(capsys, *argv) -> tuple[str, str]:
+    assert main(list(argv)) == 0
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def test_feed_round_trip(tmp_path, capsys, monkeypatch):
+    db = str(tmp_path / "c.sqlite")
+    assert "10 added, 0 updated, 0 unchanged, 0 failed" in run(capsys, "import", str(EXAMPLE), "--db", db)[0]
+    assert "0 added, 0 updated, 10 unchanged, 0 failed" in run(capsys, "import", str(EXAMPLE), "--db", db)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "SKU-1005").write_text("a file that happens to share a product id's name")
+    out, err = run(capsys, "label", "Fruit", "SKU-1004", "SKU-1005", "--db", db)
+    assert "Labelled 2 items as 'Fruit' (2 by product id, 0 newly imported)" in out
+    assert "SKU-1005 is both a product id and a file: labelled product SKU-1005" in err
+    run(capsys, "export", str(tmp_path / "supplemental.csv"), "--format", "google", "--db", db)
+    with open(tmp_path / "supplemental.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["id", "product_type"]
+    assert sorted(rows[1:]) == sorted([["SKU-1001", "Fruit"], ["SKU-1002", "Fruit"], ["SKU-1003", "Fruit"],
+                                       ["SKU-1004", "Fruit"], ["SKU-1005", "Fruit"], ["SKU-2001", "Music"],
+                                       ["SKU-2002", "Music"], ["SKU-2003", "Music"]])
+
+
+def test_feed_problems_are_one_line_messages(tmp_path, capsys):
+    feed = tmp_path / "feed.csv"
+    feed.write_text("id;title;price\nA;x;3\n", encoding="utf-8")
+    assert main(["import", str(feed), "--db", str(tmp_path / "c.sqlite")]) == 2
+    assert "no image column" in capsys.readouterr().err
+    assert main(["import", str(feed), str(tmp_path), "--db", str(tmp_path / "c.sqlite")]) == 2
+    assert "not both" in capsys.readouterr().err
