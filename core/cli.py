@@ -283,10 +283,12 @@ def cmd_similar(args) -> int:
 
 def cmd_duplicates(args) -> int:
     from core.duplicates import duplicate_groups, export_duplicates
+    from core.picture_hash import PictureHashes
 
     with Store(args.db) as store, progress_bar("compare") as bar:
         vectors = store.load_embeddings(args.backbone)
-        groups = duplicate_groups(vectors, args.threshold, bar)
+        hashes = None if args.embedding_only else PictureHashes(store).same_picture
+        groups = duplicate_groups(vectors, args.threshold, bar, same_picture=hashes)
         rows = export_duplicates(store, groups, args.out)
     print(f"{len(groups)} groups of near-duplicates ({rows} of {len(vectors)} embedded items) at "
           f"cosine >= {args.threshold}; wrote {args.out}.")
@@ -398,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="NAME", help="only embed missing items with fine-tuned backbone NAME")
     p.set_defaults(run=cmd_finetune)
 
-    from core.duplicates import DEFAULT_THRESHOLD as DUPLICATE_THRESHOLD
+    from core.duplicates import PICTURE_THRESHOLD as DUPLICATE_THRESHOLD
     from core.suggest import STRATEGIES
 
     p = sub.add_parser("suggest", parents=[common, backbone], help="items to label next")
@@ -414,7 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("duplicates", parents=[common, backbone], help="write groups of near-duplicate items to CSV")
     p.add_argument("out", type=Path)
     p.add_argument("--threshold", type=similarity_threshold, default=DUPLICATE_THRESHOLD,
-                   help=f"cosine similarity that makes two items duplicates (default {DUPLICATE_THRESHOLD})")
+                   help=f"cosine similarity that makes two items candidates (default {DUPLICATE_THRESHOLD}); "
+                        "their perceptual hashes must also agree")
+    p.add_argument("--embedding-only", action="store_true",
+                   help="link on cosine alone, without the perceptual-hash check (try --threshold 0.92)")
     p.set_defaults(run=cmd_duplicates)
 
     p = sub.add_parser("bench", help="run the speed benchmarks; prints one JSON object")

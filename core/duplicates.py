@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from core.similar import inverse_norms, unit_rows
 from core.store import Store, Vectors
 
 DEFAULT_THRESHOLD = 0.92
+PICTURE_THRESHOLD = 0.80
+"""The cosine that makes a candidate when perceptual hashes confirm links; resized-and-re-encoded
+copies fall to 0.89, axe and hammer reach 0.905 (benchmarks/duplicate_listings.py)."""
 TILE_ROWS = 2048
 TILE_COLUMNS = 16_384
 MAX_PENDING_LINKS = 2_000_000
@@ -52,9 +56,14 @@ class DuplicateGroup:
 
 
 def duplicate_groups(
-    vectors: Vectors, threshold: float = DEFAULT_THRESHOLD, progress: Progress = no_progress, seed: int = 0
+    vectors: Vectors, threshold: float = DEFAULT_THRESHOLD, progress: Progress = no_progress, seed: int = 0,
+    same_picture: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> list[DuplicateGroup]:
     """Connected components of "cosine >= threshold" with two or more items, largest first.
+
+    With `same_picture` (core/picture_hash.py), a link also needs both items' perceptual hashes to
+    agree: the embedding finds candidates, the hash tells a copy from a look-alike product, so the
+    cosine threshold can be looser (PICTURE_THRESHOLD).
 
     Up to BLOCKED_FROM_ROWS items every pair is compared. Beyond, items are split into spherical
     k-means cells and each joins its PROBES nearest, and only pairs sharing a cell are compared:
@@ -76,6 +85,8 @@ def duplicate_groups(
     pending_links = 0
     for block in blocks:
         for links, pairs in _links_within(matrix, inverse, block, threshold):
+            if same_picture is not None:
+                links = links[:, same_picture(vectors.item_ids[links[0]], vectors.item_ids[links[1]])]
             pending.append(links)
             pending_links += links.shape[1]
             if pending_links > MAX_PENDING_LINKS:

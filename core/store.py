@@ -304,6 +304,13 @@ class Store:
         with self.read() as s:
             return s.scalar(select(Item.thumbnail).where(Item.id == item_id))
 
+    def thumbnails(self, item_ids: Sequence[int]) -> dict[int, bytes | None]:
+        found: dict[int, bytes | None] = {}
+        with self.read() as s:
+            for chunk in _chunks(list(item_ids)):
+                found.update(s.execute(select(Item.id, Item.thumbnail).where(Item.id.in_(chunk))).all())
+        return found
+
     # --- embeddings -------------------------------------------------------------------
 
     def items_without_embedding(self, model: str) -> list[tuple[int, str]]:

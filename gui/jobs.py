@@ -142,7 +142,11 @@ def suggestions(
 def find_duplicates(
     context: WorkerContext, progress: TaskProgress, backbone: str, threshold: float
 ) -> list[DuplicateGroup]:
-    return duplicate_groups(context.store.load_embeddings(backbone), threshold, progress=progress)
+    from core.picture_hash import PictureHashes
+
+    hashes = PictureHashes(context.store)
+    return duplicate_groups(context.store.load_embeddings(backbone), threshold, progress=progress,
+                            same_picture=hashes.same_picture)
 
 
 def write_duplicates(

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from core.duplicates import DEFAULT_THRESHOLD as DUPLICATE_THRESHOLD
+from core.duplicates import PICTURE_THRESHOLD as DUPLICATE_THRESHOLD
 
 from gui.catalog_model import (
     ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,

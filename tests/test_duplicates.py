@@ -171,3 +171,17 @@ def test_big_catalogs_compare_within_cells_and_find_the_same_groups(monkeypatch)
     n = len(vectors)
     assert sum(c * (c + 1) // 2 for c in compared) < n * (n + 1) // 2 / 5  # far fewer pairs than all
     assert seen[-1] == (n, n)
+
+
+def test_perceptual_hashes_keep_copies_and_part_look_alikes(shop):
+    """With hashes confirming links, a looser cosine still finds every copy and no look-alike."""
+    from core.duplicates import PICTURE_THRESHOLD
+    from core.picture_hash import PictureHashes
+
+    store, expected = shop
+    vectors = store.load_embeddings("efficientnet_lite0")
+    hashes = PictureHashes(store)
+    groups = duplicate_groups(vectors, PICTURE_THRESHOLD, same_picture=hashes.same_picture)
+    assert {frozenset(g.item_ids) for g in groups} == set(expected)
+    cosine_alone = duplicate_groups(vectors, PICTURE_THRESHOLD)
+    assert len(cosine_alone) < 4  # without the hashes, that cosine merges axe and hammer
