@@ -283,6 +283,12 @@ class Store:
                 texts.update((i, t or os.path.basename(p)) for i, t, p in rows if i in members)
         return texts
 
+    def product_info(self, item_id: int) -> tuple[str | None, str | None]:
+        """(product id, image URL) of an item from a feed; (None, None) for one from files."""
+        with self.read() as s:
+            row = s.execute(select(Item.product_id, Item.image_url).where(Item.id == item_id)).first()
+        return (row[0], row[1]) if row else (None, None)
+
     def item_ids_by_product_id(self, product_ids: Iterable[str]) -> dict[str, int]:
         """The items of those product ids that the catalog holds."""
         wanted = list(dict.fromkeys(product_ids))

@@ -13,6 +13,12 @@ from PySide6.QtWidgets import (
 
 from gui.session import CatalogSession
 
+EXPORT_FORMATS = (
+    ("ProtoShelf: predictions with scores", "protoshelf"),
+    ("Google Merchant Center supplemental feed (id, product_type)", "google"),
+    ("Shopify product CSV (Handle, Title, Type)", "shopify"),
+)
+
 
 @dataclass(frozen=True)
 class ExportRequest:
@@ -20,6 +26,8 @@ class ExportRequest:
     top: int
     excel_bom: bool
     item_ids: np.ndarray | None
+    format: str = "protoshelf"
+    include_unassigned: bool = False
 
 
 class ExportDialog(QDialog):
@@ -48,6 +56,12 @@ class ExportDialog(QDialog):
         self.top.setRange(1, 10)
         self.top.setValue(3)
         self.excel = QCheckBox("For Excel (UTF-8 with byte-order mark)")
+        self.format = QComboBox()
+        for text, name in EXPORT_FORMATS:
+            self.format.addItem(text, name)
+        self.include_unassigned = QCheckBox("Include products without a category")
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self._format_changed()
         self.path = QLineEdit(str(default_path))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
@@ -59,6 +73,8 @@ class ExportDialog(QDialog):
         path_widget.setLayout(path_row)
 
         form = QFormLayout()
+        form.addRow("Format", self.format)
+        form.addRow("", self.include_unassigned)
         form.addRow("Top categories per item", self.top)
         form.addRow("", self.excel)
         form.addRow("File", path_widget)
@@ -78,6 +94,13 @@ class ExportDialog(QDialog):
         self.one_category.setChecked(True)
 
     @Slot()
+    def _format_changed(self) -> None:
+        """Top-k belongs to ProtoShelf's own format, the unassigned choice to the shop formats."""
+        for_shop = self.format.currentData() != "protoshelf"
+        self.top.setEnabled(not for_shop)
+        self.include_unassigned.setEnabled(for_shop)
+
+    @Slot()
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), "CSV files (*.csv)")
         if path:
@@ -91,4 +114,7 @@ class ExportDialog(QDialog):
             item_ids = model.effective_ids(self.category.currentData())
         else:
             item_ids = None
-        return ExportRequest(Path(self.path.text()).expanduser(), self.top.value(), self.excel.isChecked(), item_ids)
+        return ExportRequest(
+            Path(self.path.text()).expanduser(), self.top.value(), self.excel.isChecked(), item_ids,
+            self.format.currentData(), self.include_unassigned.isChecked(),
+        )

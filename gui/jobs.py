@@ -171,9 +171,10 @@ def persist_predictions(
 
 def export(
     context: WorkerContext, progress: TaskProgress, out_path: Path, top: int, excel_bom: bool,
-    item_ids: np.ndarray | None,
+    item_ids: np.ndarray | None, **formatting,
 ) -> int:
-    return export_csv(context.store, out_path, top=top, excel_bom=excel_bom, item_ids=item_ids, progress=progress)
+    return export_csv(context.store, out_path, top=top, excel_bom=excel_bom, item_ids=item_ids, progress=progress,
+                      **formatting)
 
 
 def import_files(

@@ -24,6 +24,7 @@ from gui.catalog_view import THUMB, CatalogView
 from gui.categories_panel import CategoriesPanel
 from gui.duplicates_dialog import DuplicatesDialog
 from gui.export_dialog import ExportDialog
+from gui.feed_import import FEED_FILTER, FeedImporter
 from gui.jobs import ImportResult
 from gui.model_controls import ModelControls
 from gui.preview import PreviewDialog
@@ -45,6 +46,7 @@ class MainWindow(QMainWindow):
     def __init__(self, session: CatalogSession, settings: QSettings | None = None):
         super().__init__()
         self.session = session
+        self.feed_importer = FeedImporter(session, self)
         self.settings = settings
         self.suggestions: dict[int, object] = {}
         self.similar_title: str | None = None
@@ -139,6 +141,7 @@ class MainWindow(QMainWindow):
             ("Import &folder…", "Ctrl+I", self.import_folder),
             ("Import f&iles…", "Ctrl+Shift+I", self.import_files),
             ("Import &titles CSV…", None, self.import_titles),
+            ("Import product f&eed…", None, self.import_feed),
             None,
             ("&Export CSV…", "Ctrl+E", self.export_csv),
             None,
@@ -328,7 +331,14 @@ class MainWindow(QMainWindow):
         dialog = ExportDialog(self.session, default, self)
         if dialog.exec():
             request = dialog.request()
-            self.session.export(request.path, request.top, request.excel_bom, request.item_ids)
+            self.session.export(request.path, request.top, request.excel_bom, request.item_ids,
+                                format=request.format, include_unassigned=request.include_unassigned)
+
+    @Slot()
+    def import_feed(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a product feed", "", FEED_FILTER)
+        if path:
+            self.feed_importer.start(path)
 
     @Slot()
     def import_folder(self) -> None:

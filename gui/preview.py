@@ -30,6 +30,12 @@ def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -
     return QImage.fromData(thumbnail) if thumbnail else QImage()
 
 
+def selectable(text: str) -> QLabel:
+    label = QLabel(text, textFormat=Qt.TextFormat.PlainText, wordWrap=True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
 class PreviewDialog(QDialog):
     def __init__(self, session: CatalogSession, item_id: int, parent=None):
         super().__init__(parent)
@@ -57,6 +63,7 @@ class PreviewDialog(QDialog):
         path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         path.setWordWrap(True)
         size = QLabel(f"{info.width} × {info.height} pixels" if info else "")
+        product_id, image_url = session.store.product_info(item_id)
 
         names = {c.id: c for c in session.categories}
         label = names.get(session.labels.get(item_id))
@@ -90,6 +97,10 @@ class PreviewDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Title", self.title)
+        if product_id:
+            form.addRow("Product id", selectable(product_id))
+        if image_url:
+            form.addRow("Image URL", selectable(image_url))
         form.addRow("File", path)
         form.addRow("Size", size)
         form.addRow("Label", status)

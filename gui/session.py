@@ -398,6 +398,9 @@ class CatalogSession(QObject):
         self._load_search_texts(self.model.all_ids())
         self.embed()
 
+    def refresh_search_texts(self) -> None:
+        self._load_search_texts(self.model.all_ids())
+
     def set_title(self, item_id: int, title: str) -> None:
         title = title.strip()
         self.edit(lambda store: store.set_title(item_id, title), embeds=self.embed_titles)
@@ -414,14 +417,15 @@ class CatalogSession(QObject):
         if not self.closed and task.outcome == "succeeded":
             self.model.add_search_texts(task.result)
 
-    def export(self, out_path: str | Path, top: int = 3, excel_bom: bool = False, item_ids=None) -> Task:
-        """CSV of the shown predictions (saved first if needed), like `protoshelf export`."""
+    def export(self, out_path: str | Path, top: int = 3, excel_bom: bool = False, item_ids=None, **formatting) -> Task:
+        """CSV of the shown predictions (saved first if needed), like `protoshelf export`;
+        `formatting`: export_csv's format and include_unassigned."""
         self._save_timer.stop()
         self.save_predictions(kind="save-for-export")
         return self.live.run(
             "Exporting", jobs.export, Path(out_path), top, excel_bom,
             None if item_ids is None else np.asarray(item_ids, np.int64), kind="export",
-            on_finished=self._on_export_finished,
+            on_finished=self._on_export_finished, **formatting,
         )
 
     @Slot(object)

@@ -1,0 +1,63 @@
+"""The app's side of product feeds: File ▸ Import product feed…, the export format, the preview."""
+from __future__ import annotations
+
+import csv
+import shutil
+
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox
+
+from core.schema import Item
+from gui.export_dialog import ExportDialog
+from gui.preview import PreviewDialog
+from tests.gui.conftest import wait_idle
+from tests.test_feed_cli import EXAMPLE
+
+
+def test_import_feed_from_the_menu_then_export_for_google(qtbot, open_window, extractor, tmp_path, monkeypatch):
+    shutil.copytree(EXAMPLE.parent.parent, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.md"))
+    feed = tmp_path / "example_feed" / "products.csv"
+    with feed.open("a", encoding="utf-8") as handle:
+        handle.write("SKU-9999,Lost,../demo/images/no_such.png,\n")
+    window = open_window(tmp_path / "c.sqlite", extractor=extractor)
+    session = window.session
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(feed), ""))
+    action = next(a for a in window.findChildren(QAction) if a.text() == "Import product f&eed…")
+    with qtbot.waitSignal(window.feed_importer.finished, timeout=30_000) as finished:
+        action.trigger()
+    report = finished.args[0]
+    assert report.summary() == "10 added, 0 updated, 0 unchanged, 1 failed"
+    assert session.model.rowCount() == 10
+    assert {c.name: c.examples for c in session.categories} == {"Fruit": 3, "Music": 3}
+    boxes = window.findChildren(QMessageBox)
+    assert any("line 12 (product SKU-9999): file not found" in box.detailedText() for box in boxes)
+    wait_idle(qtbot, session, 60_000)
+
+    dialog = ExportDialog(session, tmp_path / "supplemental.csv", window)
+    qtbot.addWidget(dialog)
+    assert not dialog.include_unassigned.isEnabled()
+    dialog.format.setCurrentIndex(dialog.format.findData("google"))
+    assert dialog.include_unassigned.isEnabled() and not dialog.top.isEnabled()
+    request = dialog.request()
+    assert (request.format, request.include_unassigned) == ("google", False)
+    with qtbot.waitSignal(session.export_finished, timeout=30_000):
+        session.export(request.path, request.top, request.excel_bom, request.item_ids,
+                       format=request.format, include_unassigned=request.include_unassigned)
+    with open(request.path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["id", "product_type"]
+    assert {r[0] for r in rows[1:]} >= {"SKU-1001", "SKU-2001"}  # labelled ones at least; the rest as predicted
+    wait_idle(qtbot, session, 60_000)
+
+
+def test_preview_shows_product_id_and_image_url(qtbot, open_window, fake_catalog):
+    path, _, _ = fake_catalog
+    window = open_window(path)
+    with window.session.store.write() as s:
+        item = s.get(Item, 1)
+        item.product_id, item.image_url = "SKU-42", "https://shop.example/42.jpg"
+    dialog = PreviewDialog(window.session, 1, window)
+    qtbot.addWidget(dialog)
+    texts = {label.text() for label in dialog.findChildren(QLabel)}
+    assert {"SKU-42", "https://shop.example/42.jpg"} <= texts
+    wait_idle(qtbot, window.session)
