@@ -1,7 +1,7 @@
 """Downloading product images by URL into a content-addressed cache.
 
 requests with urllib3's `Retry` does the retries with exponential back-off (connection errors,
-429 and 5xx, honouring Retry-After); what is ours is the checks a catalog needs: a size limit
+429 and 5xx); what is ours is the checks a catalog needs: a size limit
 counted while streaming (a lying or missing Content-Length cannot fill the disk), the server's
 content type and the file's first bytes must both say "image", and a short body is refused.
 Files are stored under their sha256 in the user cache folder, and each URL remembers the hash it
@@ -123,7 +123,8 @@ class ImageDownloader:
         if session is None:
             retry = Retry(
                 total=self.retries, backoff_factor=self.backoff, status_forcelist=(429, 500, 502, 503, 504),
-                allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
+                allowed_methods=frozenset({"GET"}),
+                respect_retry_after_header=False,  # uncapped in urllib3: one 429 could stall a row for an hour
             )
             session = requests.Session()
             session.max_redirects = 5

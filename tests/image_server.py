@@ -18,7 +18,8 @@ class _QuietServer(ThreadingHTTPServer):
 class ImageServer:
     """`files` maps a path ("/a.jpg") to bytes served as image/jpeg. Other routes:
     /slow/* waits `slow_seconds` before answering, /missing/* is 404, /redirect/X answers 302 to /X,
-    /truncated/* announces more bytes than it sends, /html/* is a web page, /flaky/X fails with 503
+    /truncated/* announces more bytes than it sends, /unsized/X sends X without a length,
+    /html/* is a web page, /flaky/X fails with 503
     the first `flaky_failures` times, then serves /X."""
 
     def __init__(self, files: dict[str, bytes], slow_seconds: float = 3.0, flaky_failures: int = 1):
@@ -52,6 +53,13 @@ class ImageServer:
                     self.send_response(200)
                     self.send_header("Content-Type", "image/jpeg")
                     self.send_header("Content-Length", str(len(body) + 5000))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.close_connection = True
+                    return None
+                if route == "unsized":  # no Content-Length: the body ends when the connection closes
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
                     self.end_headers()
                     self.wfile.write(body)
                     self.close_connection = True

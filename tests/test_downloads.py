@@ -66,9 +66,18 @@ def test_server_errors_are_retried(server, downloader):
     assert not result.error and server.hits["/flaky/a.jpg"] == 2
 
 
-def test_size_limit_counts_while_streaming(server, tmp_path):
+def test_size_limit_is_checked_on_the_announced_length_and_while_streaming(server, tmp_path):
     small = ImageDownloader(tmp_path / "cache", max_bytes=100)
-    assert "too large" in small.fetch(f"{server.url}/a.jpg").error
+    assert small.fetch(f"{server.url}/a.jpg").error.startswith("too large (0.0 MB")
+    assert small.fetch(f"{server.url}/unsized/a.jpg").error.startswith("too large (over")
+    assert not ImageDownloader(tmp_path / "cache").fetch(f"{server.url}/unsized/a.jpg").error
+
+
+def test_a_server_that_keeps_failing_is_a_reason(tmp_path):
+    with ImageServer({"/a.jpg": jpeg()}, flaky_failures=10) as running:
+        result = ImageDownloader(tmp_path / "cache", retries=2, backoff=0.01).fetch(f"{running.url}/flaky/a.jpg")
+        assert result.error == "server error after 2 retries (too many 503 error responses)"
+        assert running.hits["/flaky/a.jpg"] == 3
 
 
 def test_bytes_that_are_no_image_are_refused(tmp_path):
