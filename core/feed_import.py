@@ -156,14 +156,12 @@ def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, 
             item = by_product.get(p.row.product_id) if p.row.product_id else None
             holder = by_hash.get(p.sha256)
             if holder is not None and holder is not item:
-                if holder.product_id is None and item is None and p.row.product_id:
-                    item = holder  # a picture imported from a folder becomes this product
-                elif item is not None or holder.product_id is not None:
+                if not p.row.product_id or (item is None and holder.product_id is None):
+                    item = holder  # no id: the picture is the identity; or a folder's picture becomes this product
+                else:
                     other = f"product {holder.product_id}" if holder.product_id else f"item {holder.id}"
                     report.failed.append((p.row.where, f"same picture as {other} (a duplicate listing?)"))
                     continue
-                else:
-                    item = holder  # no id: the picture is the identity
             if item is None:
                 item = Item(product_id=p.row.product_id)
                 s.add(item)

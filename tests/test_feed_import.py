@@ -126,3 +126,15 @@ def test_cancelled_import_keeps_finished_batches_and_continues(store, tmp_path, 
         import_feed(store, feed, downloader=downloader, progress=cancel_after_first_batch)
     assert store.item_count() == 2
     assert import_feed(store, feed, downloader=downloader).summary() == "3 added, 0 updated, 2 unchanged, 0 failed"
+
+
+def test_a_picture_from_a_folder_becomes_the_product(store, tmp_path, downloader):
+    from core.importer import import_images
+
+    picture = write_image(tmp_path / "a.png")
+    (existing,) = import_images(store, [picture]).added
+    store.set_labels([existing], store.create_category("Kept"))
+    report = import_feed(store, write_feed(tmp_path / "feed.csv", ["A,Red apple,a.png,", ",Red apple,a.png,"]),
+                         downloader=downloader)
+    assert report.updated == [existing] and report.unchanged == [existing] and store.item_count() == 1
+    assert by_product(store)["A"].id == existing and store.labels() == {existing: store.category_id("Kept")}
