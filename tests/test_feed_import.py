@@ -138,3 +138,27 @@ def test_a_picture_from_a_folder_becomes_the_product(store, tmp_path, downloader
                          downloader=downloader)
     assert report.updated == [existing] and report.unchanged == [existing] and store.item_count() == 1
     assert by_product(store)["A"].id == existing and store.labels() == {existing: store.category_id("Kept")}
+
+
+def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path):
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError
+
+    from core.migrations import upgrade
+    from core.store import Store, make_engine
+
+    path = tmp_path / "old.sqlite"
+    engine = make_engine(path)
+    upgrade(engine, "0003")
+    engine.dispose()
+    with sqlite3.connect(path) as conn:
+        conn.executemany("INSERT INTO items (id, path, sha256, width, height, file_size, added_at)"
+                         " VALUES (?, ?, ?, 1, 1, 1, '2024-01-01')", [(1, "/a.png", "a" * 64), (2, "/b.png", "b" * 64)])
+    with Store(path) as store:
+        assert store.item_count() == 2 and store.product_info(1) == (None, None)
+        with store.write() as s:
+            s.get(Item, 1).product_id = "SKU-1"
+        with pytest.raises(IntegrityError), store.write() as s:
+            s.get(Item, 2).product_id = "SKU-1"
+        assert store.item_ids_by_product_id(["SKU-1", "nope"]) == {"SKU-1": 1}
