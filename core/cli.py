@@ -52,7 +52,7 @@ def cmd_import(args) -> int:
     feeds = [source for source in args.sources if is_feed(source)]
     if feeds:
         if len(feeds) < len(args.sources) or args.titles:
-            print("protoshelf import: give either product feeds (.csv, .tsv) or image files and folders, "
+            print("protoshelf import: give either product feeds (.csv, .tsv, .xml) or image files and folders, "
                   "not both", file=sys.stderr)
             return 2
         return import_feeds(args, feeds)
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_gui)
 
     p = sub.add_parser("import", parents=[common], help="import image files and folders, or a product feed")
-    p.add_argument("sources", nargs="+", help="image files and folders, or product feeds (.csv, .tsv)")
+    p.add_argument("sources", nargs="+", help="image files and folders, or product feeds (.csv, .tsv, .xml)")
     p.add_argument("--titles", help="CSV with path,title[,category]")
     p.add_argument("--no-labels", action="store_true", help="ignore a feed's category column")
     p.set_defaults(run=cmd_import)

@@ -1,4 +1,5 @@
-"""Reading a shop's product feed: a CSV or TSV export with a header row.
+"""Reading a shop's product feed: a CSV or TSV export with a header row, or a Merchant Center
+XML (RSS or Atom) feed.
 
 Shops name their columns differently (Shopify `Handle`/`Image Src`, WooCommerce `SKU`/`Images`,
 Google Merchant Center `id`/`image_link`), so columns are found by role through case-insensitive
@@ -11,12 +12,17 @@ from __future__ import annotations
 
 import csv
 import os
+from xml.etree import ElementTree
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-FEED_SUFFIXES = {".csv", ".tsv", ".txt"}
+FEED_SUFFIXES = {".csv", ".tsv", ".txt", ".xml"}
+XML = "xml"
+"""The `separator` of an XML feed."""
+XML_FIELDS = {"product_id": "id", "title": "title", "image": "image_link", "category": "product_type"}
+"""Merchant Center's own names (g:id, g:image_link…); an XML feed has no header to search."""
 MAX_HEADER_CHARS = 64 * 1024
 """A real header is a few hundred characters; a binary file or a one-line dump is refused unread."""
 SEPARATORS = (",", ";", "\t")
@@ -41,10 +47,12 @@ class FeedRow:
     title: str | None
     image: str
     category: str | None
+    unit: str = "line"
+    """"line" of a CSV, "item" of an XML feed."""
 
     @property
     def where(self) -> str:
-        return f"line {self.line}" + (f" (product {self.product_id})" if self.product_id else "")
+        return f"{self.unit} {self.line}" + (f" (product {self.product_id})" if self.product_id else "")
 
 
 @dataclass
@@ -67,7 +75,7 @@ class Feed:
                 continue
             yield FeedRow(
                 line, product_id or None, self._cell(row, "title") or None,
-                self._image(row), self._cell(row, "category") or None,
+                self._image(row), self._cell(row, "category") or None, "item" if self.separator == XML else "line",
             )
 
     def _image(self, row: dict[str, str]) -> str:
@@ -82,6 +90,9 @@ class Feed:
 
     def _records(self) -> Iterator[tuple[int, int, dict[str, str]]]:
         """(record number, line where it ends, row) for each data row."""
+        if self.separator == XML:
+            yield from _xml_records(self.path)
+            return
         with _open(self.path) as handle:
             reader = csv.DictReader(handle, delimiter=self.separator)
             try:
@@ -93,6 +104,30 @@ class Feed:
                 raise FeedError(f"{self.path}, near line {reader.line_num + 1}: {exc}") from exc
 
 
+def _xml_records(path: Path) -> Iterator[tuple[int, int, dict[str, str]]]:
+    """The <item>s (RSS) or <entry>s (Atom) of a Merchant Center XML feed, streamed: each element
+    is dropped once read. Fields are keyed by their name without the g: namespace; expat refuses
+    entity-expansion bombs and ElementTree never fetches external entities."""
+    number = 0
+    try:
+        for _, element in ElementTree.iterparse(path, events=("end",)):
+            if _local(element.tag) not in ("item", "entry"):
+                continue
+            row = {_local(child.tag): (child.text or "").strip() for child in element}
+            row.setdefault("product_type", row.get("google_product_category", ""))
+            if not row.get("image_link"):  # Atom feeds may put the picture in <link rel="enclosure" href>
+                row["image_link"] = next((c.get("href", "") for c in element if c.get("rel") == "enclosure"), "")
+            number += 1
+            yield number - 1, number, row
+            element.clear()
+    except ElementTree.ParseError as exc:
+        raise FeedError(f"{path}: not a well-formed XML feed ({exc})") from exc
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1].lower()
+
+
 def is_feed(path: str | Path) -> bool:
     return Path(path).suffix.lower() in FEED_SUFFIXES
 
@@ -102,6 +137,10 @@ def read_feed(path: str | Path) -> Feed:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FeedError(f"{path}: not a file" if path.exists() else f"{path}: no such file")
+    if path.suffix.lower() == ".xml":
+        feed = Feed(path, dict(XML_FIELDS), XML)
+        _first_pass(feed)
+        return feed
     header = _header_line(path)
     separator = "\t" if path.suffix.lower() == ".tsv" else max(SEPARATORS, key=header.count)
     names = next(csv.reader([header], delimiter=separator))
@@ -148,13 +187,14 @@ def _first_pass(feed: Feed) -> None:
     title: they continue the product rather than duplicate it."""
     lines: dict[str, list[int]] = {}
     without_id = 0
+    unit = "item" if feed.separator == XML else "line"
     for number, line, row in feed._records():
         feed.rows_total += 1
         product_id = feed._cell(row, "product_id")
         if not product_id:
             without_id += 1
             if without_id <= 10 and "product_id" in feed.columns:
-                feed.problems.append(f"{feed.path}:{line}: no product id; the item is identified by its picture")
+                feed.problems.append(f"{feed.path}, {unit} {line}: no product id; the item is identified by its picture")
             continue
         if feed._shopify and product_id in feed._keep and not feed._cell(row, "title"):
             continue
@@ -170,8 +210,8 @@ def _first_pass(feed: Feed) -> None:
     for product_id, at in lines.items():
         if len(at) > 1:
             feed.problems.append(
-                f"{feed.path}: product id {product_id!r} appears {len(at)} times (lines "
-                f"{', '.join(map(str, at[:5]))}{' …' if len(at) > 5 else ''}); the last row wins"
+                f"{feed.path}: product id {product_id!r} appears {len(at)} times ({unit}s "
+                f"{', '.join(map(str, at[:5]))}{' …' if len(at) > 5 else ''}); the last one wins"
             )
 
 

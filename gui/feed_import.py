@@ -14,7 +14,7 @@ from core.feed_import import FeedReport, import_feed
 from gui.session import CatalogSession
 from gui.workers import Task, TaskProgress, WorkerContext
 
-FEED_FILTER = "Product feeds (*.csv *.tsv *.txt)"
+FEED_FILTER = "Product feeds (*.csv *.tsv *.txt *.xml)"
 MAX_LISTED = 200
 """Failed rows listed in the dialog; the counts cover them all."""
 

@@ -46,13 +46,13 @@ def test_duplicate_ids_last_row_wins_and_is_reported(tmp_path):
     text = "id,title,image_link\nP1,old,a.png\nP2,two,b.png\nP1,new,c.png\n"
     feed = read_feed(write(tmp_path / "feed.csv", text))
     assert [(r.product_id, r.title) for r in feed.rows()] == [("P2", "two"), ("P1", "new")]
-    assert any("'P1' appears 2 times (lines 2, 4)" in p for p in feed.problems)
+    assert any("'P1' appears 2 times (lines 2, 4); the last one wins" in p for p in feed.problems)
 
 
 def test_rows_without_id_are_kept_and_reported(tmp_path):
     feed = read_feed(write(tmp_path / "feed.csv", "id,image_link\n,a.png\nP2,b.png\n"))
     assert [r.product_id for r in feed.rows()] == [None, "P2"]
-    assert any(":2: no product id" in p for p in feed.problems)
+    assert any("line 2: no product id" in p for p in feed.problems)
 
 
 def test_missing_image_column_names_the_columns_found(tmp_path):
@@ -85,3 +85,29 @@ def test_image_sources(tmp_path):
         image_source("ftp://host/a.png", tmp_path)
     with pytest.raises(ValueError, match="no image"):
         image_source("", tmp_path)
+
+
+RSS = """<?xml version="1.0"?>
+<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel><title>Shop</title>
+<item><g:id>A-1</g:id><title>Red apple</title><g:image_link>https://cdn/a.jpg</g:image_link>
+  <g:google_product_category>Food</g:google_product_category></item>
+<item><g:id>A-2</g:id><g:title>Pear</g:title><g:image_link>img/p.png</g:image_link></item>
+<item><g:id>A-1</g:id><title>Red apple (2)</title><g:image_link>https://cdn/a2.jpg</g:image_link>
+  <g:product_type>Fruit</g:product_type></item>
+</channel></rss>"""
+
+
+def test_merchant_center_xml_feed(tmp_path):
+    feed = read_feed(write(tmp_path / "feed.xml", RSS))
+    rows = [(r.product_id, r.title, r.image, r.category, r.where) for r in feed.rows()]
+    assert rows == [("A-2", "Pear", "img/p.png", None, "item 2 (product A-2)"),
+                    ("A-1", "Red apple (2)", "https://cdn/a2.jpg", "Fruit", "item 3 (product A-1)")]
+    assert any("'A-1' appears 2 times (items 1, 3)" in p for p in feed.problems)
+
+
+def test_xml_entity_bomb_is_refused(tmp_path):
+    bomb = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+            + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+            + ']><rss><channel><item><g:id xmlns:g="g">&i;</g:id></item></channel></rss>')
+    with pytest.raises(FeedError, match="not a well-formed XML feed"):
+        read_feed(write(tmp_path / "bomb.xml", bomb))
