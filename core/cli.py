@@ -291,7 +291,7 @@ def cmd_duplicates(args) -> int:
         groups = duplicate_groups(vectors, args.threshold, bar, same_picture=hashes)
         rows = export_duplicates(store, groups, args.out)
     print(f"{len(groups)} groups of near-duplicates ({rows} of {len(vectors)} embedded items) at "
-          f"cosine >= {args.threshold}; wrote {args.out}.")
+          f"cosine >= {args.threshold}{'' if args.embedding_only else ' with matching pictures'}; wrote {args.out}.")
     return 0
 
 
