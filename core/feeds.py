@@ -33,7 +33,7 @@ ALIASES = {
     "image": ("image_link", "image src", "image", "image_url", "images", "additional_image_link"),
     "category": ("product_type", "type", "category", "google_product_category"),
 }
-"""Column names per role, in order of preference; matched case-insensitively."""
+"""Column names per role, in order of preference; matched ignoring case, `_`, `-` and spaces."""
 
 
 class FeedError(ValueError):
@@ -80,7 +80,7 @@ class Feed:
 
     def _image(self, row: dict[str, str]) -> str:
         image = self._cell(row, "image")
-        if self.columns["image"].lower() in ("images", "additional_image_link"):
+        if _column_key(self.columns["image"]) in ("images", "additional image link"):
             image = image.split(",")[0].strip()  # a list of links: the first is the main picture
         return image
 
@@ -144,11 +144,11 @@ def read_feed(path: str | Path) -> Feed:
     header = _header_line(path)
     separator = "\t" if path.suffix.lower() == ".tsv" else max(SEPARATORS, key=header.count)
     names = next(csv.reader([header], delimiter=separator))
-    by_lower = {name.strip().lower(): name for name in reversed(names)}  # the first of two wins
+    by_lower = {_column_key(name): name for name in reversed(names)}  # the first of two wins
     columns = {
-        role: by_lower[alias]
+        role: by_lower[_column_key(alias)]
         for role, aliases in ALIASES.items()
-        for alias in reversed(aliases) if alias in by_lower
+        for alias in reversed(aliases) if _column_key(alias) in by_lower
     }
     shopify = "handle" in by_lower
     if shopify:
@@ -161,6 +161,11 @@ def read_feed(path: str | Path) -> Feed:
     feed = Feed(path, columns, separator, _shopify=shopify)
     _first_pass(feed)
     return feed
+
+
+def _column_key(name: str) -> str:
+    """"Image Link", "image_link" and "IMAGE-LINK" name one column."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 def _open(path: Path):

@@ -16,13 +16,13 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 @pytest.mark.parametrize("separator", [",", ";", "\t"])
 def test_separator_is_the_one_the_header_uses(tmp_path, separator):
-    feed = read_feed(write(tmp_path / "feed.csv", separator.join(["ID", "Title", "Image_Link"]) + "\r\n"
+    feed = read_feed(write(tmp_path / "feed.csv", separator.join(["ID", "Title", "Image Link"]) + "\r\n"
                            + separator.join(["A-1", "Red apple", "a.png"]) + "\r\n"))
     assert [(r.product_id, r.title, r.image) for r in feed.rows()] == [("A-1", "Red apple", "a.png")]
 
 
 def test_bom_quoted_newlines_and_case_insensitive_aliases(tmp_path):
-    text = 'SKU,Name,Image URL,image_url,Category\n"S1","Two\nlines","","x.png",Fruit\n'
+    text = 'SKU,Name,Price,IMAGE-URL,Category\n"S1","Two\nlines","3","x.png",Fruit\n'
     feed = read_feed(write(tmp_path / "feed.csv", text, encoding="utf-8-sig"))
     (row,) = feed.rows()
     assert (row.product_id, row.title, row.image, row.category) == ("S1", "Two\nlines", "x.png", "Fruit")
