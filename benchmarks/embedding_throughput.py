@@ -33,7 +33,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import report
 from core.backbones import DEFAULT_BACKBONE, load_backbone
-from core.embedding import FeatureExtractor, _collate, CatalogImages, default_batch_size, embed_catalog
+from core.embedding import FeatureExtractor, default_batch_size, embed_catalog
+from core.model_input import CatalogImages, collate
 from core.images import file_sha256
 from core.schema import Item
 from core.store import Store
@@ -141,7 +142,7 @@ def run(images: int = 192, batch_size: int | None = None, side: int = 1000, roun
         batch_size = batch_size or default_batch_size(extractor.device)
         prep = extractor.backbone.preprocessing
         decoded = [CatalogImages([(i, str(p))], prep)[0][2] for i, p in enumerate(photos)]
-        batches = [_collate([(0, "", t, "") for t in decoded[i : i + batch_size]])[1]
+        batches = [collate([(0, "", t, "") for t in decoded[i : i + batch_size]])[1]
                    for i in range(0, images, batch_size)]
         extractor(batches[0])  # warm-up: first-call allocations and kernel selection
         forward, e2e = [], []

@@ -19,7 +19,7 @@ from torch.nn import functional
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from core.backbones import Preprocessing
-from core.embedding import CatalogImages
+from core.model_input import CatalogImages
 from core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image
 
 
@@ -49,6 +49,7 @@ class JpegFiles(CatalogImages):
         if raw is not None:
             return item_id, path, raw, ""
         return super().__getitem__(index)
+
 
 def collate(samples):
     """(ids, [(path, payload)], failed): the payloads differ in shape, so they stay a list."""

@@ -69,7 +69,8 @@ def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image
                 image.draft("RGB", _draft_size(image.size, min_side))
             image.seek(0)
             image.load()
-            return _to_rgb(ImageOps.exif_transpose(image))
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
+            return _to_rgb(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -129,7 +130,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def thumbnail_bytes(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
