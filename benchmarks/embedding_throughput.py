@@ -10,10 +10,12 @@ Three figures in images/s, measured in one run, at one batch size:
 Rounds alternate forward and end-to-end runs so both see the same machine load; the best round of
 each counts, and the median of the per-round ratios shows how much a shared machine moved them. CPU time per image (decoding workers included) is reported too: on a shared machine
 it moves less than wall time, and on an idle one whose cores both runs keep busy, the ratio of
-throughputs is the inverse ratio of CPU times. The photos are synthetic product shots (an object
-on a white page, 1000 px JPEG, about 100 KB).
+throughputs is the inverse ratio of CPU times. The photos are synthetic product shots: an object
+on a white page as a 1000 px JPEG (about 100 KB), and a cut-out as a 300 px PNG with alpha. CPU
+time per image of each stage (decode, crop and resize, batch, hand-over from a worker, forward,
+store), measured one after the other in this process, says where the difference goes.
 
-    python -m benchmarks.embedding_throughput [--images 192] [--batch-size N] [--workers N]
+    python -m benchmarks.embedding_throughput [--kinds jpeg png] [--images 192] [--batch-size N] [--workers N]
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import core  # noqa: F401  - first: it sets OpenMP's wait policy, which torch re
 import argparse
 import io
 import os
+import pickle
 import resource
 import shutil
 import tempfile
@@ -29,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from multiprocessing.reduction import ForkingPickler
 from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import report
 from core.backbones import DEFAULT_BACKBONE, load_backbone
 from core.embedding import FeatureExtractor, default_batch_size, embed_catalog
-from core.model_input import CatalogImages, collate
-from core.images import file_sha256
+from core.model_input import collate, to_model_input
+from core.images import file_sha256, open_image
 from core.schema import Item
 from core.store import Store
 
@@ -57,11 +61,24 @@ def product_photo(seed: int, side: int = 1000) -> bytes:
     return out.getvalue()
 
 
-def write_photos(folder: Path, count: int, side: int) -> list[Path]:
+def cut_out(seed: int, side: int = 300) -> bytes:
+    """A PNG like a product cut-out: the object of `product_photo` on a transparent background."""
+    rgb = np.asarray(Image.open(io.BytesIO(product_photo(seed, side))).convert("RGB"))
+    alpha = np.where(rgb.min(axis=2) > 235, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(out, "PNG")
+    return out.getvalue()
+
+
+KINDS = {"jpeg": (product_photo, 1000, "jpg"), "png": (cut_out, 300, "png")}
+
+
+def write_photos(folder: Path, count: int, side: int, kind: str = "jpeg") -> list[Path]:
+    make, _, suffix = KINDS[kind]
     paths = []
     for i in range(count):
-        path = folder / f"photo{i:05d}.jpg"
-        path.write_bytes(product_photo(i, side))
+        path = folder / f"photo{i:05d}.{suffix}"
+        path.write_bytes(make(i, side))
         paths.append(path)
     return paths
 
@@ -93,6 +110,7 @@ class Clock:
 
 
 def forward_only(extractor: FeatureExtractor, batches: list[torch.Tensor]) -> tuple[Clock, np.ndarray]:
+    extractor(batches[0])  # the ceiling is the steady state: memory and kernels warmed first
     with Clock() as clock:
         features = np.concatenate([extractor(batch) for batch in batches])
     return clock, features
@@ -107,6 +125,42 @@ def end_to_end(folder: Path, photos: list[Path], extractor, batch_size: int, wor
         return clock, store.load_embeddings(DEFAULT_BACKBONE).matrix
     finally:
         store.close()
+
+
+def stage_costs(photos: list[Path], extractor: FeatureExtractor, batch_size: int, folder: Path) -> dict:
+    """CPU ms per image of each stage, run one after the other in this process."""
+    prep = extractor.backbone.preprocessing
+    spent: dict[str, float] = {}
+
+    def timed(stage, work):
+        started = time.process_time()
+        result = work()
+        spent[stage] = spent.get(stage, 0.0) + time.process_time() - started
+        return result
+
+    images = [timed("decode", lambda: open_image(p, min_side=prep.resize)) for p in photos]
+    pixels = [timed("crop_resize", lambda: to_model_input(image, prep)) for image in images]
+    samples = [(i, "", t, "") for i, t in enumerate(pixels)]
+    batches = [timed("batch", lambda: collate(samples[i : i + batch_size])) for i in range(0, len(samples), batch_size)]
+    for batch in batches:
+        timed("worker_to_main", lambda: pickle.loads(_shared_pickle(batch)))
+    extractor(batches[0][1])
+    features = [timed("forward", lambda: extractor(tensors)) for _, tensors, _ in batches]
+    store = new_catalog(folder / "stages.sqlite", photos)
+    try:
+        ids = store.item_ids()
+        for (positions, _, _), vectors in zip(batches, features):
+            timed("store", lambda: store.save_embeddings(DEFAULT_BACKBONE, [int(ids[i]) for i in positions], vectors))
+    finally:
+        store.close()
+    return {stage: round(seconds / len(photos) * 1000, 2) for stage, seconds in spent.items()}
+
+
+def _shared_pickle(batch) -> bytes:
+    """A batch pickled as a DataLoader worker sends it (tensors through shared memory)."""
+    out = io.BytesIO()
+    ForkingPickler(out, pickle.HIGHEST_PROTOCOL).dump(batch)
+    return out.getvalue()
 
 
 def naive(folder: Path, photos: list[Path]) -> float:
@@ -132,19 +186,20 @@ def naive(folder: Path, photos: list[Path]) -> float:
         store.close()
 
 
-def run(images: int = 192, batch_size: int | None = None, side: int = 1000, rounds: int = 4,
-        workers: int | None = None, naive_images: int = 32) -> dict:
-    """`batch_size` None: what `embed_catalog` picks on this device."""
+def run(images: int = 192, batch_size: int | None = None, side: int | None = None, rounds: int = 4,
+        workers: int | None = None, naive_images: int = 32, kind: str = "jpeg") -> dict:
+    """`batch_size` None: what `embed_catalog` picks on this device; `side` None: the kind's own."""
+    side = side or KINDS[kind][1]
     folder = Path(tempfile.mkdtemp(prefix="protoshelf-embed-bench-"))
     try:
-        photos = write_photos(folder, images, side)
+        photos = write_photos(folder, images, side, kind)
         extractor = FeatureExtractor(load_backbone(), torch.device("cpu"))
         batch_size = batch_size or default_batch_size(extractor.device)
         prep = extractor.backbone.preprocessing
-        decoded = [CatalogImages([(i, str(p))], prep)[0][2] for i, p in enumerate(photos)]
+        decoded = [to_model_input(open_image(p, min_side=prep.resize), prep) for p in photos]
         batches = [collate([(0, "", t, "") for t in decoded[i : i + batch_size]])[1]
                    for i in range(0, images, batch_size)]
-        extractor(batches[0])  # warm-up: first-call allocations and kernel selection
+        stages = stage_costs(photos, extractor, batch_size, folder)
         forward, e2e = [], []
         for r in range(rounds):
             clock, reference = forward_only(extractor, batches)
@@ -161,7 +216,7 @@ def run(images: int = 192, batch_size: int | None = None, side: int = 1000, roun
     forward_cpu = min(c.cpu for c in forward) / images * 1000
     e2e_cpu = min(c.cpu for c in e2e) / images * 1000
     return {
-        "images": images, "side": side, "batch_size": batch_size,
+        "kind": kind, "images": images, "side": side, "batch_size": batch_size,
         "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "forward_images_per_s": round(forward_rate, 2),
         "end_to_end_images_per_s": round(e2e_rate, 2),
@@ -177,12 +232,13 @@ def run(images: int = 192, batch_size: int | None = None, side: int = 1000, roun
         "max_abs_diff_stored_vs_forward": float(np.abs(stored - reference).max()),
         "rounds_forward_s": [round(c.wall, 2) for c in forward],
         "rounds_end_to_end_s": [round(c.wall, 2) for c in e2e],
+        "stages_cpu_ms_per_image": stages,
         "load_average": round(os.getloadavg()[0], 1),
     }
 
 
 def print_figures(f: dict) -> None:
-    print(f"embedding {f['images']} photos of {f['side']} px, batch {f['batch_size']}, {f['cpus']} CPUs, "
+    print(f"embedding {f['images']} {f['kind']} images of {f['side']} px, batch {f['batch_size']}, {f['cpus']} CPUs, "
           f"{f['torch_threads']} torch threads, load average {f['load_average']}")
     print(f"  forward only  {f['forward_images_per_s']:7.1f} images/s  {f['forward_cpu_ms_per_image']:6.1f} CPU ms/image  (ceiling)")
     print(f"  end to end    {f['end_to_end_images_per_s']:7.1f} images/s  {f['end_to_end_cpu_ms_per_image']:6.1f} CPU ms/image  "
@@ -190,20 +246,24 @@ def print_figures(f: dict) -> None:
           f"{f['forward_vs_end_to_end_cpu']:.0%} by CPU time), "
           f"{f['end_to_end_vs_naive']:.1f}x naive")
     print(f"  naive         {f['naive_images_per_s']:7.1f} images/s  = {f['naive_vs_forward']:.0%} of forward")
+    print("  CPU ms/image by stage: " + ", ".join(f"{k} {v}" for k, v in f["stages_cpu_ms_per_image"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--batch-size", type=int, default=None, help="default: embed_catalog's for the CPU")
-    parser.add_argument("--side", type=int, default=1000)
+    parser.add_argument("--kinds", nargs="+", choices=sorted(KINDS), default=list(KINDS),
+                        help="jpeg: 1000 px photos; png: 300 px cut-outs with alpha")
+    parser.add_argument("--side", type=int, default=None, help="default: the kind's (jpeg 1000, png 300)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: embed_catalog's)")
     parser.add_argument("--naive-images", type=int, default=32, help="the naive loop is slow: it sees fewer")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    figures = run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images)
-    return report(figures, args.json, print_figures)
+    figures = {kind: run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images, kind)
+               for kind in args.kinds}
+    return report(figures, args.json, lambda by_kind: [print_figures(f) for f in by_kind.values()])
 
 
 if __name__ == "__main__":

