@@ -3,7 +3,8 @@
 Only items without a vector for the chosen backbone are embedded, and each batch is committed on
 its own, so a cancelled or killed run picks up where it stopped. Running out of GPU memory halves
 the batch, then moves to the CPU, and says so in the report instead of ending the run. Images are
-decoded to uint8 in DataLoader workers (on CUDA, JPEGs on the GPU: core/device_decode.py);
+decoded to uint8 in DataLoader workers (core/model_input.py; on CUDA, JPEGs on the GPU:
+core/device_decode.py);
 normalisation happens on the device, where it is nearly free.
 """
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
