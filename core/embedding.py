@@ -4,8 +4,7 @@ Only items without a vector for the chosen backbone are embedded, and each batch
 its own, so a cancelled or killed run picks up where it stopped. Running out of GPU memory halves
 the batch, then moves to the CPU, and says so in the report instead of ending the run. Images are
 decoded to uint8 in DataLoader workers (core/model_input.py; on CUDA, JPEGs on the GPU:
-core/device_decode.py);
-normalisation happens on the device, where it is nearly free.
+core/device_decode.py); normalisation happens on the device, where it is nearly free.
 """
 from __future__ import annotations
 
