@@ -136,7 +136,8 @@ def default_workers() -> int:
 
 
 START_PREFETCH = 8
-"""Batches each CPU worker decodes ahead: enough to keep it busy while the backbone is built."""
+"""Batches the CPU workers decode ahead, all together: enough to keep them busy while the backbone
+is built, and 20 MB of shared memory at 224 px (a container's /dev/shm may hold only 64 MB)."""
 
 
 def _loader(rows: list[tuple[int, str]], prep, batch_size: int, workers: int, on_gpu: bool) -> DataLoader:
@@ -147,7 +148,7 @@ def _loader(rows: list[tuple[int, str]], prep, batch_size: int, workers: int, on
         return DataLoader(device_decode.JpegFiles(rows, prep), batch_size=batch_size, num_workers=workers,
                           collate_fn=device_decode.collate, pin_memory=True)
     return DataLoader(CatalogImages(rows, prep), batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                      prefetch_factor=START_PREFETCH if workers else None)
+                      prefetch_factor=max(2, START_PREFETCH // workers) if workers else None)
 
 
 def embed_catalog(
