@@ -156,10 +156,10 @@ def cmd_categories(args) -> int:
 
 def cmd_classify(args) -> int:
     from core.classify import classify_catalog
-    from core.methods import AUTO, FINETUNE
+    from core.methods import AUTO, is_backbone_adapter
 
-    if args.method == FINETUNE:
-        args.backbone, args.method = run_finetune(args), AUTO
+    if is_backbone_adapter(args.method):
+        args.backbone, args.method = adapt_backbone(args), AUTO
     with Store(args.db) as store:
         missing = len(store.items_without_embedding(args.backbone))
         predictions = classify_catalog(
@@ -188,22 +188,25 @@ def cmd_export(args) -> int:
     return 0
 
 
-def run_finetune(args) -> str:
-    from core.methods.finetune import FineTuneConfig, embed_finetuned, finetune_catalog
+def adapt_backbone(args) -> str:
+    """`classify --method ADAPTER`: train the backbone (defaults), embed the catalog; the new name."""
+    from core.methods import make_adapter
 
-    config = FineTuneConfig(
-        epochs=getattr(args, "epochs", 8), l2sp=getattr(args, "l2sp", 0.01), blocks=getattr(args, "blocks", 1)
-    )
-    device = getattr(args, "device", "auto")
-    with Store(args.db) as store, progress_bar("fine-tune, then embed") as bar:
-        if getattr(args, "resume", None):
-            embed_finetuned(store, args.resume, device, bar)
-            return args.resume
-        return finetune_catalog(store, base=args.backbone, config=config, device=device, progress=bar)
+    adapter = make_adapter(args.method)
+    with Store(args.db) as store, progress_bar(f"{adapter.name}, then embed") as bar:
+        return adapter.adapt_catalog(store, args.backbone, getattr(args, "device", "auto"), bar)
 
 
 def cmd_finetune(args) -> int:
-    name = run_finetune(args)
+    from core.methods.finetune import FineTuneConfig, FineTuning, embed_finetuned
+
+    with Store(args.db) as store, progress_bar("fine-tune, then embed") as bar:
+        if args.resume:
+            embed_finetuned(store, args.resume, args.device, bar)
+            name = args.resume
+        else:
+            config = FineTuneConfig(epochs=args.epochs, l2sp=args.l2sp, blocks=args.blocks)
+            name = FineTuning(config).adapt_catalog(store, args.backbone, args.device, bar)
     print(f"Fine-tuned backbone {name}; the catalog is embedded with it, and the {args.backbone} "
           f"embeddings are kept. Classify with: protoshelf classify --backbone {name}")
     return 0
@@ -356,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", parents=[common, backbone], help="predict a category for every item")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=method_names(),
-                   help="auto: the best for the examples per category; finetune: fine-tune, re-embed, then auto")
+                   help="auto: the best for the examples per category; a backbone adapter (finetune): "
+                        "train the backbone, re-embed, then auto; the app's tooltips describe each")
     p.add_argument("--threshold", type=float, default=0.5, help="below this confidence: unassigned")
     p.add_argument("--modality", choices=["fused", "image", "text"], default=None,
                    help="features to classify on (default: fused when titles are embedded)")

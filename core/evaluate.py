@@ -23,8 +23,15 @@ from core.backbones import DEFAULT_BACKBONE
 from core.embedding import embed_catalog
 from core.fusion import USES, LateFusion, ModalFeatures
 from core.importer import find_images, import_images, read_titles_csv
-from core.methods import DEFAULT_METHOD, FINETUNE, METHODS, make_method, resolve_method
-from core.methods.finetune import FineTuneConfig
+from core.methods import (
+    DEFAULT_METHOD,
+    BackboneAdapter,
+    is_backbone_adapter,
+    make_adapter,
+    make_meta_learner,
+    make_method,
+    resolve_method,
+)
 from core.progress import Progress, no_progress
 from core.store import Store
 from core.text import TEXT_EMBEDDING, embed_titles, set_titles
@@ -202,13 +209,13 @@ def evaluate_folder(
     modality: str = "image",
     ways: int | None = None,
     meta_train: str | Path | None = None,
-    finetune: FineTuneConfig | None = None,
+    adapter: BackboneAdapter | None = None,
 ) -> EvalResult:
     """Accuracy over `episodes` few-shot episodes; `titles` are `path,title` CSVs.
 
     `ways` draws that many categories per episode (default: all). `meta_train` is a tree of other
-    categories that a meta-learning method learns from once before the episodes. Method
-    "finetune" fine-tunes on each episode's support images (configured by `finetune`).
+    categories that a meta-learning method learns from once before the episodes. A backbone
+    adapter (e.g. "finetune") trains on each episode's support images (`adapter` configures it).
     """
     method = resolve_method(method, shots)
     if modality not in USES:
@@ -226,11 +233,11 @@ def evaluate_folder(
         meta_tree = embed_tree(store, Path(meta_train), backbone, device, progress) if meta_train else None
     finally:
         store.close()
-    if method == FINETUNE:
+    if is_backbone_adapter(method):
         roots = (Path(folder), Path(query_folder) if query_folder else None)
-        return evaluate_finetune(
+        return evaluate_adapter(
             support_tree, query_tree, roots, shots, episodes, seed, backbone, device,
-            finetune or FineTuneConfig(), ways, progress,
+            adapter or make_adapter(method), ways, progress,
         )
     params = meta_train_params(method, meta_tree, support_tree, modality, progress) if meta_tree else {}
     return evaluate_trees(
@@ -241,11 +248,9 @@ def evaluate_folder(
 def meta_train_params(
     method: str, meta_tree: EmbeddedTree, evaluated: EmbeddedTree, modality: str, progress: Progress
 ) -> dict:
-    """Meta-train `method` once on the meta tree; its categories must not be evaluated ones."""
-    trainer = make_method(method)
-    if not hasattr(trainer, "meta_train"):
-        learners = [name for name, cls in METHODS.items() if hasattr(cls, "meta_train")]
-        raise ValueError(f"{method} does not meta-train; --meta-train works with: {', '.join(learners)}")
+    """Meta-train `method` once on the meta tree; its categories must not be evaluated ones.
+    The result goes to `evaluate_trees(params=...)`."""
+    trainer = make_meta_learner(method)
     if modality != "image":
         raise ValueError("--meta-train works on image features only")
     shared = {im.category for im in meta_tree.images} & {im.category for im in evaluated.images}
@@ -257,10 +262,10 @@ def meta_train_params(
     category_at = {im.row: im.category for im in meta_tree.images}
     features = meta_tree.features
     labels = [category_at[position] for position in features.rows["image"]]
-    return trainer.meta_train(features.matrices["image"], labels, progress)
+    return {"meta_states": (trainer.meta_train(features.matrices["image"], labels, progress),)}
 
 
-def evaluate_finetune(
+def evaluate_adapter(
     support_tree: EmbeddedTree,
     query_tree: EmbeddedTree | None,
     roots: tuple[Path, Path | None],
@@ -269,16 +274,16 @@ def evaluate_finetune(
     seed: int,
     backbone: str,
     device: str,
-    config: FineTuneConfig,
+    adapter: BackboneAdapter,
     ways: int | None = None,
     progress: Progress = no_progress,
 ) -> EvalResult:
-    """Fine-tune on each episode's support images, embed its images with the result, and score them
-    with prototypes: what the app does after fine-tuning, on one episode at a time."""
+    """Train the backbone on each episode's support images, embed its images with the result, and
+    score them with prototypes: what the app does after fine-tuning, on one episode at a time."""
     from core.backbones import load_backbone, resolve_device
     from core.embedding import FeatureExtractor
     from core.images import open_image
-    from core.methods.finetune import embed_images, finetune
+    from core.methods.finetune import embed_images
 
     base = load_backbone(backbone)
     side = base.preprocessing.resize
@@ -293,7 +298,7 @@ def evaluate_finetune(
         query_images = [open_image((query_root or support_root) / im.relative, min_side=side) for im in queries]
         labels = [im.category for im in support]
         started = time.perf_counter()
-        tuned = finetune(base, support_images, labels, config, device).backbone
+        tuned = adapter.adapt(base, support_images, labels, device)
         tally.fit_seconds.append(time.perf_counter() - started)
         extractor = FeatureExtractor(tuned, resolve_device(device))
         model = make_method(DEFAULT_METHOD).fit(embed_images(extractor, support_images), labels)
@@ -303,7 +308,7 @@ def evaluate_finetune(
     per_category = tally.per_category()
     ways = min(ways or len(per_category), len({im.category for im in support_tree.images}))
     return EvalResult(
-        tally.accuracy(), tally.ci95(), ways, shots, episodes, FINETUNE, per_category,
+        tally.accuracy(), tally.ci95(), ways, shots, episodes, adapter.name, per_category,
         fit_seconds=tally.mean_fit_seconds(),
     )
 

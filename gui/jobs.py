@@ -18,7 +18,9 @@ from core.duplicates import DuplicateGroup, duplicate_groups, export_duplicates
 from core.embedding import EmbedReport, FeatureExtractor, embed_catalog
 from core.export import export_csv
 from core.importer import ImportReport, apply_titles_file, import_images, read_titles_csv
-from core.methods.finetune import FineTuneConfig, finetune_catalog, is_finetuned, load_finetuned
+from core.meta_training import meta_train_catalog, states_for_fit
+from core.methods import MetaTrained, is_meta_learner, make_adapter
+from core.methods.finetune import is_finetuned, load_finetuned
 from core.similar import Neighbour, SimilaritySearch
 from core.store import Store
 from core.suggest import Suggestion, suggest
@@ -47,6 +49,8 @@ class FitRequest:
     threshold: float
     modality: str | None
     embeddings_version: int
+    meta_states: tuple[MetaTrained, ...] = ()
+    """For a meta-learner: what it learned from this catalog (else it starts untrained)."""
 
 
 @dataclass(frozen=True)
@@ -113,10 +117,21 @@ def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> 
     classifier = classifier_for(context, request.backbone, request.embeddings_version)
     modalities = available_modalities(context.store, request.backbone)
     modality = request.modality if request.modality in modalities else None
+    params = {}
+    if is_meta_learner(request.method):
+        params["meta_states"] = states_for_fit(request.method, classifier.features, request.meta_states)
     predictions = classifier.run(
-        context.store.labels(), request.method, request.threshold, progress, modality=modality
+        context.store.labels(), request.method, request.threshold, progress, modality=modality, **params
     )
     return FitResult(predictions, modalities)
+
+
+def meta_train(
+    context: WorkerContext, progress: TaskProgress, backbone: str, method: str, labels: dict[int, int]
+) -> tuple[MetaTrained, ...]:
+    """What a meta-learner learns from the catalog's labelled categories (minutes at most)."""
+    progress.stage(f"Learning from your categories ({method})")
+    return meta_train_catalog(context.store, backbone, method, labels, progress)
 
 
 def similar_items(
@@ -155,11 +170,12 @@ def write_duplicates(
     return export_duplicates(context.store, groups, out_path)
 
 
-def finetune(context: WorkerContext, progress: TaskProgress, base: str, device: str) -> str:
-    """Fine-tune on the labelled images and re-embed the catalog; returns the new backbone's name."""
-    progress.stage("Fine-tuning")
-    return finetune_catalog(context.store, labels=None, base=base, config=FineTuneConfig(), device=device,
-                            progress=progress)
+def adapt_backbone(context: WorkerContext, progress: TaskProgress, method: str, base: str, device: str) -> str:
+    """Train the backbone on the labelled images (e.g. fine-tuning) and re-embed the catalog;
+    returns the new backbone's name."""
+    adapter = make_adapter(method)
+    progress.stage(f"Training the backbone ({adapter.name})")
+    return adapter.adapt_catalog(context.store, base, device, progress)
 
 
 def persist_predictions(

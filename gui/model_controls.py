@@ -1,8 +1,9 @@
 """The side panel's model settings: method, backbone, device, modality and the unassigned threshold.
 
 Moving the threshold re-decides from the scores already computed (no refit), so the grid follows
-the slider live; the other settings refit on the live lane. Choosing "finetune" runs fine-tuning as a
-job and then classifies with the backbone it yields; the pretrained one stays in the backbone list.
+the slider live; the other settings refit on the live lane. Choosing a backbone adapter ("finetune")
+runs it as a job and then classifies with the backbone it yields; the pretrained one stays in the
+backbone list. Each method's tooltip is its one-line description from the registry.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QSlider, QWidget
 
 from core.backbones import BackboneError, available_backbones, resolve_device
-from core.methods import FINETUNE, method_names
+from core.methods import describe, is_backbone_adapter, method_names
 from gui.session import CatalogSession
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -33,7 +34,9 @@ class ModelControls(QGroupBox):
         super().__init__("Model", parent)
         self.session = session
         self.method = QComboBox()
-        self.method.addItems(method_names())
+        for index, name in enumerate(method_names()):
+            self.method.addItem(name)
+            self.method.setItemData(index, describe(name), Qt.ItemDataRole.ToolTipRole)
         self.method.setCurrentText(session.method)
         self.method.currentTextChanged.connect(self._on_method)
 
@@ -80,14 +83,14 @@ class ModelControls(QGroupBox):
 
     @Slot(str)
     def _on_method(self, method: str) -> None:
-        """Fine-tuning is a one-off job that yields a backbone, not a method to keep selected."""
-        if method != FINETUNE:
+        """A backbone adapter is a one-off job that yields a backbone, not a method to keep selected."""
+        if not is_backbone_adapter(method):
             self.session.set_method(method)
             return
         self.method.blockSignals(True)
         self.method.setCurrentText(self.session.method)
         self.method.blockSignals(False)
-        self.session.finetune()
+        self.session.adapt_backbone(method)
 
     @Slot(str)
     def _show_backbone(self, backbone: str) -> None:

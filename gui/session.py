@@ -18,7 +18,8 @@ from PySide6.QtGui import QUndoStack
 
 from core.backbones import DEFAULT_BACKBONE, BackboneError, describe_device, resolve_device
 from core.classify import DEFAULT_THRESHOLD, CatalogPredictions
-from core.methods import DEFAULT_METHOD
+from core.meta_training import category_set_key
+from core.methods import DEFAULT_METHOD, is_meta_learner
 from core.store import CategoryRow, Store, StoreError, validate_category_name
 from gui import jobs
 from gui.catalog_model import CatalogModel
@@ -78,6 +79,8 @@ class CatalogSession(QObject):
         self.modalities: list[str] = []
         self.closed = False
         self._edit_follow_up: dict[Task, tuple[bool, bool]] = {}
+        self._meta_states: dict[tuple, tuple] = {}
+        """Meta-learners' states by category_set_key, and the latest per (backbone, method)."""
         self._predictions_saved = True
         self._embeddings_version = 0
         self._last_reload = time.monotonic()
@@ -210,7 +213,10 @@ class CatalogSession(QObject):
         self.live.cancel(kind="fit")
         self.live.cancel(kind="save")
         self._save_timer.stop()
-        request = jobs.FitRequest(self.backbone, self.method, self.threshold, self.modality, self._embeddings_version)
+        meta_states = self._meta_states_for_fit() if is_meta_learner(self.method) else ()
+        request = jobs.FitRequest(
+            self.backbone, self.method, self.threshold, self.modality, self._embeddings_version, meta_states
+        )
         self.live.run("Updating predictions", jobs.fit, request, kind="fit", on_finished=self._on_fit_finished)
 
     @Slot(object)
@@ -261,30 +267,63 @@ class CatalogSession(QObject):
     def set_device(self, device: str) -> None:
         self.device = device
 
-    def finetune(self) -> Task | None:
-        """Fine-tune the current backbone on the labels (jobs lane), then classify with the result;
-        the pretrained embeddings stay, so choosing that backbone again switches back."""
+    def adapt_backbone(self, method: str) -> Task | None:
+        """Train the current backbone on the labels with a backbone adapter (jobs lane), then classify
+        with the result; the pretrained embeddings stay, so choosing that backbone again switches back."""
         if not self.labels:
-            self.notice.emit("Label a few examples before fine-tuning.")
+            self.notice.emit(f"Label a few examples before running {method}.")
             return None
         return self.jobs.run(
-            "Fine-tuning", jobs.finetune, self.backbone, self.device, kind="finetune",
-            on_finished=self._on_finetuned,
+            f"Training the backbone ({method})", jobs.adapt_backbone, method, self.backbone, self.device,
+            kind="backbone", on_finished=self._on_backbone_adapted,
         )
 
     @Slot(object)
-    def _on_finetuned(self, task: Task) -> None:
+    def _on_backbone_adapted(self, task: Task) -> None:
         if self.closed:
             return
+        method = task.args[0]
         if task.outcome == "failed":
-            self.problem.emit("Fine-tuning failed", str(task.error))
+            self.problem.emit(f"{method} failed", str(task.error))
         elif task.outcome == "cancelled":
-            self.notice.emit("Fine-tuning cancelled; the classifier keeps its backbone.")
+            self.notice.emit(f"{method} cancelled; the classifier keeps its backbone.")
         elif task.outcome == "succeeded":
             self.backbone = task.result
             self.backbone_changed.emit(self.backbone)
-            self.notice.emit(f"Fine-tuned: now classifying with {self.backbone}.")
+            self.notice.emit(f"{method}: now classifying with {self.backbone}.")
             self.schedule_fit(now=True)
+
+    def _meta_states_for_fit(self) -> tuple:
+        """The meta-learner's state for the current category set, training it in the background
+        when missing; until then the last one learned for this catalog (or none: untrained)."""
+        key = category_set_key(self.backbone, self.method, self.labels)
+        if key in self._meta_states:
+            return self._meta_states[key]
+        running = (t for t in self.jobs.pending if t.kind == "meta-train" and not t.cancel_requested)
+        if not any(category_set_key(*t.args) == key for t in running):
+            self.jobs.cancel("meta-train")
+            self.jobs.run(
+                "Learning from your categories", jobs.meta_train, self.backbone, self.method, dict(self.labels),
+                kind="meta-train", on_finished=self._on_meta_trained,
+            )
+        return self._meta_states.get(("latest", self.backbone, self.method), ())
+
+    @Slot(object)
+    def _on_meta_trained(self, task: Task) -> None:
+        if self.closed:
+            return
+        backbone, method, labels = task.args
+        key = category_set_key(backbone, method, labels)
+        if task.outcome == "failed":
+            self.problem.emit("Meta-training failed", str(task.error))
+        elif task.outcome == "cancelled" and key == category_set_key(self.backbone, self.method, self.labels):
+            self._meta_states[key] = self._meta_states.get(("latest", backbone, method), ())
+            self.notice.emit(f"{method}: learning from your categories cancelled; it starts again when they change.")
+        elif task.outcome == "succeeded":
+            self._meta_states[key] = task.result
+            self._meta_states[("latest", backbone, method)] = task.result
+            if (backbone, method) == (self.backbone, self.method):
+                self.schedule_fit(now=True)
 
     @Slot()
     def save_predictions(self, kind: str = "save") -> Task | None:
@@ -500,7 +539,7 @@ class CatalogSession(QObject):
 
     def cancel(self) -> None:
         """The status bar's Cancel: stops import, embedding, duplicate search and export at the next batch."""
-        for kind in ("import", "embed", "duplicates", "finetune"):
+        for kind in ("import", "embed", "duplicates", "backbone", "meta-train"):
             self.jobs.cancel(kind)
         self.live.cancel(kind="export")
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 from gui.session import CatalogSession
 from gui.workers import Task
 
-SHOWN_KINDS = {"import", "embed", "export", "save-for-export", "duplicates", "finetune"}
+SHOWN_KINDS = {"import", "embed", "export", "save-for-export", "duplicates", "backbone", "meta-train"}
 
 
 def format_duration(seconds: float) -> str:

@@ -1,23 +1,44 @@
-"""Adaptation methods by name. Each is a small FewShotMethod subclass over cached features.
+"""The registry of adaptation methods: every method is registered here once, by its class.
 
-Fine-tuning is the exception: it trains on images and yields a new backbone whose embeddings any
-method can then use, so it lives in `core.methods.finetune` and is named here only for the CLI.
+Three kinds (core/methods/base.py): feature methods fit on cached embeddings, meta-learners also
+learn beforehand from other categories, backbone adapters train the backbone itself. The CLI, the
+app, `evaluate` and the benchmarks ask this registry for names, kinds and descriptions, so a new
+method is one module plus one line in `REGISTERED`.
 """
 from __future__ import annotations
 
-from core.methods.base import UNASSIGNED, FewShotMethod, decide, top_k
+from core.methods.base import (
+    UNASSIGNED,
+    BackboneAdapter,
+    FewShotMethod,
+    MetaLearner,
+    MetaTrained,
+    decide,
+    top_k,
+)
+from core.methods.finetune import FineTuning
 from core.methods.linear_probe import LinearProbe
+from core.methods.matching import MatchingNetworks
 from core.methods.meta import ProtoMAML
 from core.methods.prototypes import PrototypeClassifier
+from core.methods.relation import RelationNetwork
+from core.methods.reptile import Reptile
 from core.methods.transductive import TransductivePrototypes
 
-METHODS: dict[str, type[FewShotMethod]] = {
-    cls.name: cls
-    for cls in (PrototypeClassifier, LinearProbe, TransductivePrototypes, ProtoMAML)
-}
+REGISTERED = (
+    PrototypeClassifier,
+    LinearProbe,
+    TransductivePrototypes,
+    ProtoMAML,
+    MatchingNetworks,
+    RelationNetwork,
+    Reptile,
+    FineTuning,
+)
+METHODS: dict[str, type[FewShotMethod] | type[BackboneAdapter]] = {cls.name: cls for cls in REGISTERED}
 DEFAULT_METHOD = PrototypeClassifier.name
 AUTO = "auto"
-FINETUNE = "finetune"
+AUTO_DESCRIPTION = "Picks the method that did best on the benchmarks for the number of examples per category."
 
 
 def recommended_method(shots: int) -> str:
@@ -30,18 +51,67 @@ def resolve_method(name: str, shots: int) -> str:
 
 
 def method_names() -> list[str]:
-    """Every name `--method` accepts: the embedding methods, fine-tuning, and auto."""
-    return [*METHODS, FINETUNE, AUTO]
+    """Every name `--method` accepts: the registered methods, and auto."""
+    return [*METHODS, AUTO]
 
 
-def make_method(name: str = DEFAULT_METHOD, **params) -> FewShotMethod:
+def feature_method_names() -> list[str]:
+    """Methods that fit on embeddings (meta-learners included): what `evaluate` runs per episode."""
+    return [name for name, cls in METHODS.items() if issubclass(cls, FewShotMethod)]
+
+
+def method_class(name: str) -> type[FewShotMethod] | type[BackboneAdapter]:
     try:
-        return METHODS[name](**params)
+        return METHODS[name]
     except KeyError:
-        raise ValueError(f"Unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
+        raise ValueError(f"Unknown method {name!r}; choose one of: {', '.join(method_names())}") from None
+
+
+def is_meta_learner(name: str) -> bool:
+    return name in METHODS and issubclass(METHODS[name], MetaLearner)
+
+
+def is_backbone_adapter(name: str) -> bool:
+    return name in METHODS and issubclass(METHODS[name], BackboneAdapter)
+
+
+def describe(name: str) -> str:
+    """The method's one-line description, for tooltips and help."""
+    return AUTO_DESCRIPTION if name == AUTO else method_class(name).description
+
+
+def make_method(name: str = DEFAULT_METHOD, meta_states: tuple[MetaTrained, ...] = (), **params) -> FewShotMethod:
+    """A fresh feature method; a meta-learner adopts `meta_states` (what `meta_train` returned)."""
+    cls = method_class(name)
+    if not issubclass(cls, FewShotMethod):
+        raise ValueError(f"{name} trains a backbone; it does not classify embeddings")
+    method = cls(**params)
+    if meta_states:
+        if not isinstance(method, MetaLearner):
+            raise ValueError(f"{name} does not meta-train")
+        method.adopt(*meta_states)
+    return method
+
+
+def make_adapter(name: str, **params) -> BackboneAdapter:
+    cls = method_class(name)
+    if not issubclass(cls, BackboneAdapter):
+        raise ValueError(f"{name} does not train a backbone")
+    return cls(**params)
+
+
+def make_meta_learner(name: str, **params) -> MetaLearner:
+    """The meta-learner to meta-train, or a one-line reason why `name` is not one."""
+    cls = method_class(name)
+    if not issubclass(cls, MetaLearner):
+        learners = [n for n, c in METHODS.items() if issubclass(c, MetaLearner)]
+        raise ValueError(f"{name} does not meta-train; meta-learning methods: {', '.join(learners)}")
+    return cls(**params)
 
 
 __all__ = [
-    "AUTO", "DEFAULT_METHOD", "FINETUNE", "METHODS", "UNASSIGNED", "FewShotMethod", "decide",
-    "make_method", "method_names", "recommended_method", "resolve_method", "top_k",
+    "AUTO", "DEFAULT_METHOD", "METHODS", "REGISTERED", "UNASSIGNED", "BackboneAdapter", "FewShotMethod",
+    "MetaLearner", "MetaTrained", "decide", "describe", "feature_method_names", "is_backbone_adapter",
+    "is_meta_learner", "make_adapter", "make_meta_learner", "make_method", "method_class", "method_names",
+    "recommended_method", "resolve_method", "top_k",
 ]

@@ -35,7 +35,7 @@ from torchvision.transforms import v2
 from core.backbones import DEFAULT_BACKBONE, Backbone, BackboneError, load_backbone, resolve_device
 from core.embedding import FeatureExtractor, embed_catalog, to_model_input
 from core.images import ImageError, open_image
-from core.methods.base import encode_labels
+from core.methods.base import BackboneAdapter, encode_labels
 from core.methods.heads import balanced_class_weights
 from core.progress import Progress, no_progress
 from core.store import Store
@@ -347,3 +347,20 @@ def embed_finetuned(
     """Embed the items that have no vector for a fine-tuned backbone yet (new imports, a cancelled run)."""
     extractor = FeatureExtractor(load_finetuned(name, directory), resolve_device(device))
     return embed_catalog(store, name, extractor=extractor, progress=progress)
+
+
+class FineTuning(BackboneAdapter):
+    """The registered backbone adapter: fine-tuning with augmentation and L2-SP."""
+
+    name = "finetune"
+    description = ("Retrains the image network's last block on your examples, then re-embeds the catalog "
+                   "(minutes; a GPU helps). Afterwards, pick any method.")
+
+    def __init__(self, config: FineTuneConfig = FineTuneConfig()):
+        self.config = config
+
+    def adapt(self, base: Backbone, images: Sequence[Image.Image], labels: Sequence[Hashable], device: str) -> Backbone:
+        return finetune(base, images, labels, self.config, device).backbone
+
+    def adapt_catalog(self, store: Store, base: str, device: str, progress: Progress = no_progress) -> str:
+        return finetune_catalog(store, base=base, config=self.config, device=device, progress=progress)

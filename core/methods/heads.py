@@ -7,11 +7,15 @@ prototypes in the backbone's feature space: the head decides *which* class, the 
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
+
+from core.methods.base import FewShotMethod
+from core.methods.prototypes import CHUNK_ROWS, PrototypeClassifier, l2_normalise
 
 
 def balanced_class_weights(y: torch.Tensor, classes: int) -> torch.Tensor:
@@ -46,3 +50,34 @@ def single_threaded() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+class HeadOnPrototypes(FewShotMethod):
+    """A method whose head reads the prototypes' features (centred on the catalog, unit length)
+    and whose "none of these" share comes from those prototypes; it only says how to score."""
+
+    temperature: float
+    reject_similarity: float | None
+
+    @property
+    def scale(self) -> float:
+        """Logit scale that makes a head at the prototypes equal the prototypes' softmax: (2·cos − 2)/T."""
+        return 2 / self.temperature
+
+    def fit_prototypes(self, support: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | None) -> None:
+        self.prototypes_ = PrototypeClassifier(self.temperature, self.reject_similarity).fit(support, y, unlabelled)
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        return l2_normalise(np.asarray(vectors, np.float32) - self.prototypes_.centre_)
+
+    @abstractmethod
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of rows of `features()`."""
+
+    def predict(self, queries: np.ndarray) -> np.ndarray:
+        out = np.empty((len(queries), len(self.classes_)), np.float32)
+        with torch.no_grad():
+            for start in range(0, len(queries), CHUNK_ROWS):
+                chunk = queries[start : start + CHUNK_ROWS]
+                out[start : start + len(chunk)] = softmax(self.logits(torch.from_numpy(self.features(chunk))))
+        return with_rejection(out, self.prototypes_.predict(queries))

@@ -15,15 +15,11 @@ off by default: on the emoji benchmarks it moved accuracy by less than one point
 """
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.methods.base import FewShotMethod, encode_labels
-from core.methods.heads import balanced_class_weights, class_means, single_threaded, softmax, with_rejection
-from core.methods.prototypes import CHUNK_ROWS, PrototypeClassifier, l2_normalise
+from core.methods.heads import HeadOnPrototypes, balanced_class_weights, class_means, single_threaded
 from core.progress import Progress, no_progress
 
 PENALTIES = (1e-3, 1e-4, 1e-5)
@@ -67,8 +63,9 @@ def train_head(
     return weight.detach(), bias.detach(), losses
 
 
-class LinearProbe(FewShotMethod):
+class LinearProbe(HeadOnPrototypes):
     name = "linear-probe"
+    description = "Logistic regression started at the category averages; learns which features matter from five or more examples."
 
     def __init__(
         self,
@@ -90,36 +87,17 @@ class LinearProbe(FewShotMethod):
         self.reject_similarity = reject_similarity
         self.seed = seed
 
-    @property
-    def scale(self) -> float:
-        """Logit scale that makes the starting head equal the prototypes' softmax: (2·cos − 2)/T."""
-        return 2 / self.temperature
-
-    def fit(
-        self,
-        support: np.ndarray,
-        labels: Sequence[Hashable],
-        unlabelled: np.ndarray | None = None,
-        progress: Progress = no_progress,
-    ) -> "LinearProbe":
+    def learn(self, support: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | None, progress: Progress) -> None:
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
-        self.prototypes = PrototypeClassifier(self.temperature, self.reject_similarity)
-        self.prototypes.fit(support, labels, unlabelled)
-        self.classes_ = self.prototypes.classes_
-        _, y = encode_labels(labels)
-        support = np.asarray(support, np.float32)
+        self.fit_prototypes(support, y, unlabelled)
         if self.augment:
             support, y = self.augmented(support, y, unlabelled, rng)
         x = torch.from_numpy(self.features(support))
         y = torch.from_numpy(y)
         self.penalty_ = self.penalty if self.penalty is not None else self.choose_penalty(x, y, rng, progress)
-        start = torch.from_numpy(self.prototypes.prototypes_) * self.scale
+        start = torch.from_numpy(self.prototypes_.prototypes_) * self.scale
         self.weight_, self.bias_, self.losses_ = train_head(x, y, start, self.penalty_, self.iterations, progress)
-        return self
-
-    def features(self, vectors: np.ndarray) -> np.ndarray:
-        return l2_normalise(np.asarray(vectors, np.float32) - self.prototypes.centre_)
 
     def augmented(
         self, support: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | None, rng: np.random.Generator
@@ -157,10 +135,5 @@ class LinearProbe(FewShotMethod):
                 progress(round_ * len(PENALTIES) + i + 1, total)
         return PENALTIES[int(np.argmin(losses))]
 
-    def predict(self, queries: np.ndarray) -> np.ndarray:
-        out = np.empty((len(queries), len(self.classes_)), np.float32)
-        for start in range(0, len(queries), CHUNK_ROWS):
-            chunk = queries[start : start + CHUNK_ROWS]
-            x = torch.from_numpy(self.features(chunk))
-            out[start : start + len(chunk)] = softmax(x @ self.weight_.T + self.bias_)
-        return with_rejection(out, self.prototypes.predict(queries))
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight_.T + self.bias_

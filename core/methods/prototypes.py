@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from core.methods.base import FewShotMethod, encode_labels
+from core.methods.base import FewShotMethod
 from core.methods.centred_rows import CentredRows
-from core.progress import Progress, no_progress
+from core.progress import Progress
 
 CHUNK_ROWS = 256
 """About 1 MB of float32 rows: a chunk stays in the core's cache for its product and its norms."""
@@ -39,21 +38,14 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 class PrototypeClassifier(FewShotMethod):
     name = "prototypes"
+    description = "Each category is the average of its examples; instant, and a good start at any number of examples."
 
     def __init__(self, temperature: float = 0.1, reject_similarity: float | None = None, reject_sigmas: float = 1.0):
         self.temperature = temperature
         self.reject_sigmas = reject_sigmas
         self.reject_similarity = reject_similarity
 
-    def fit(
-        self,
-        support: np.ndarray,
-        labels: Sequence[Hashable],
-        unlabelled: np.ndarray | None = None,
-        progress: Progress = no_progress,
-    ) -> "PrototypeClassifier":
-        support = np.asarray(support, np.float32)
-        self.classes_, y = encode_labels(labels)
+    def learn(self, support: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | None, progress: Progress) -> None:
         pool = unlabelled if unlabelled is not None and len(unlabelled) else support
         prepared = CentredRows.of(pool)
         self.centre_ = prepared.mean if prepared else np.asarray(pool, np.float32).mean(axis=0)
@@ -63,7 +55,6 @@ class PrototypeClassifier(FewShotMethod):
         self.prototypes_ = l2_normalise(sums)
         self.reject_similarity_ = self._calibrate_rejection(pool)
         progress(1, 1)
-        return self
 
     def _calibrate_rejection(self, pool: np.ndarray) -> float:
         if self.reject_similarity is not None:

@@ -10,8 +10,6 @@ claims), whatever its size, so a large catalog cannot drown the merchandiser's e
 """
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-
 import numpy as np
 
 from core.methods.prototypes import PrototypeClassifier, l2_normalise, scores_with_rejection
@@ -20,6 +18,7 @@ from core.progress import Progress, no_progress
 
 class TransductivePrototypes(PrototypeClassifier):
     name = "transductive"
+    description = "Averages of your examples, nudged toward the unlabelled catalog items each one claims; helps most with one or two examples."
 
     def __init__(
         self,
@@ -38,29 +37,20 @@ class TransductivePrototypes(PrototypeClassifier):
         self.max_unlabelled = max_unlabelled
         self.seed = seed
 
-    def fit(
-        self,
-        support: np.ndarray,
-        labels: Sequence[Hashable],
-        unlabelled: np.ndarray | None = None,
-        progress: Progress = no_progress,
-    ) -> "TransductivePrototypes":
-        super().fit(support, labels, unlabelled)
+    def learn(self, support: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | None, progress: Progress) -> None:
+        super().learn(support, y, unlabelled, no_progress)
         if unlabelled is None or not len(unlabelled) or not self.iterations:
-            return self
+            return
         rng = np.random.default_rng(self.seed)
         rows = np.arange(len(unlabelled))
         if len(rows) > self.max_unlabelled:
             rows = np.sort(rng.choice(rows, self.max_unlabelled, replace=False))
         pool = l2_normalise(np.asarray(unlabelled[rows], np.float32) - self.centre_)
-        index = {c: i for i, c in enumerate(self.classes_)}
         sums = np.zeros_like(self.prototypes_)
-        supported = l2_normalise(np.asarray(support, np.float32) - self.centre_)
-        np.add.at(sums, [index[label] for label in labels], supported)
+        np.add.at(sums, y, l2_normalise(support - self.centre_))
         for step in range(self.iterations):
             claims = scores_with_rejection(pool @ self.prototypes_.T, self.temperature, self.claim_similarity)
             self.prototypes_ = l2_normalise(sums + self.unlabelled_weight / len(pool) * (claims.T @ pool))
             progress(step + 1, self.iterations)
         self.reject_similarity_ = self._calibrate_rejection(unlabelled)
-        return self
 
