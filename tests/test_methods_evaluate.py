@@ -13,7 +13,7 @@ from core.classify import CatalogClassifier, typical_shots
 from core.cli import main
 from core.evaluate import EmbeddedTree, Image, sample_episode
 from core.fusion import ModalFeatures
-from core.methods import METHODS, method_names, recommended_method
+from core.methods import feature_method_names, method_names, recommended_method
 
 COLOURS = {"reds": (220, 30, 30), "greens": (30, 200, 40), "blues": (30, 40, 220)}
 OTHERS = {"yellows": (220, 220, 30), "cyans": (30, 210, 210), "purples": (150, 30, 160)}
@@ -42,7 +42,8 @@ def run_json(capsys, *argv) -> dict:
 def test_list_methods_prints_one_name_a_line(capsys):
     assert main(["evaluate", "--list-methods"]) == 0
     assert capsys.readouterr().out.split() == method_names()
-    assert {"prototypes", "linear-probe", "transductive", "meta-maml", "finetune", "auto"} <= set(method_names())
+    assert {"prototypes", "linear-probe", "transductive", "meta-maml", "matching", "relation", "reptile",
+            "finetune", "auto"} <= set(method_names())
 
 
 def test_ways_draws_that_many_categories_per_episode():
@@ -52,7 +53,7 @@ def test_ways_draws_that_many_categories_per_episode():
     assert len({im.category for im in support}) == 2 and {im.category for im in queries} <= {im.category for im in support}
 
 
-@pytest.mark.parametrize("method", [*sorted(METHODS), "auto"])
+@pytest.mark.parametrize("method", [*feature_method_names(), "auto"])
 def test_every_embedding_method_evaluates_from_the_cli(method, tmp_path, capsys):
     tree = make_tree(tmp_path / "tree", COLOURS)
     result = run_json(capsys, tree, "--method", method, "--shots", 2, "--episodes", 2, "--cache", tmp_path / "c.sqlite")
@@ -60,31 +61,32 @@ def test_every_embedding_method_evaluates_from_the_cli(method, tmp_path, capsys)
     assert result["accuracy"] >= 0.6 and result["fit_seconds"] > 0
 
 
-def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["meta-maml", "matching", "relation", "reptile"])
+def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(method, tmp_path, capsys):
     tree = make_tree(tmp_path / "tree", COLOURS)
     others = make_tree(tmp_path / "others", OTHERS)
     cache = tmp_path / "c.sqlite"
-    result = run_json(capsys, tree, "--method", "meta-maml", "--meta-train", others,
+    result = run_json(capsys, tree, "--method", method, "--meta-train", others,
                       "--shots", 1, "--episodes", 2, "--cache", cache)
-    assert result["method"] == "meta-maml" and result["accuracy"] >= 0.6
+    assert result["method"] == method and result["accuracy"] >= 0.6
 
     def refused(method, meta_tree) -> str:
         argv = ["evaluate", str(tree), "--method", method, "--meta-train", str(meta_tree), "--cache", str(cache)]
         assert main([*argv, "--device", "cpu"]) == 2
         return capsys.readouterr().err
 
-    assert "disjoint" in refused("meta-maml", tree)
+    assert "disjoint" in refused(method, tree)
     assert "does not meta-train" in refused("prototypes", others)
 
 
 def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path):
     from core.evaluate import evaluate_folder
-    from core.methods.finetune import FineTuneConfig
+    from core.methods.finetune import FineTuneConfig, FineTuning
 
     tree = make_tree(tmp_path / "tree", COLOURS, per_class=3)
     result = evaluate_folder(
         tree, shots=1, episodes=1, ways=2, method="finetune", device="cpu", cache=tmp_path / "c.sqlite",
-        finetune=FineTuneConfig(epochs=1, batch_size=2),
+        adapter=FineTuning(FineTuneConfig(epochs=1, batch_size=2)),
     )
     assert result.method == "finetune" and result.ways == 2 and result.fit_seconds > 0
     assert 0.0 <= result.accuracy <= 1.0

@@ -13,7 +13,6 @@ from core.fusion import (
     stratified_folds,
 )
 from core.methods import METHODS, FewShotMethod
-from core.methods.base import encode_labels
 from core.methods.prototypes import PrototypeClassifier
 from core.store import Vectors
 
@@ -185,11 +184,11 @@ class ReversedNearestNeighbour(FewShotMethod):
 
     name = "test-nearest"
 
-    def fit(self, support, labels, unlabelled=None, progress=None):
-        classes, index = encode_labels(labels)
-        self.classes_ = classes[::-1]
-        self.support_, self.index_ = np.asarray(support), len(classes) - 1 - index
-        return self
+    description = "test"
+
+    def learn(self, support, y, unlabelled, progress):
+        self.classes_ = self.classes_[::-1]
+        self.support_, self.index_ = support, len(self.classes_) - 1 - y
 
     def predict(self, queries):
         distances = ((queries[:, None, :] - self.support_[None]) ** 2).sum(-1)

@@ -9,11 +9,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from core.backbones import DEFAULT_BACKBONE
-from core.methods import FINETUNE, method_names
+from core.methods import method_names
+from core.methods import finetune as finetune_module
 from core.similar import unit_rows
 from core.store import Store
 from core.suggest import suggest
-from gui import jobs as gui_jobs
 from gui.catalog_model import FILTER_ALL
 from gui.main_window import SHOW_DUPLICATES, SHOW_SIMILAR, SHOW_SUGGESTED
 from tests.gui.conftest import wait_idle
@@ -133,18 +133,18 @@ def fake_finetune(calls: list, slow: bool = False):
 def test_choosing_finetune_switches_the_classifier_to_the_new_backbone(qtbot, open_window, fake_catalog, monkeypatch):
     path, truth, categories = fake_catalog
     calls: list = []
-    monkeypatch.setattr(gui_jobs, "finetune_catalog", fake_finetune(calls))
+    monkeypatch.setattr(finetune_module, "finetune_catalog", fake_finetune(calls))
     window = open_window(path)
     session, controls = window.session, window.controls
     label_examples(qtbot, window, truth, categories)
     assert [controls.method.itemText(i) for i in range(controls.method.count())] == method_names()
 
     with qtbot.waitSignal(session.backbone_changed, timeout=10_000) as changed:
-        controls.method.setCurrentText(FINETUNE)
+        controls.method.setCurrentText(finetune_module.FineTuning.name)
     name = f"{DEFAULT_BACKBONE}+ft-test"
     assert changed.args == [name]
     assert calls == [(DEFAULT_BACKBONE, session.device, None)]
-    assert controls.method.currentText() == session.method != FINETUNE
+    assert controls.method.currentText() == session.method != finetune_module.FineTuning.name
     assert controls.backbone.currentText() == session.backbone == name
     wait_idle(qtbot, session)
     assert ("classifier", name) in session.live.context.cache
@@ -158,11 +158,11 @@ def test_choosing_finetune_switches_the_classifier_to_the_new_backbone(qtbot, op
 
 def test_finetuning_can_be_cancelled(qtbot, open_window, fake_catalog, monkeypatch):
     path, truth, categories = fake_catalog
-    monkeypatch.setattr(gui_jobs, "finetune_catalog", fake_finetune([], slow=True))
+    monkeypatch.setattr(finetune_module, "finetune_catalog", fake_finetune([], slow=True))
     window = open_window(path)
     session = window.session
     label_examples(qtbot, window, truth, categories)
-    task = session.finetune()
+    task = session.adapt_backbone("finetune")
     qtbot.waitUntil(lambda: window.task_status.isVisible(), timeout=5_000)
     with qtbot.waitSignal(task.finished, timeout=10_000):
         window.task_status.cancel_button.click()
