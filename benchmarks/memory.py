@@ -148,9 +148,9 @@ def main() -> None:
         report("load_embeddings", child("load", catalog))
         if args.compare_old:
             report("loader before issue 7", child("load-old", catalog))
-        from core.methods import METHODS
+        from core.methods import feature_method_names
 
-        for name in sorted(METHODS):
+        for name in feature_method_names():
             report(f"fit {name} on {args.support:,} examples (+{args.fit_unlabelled:,} unlabelled)",
                    child(f"fit:{name}", catalog, args.support, args.fit_unlabelled, args.dim))
     finally:

@@ -19,7 +19,7 @@ from core.backbones import Preprocessing
 from core.embedding import FeatureExtractor, embed_catalog
 from core.images import open_image
 from core.importer import import_images
-from core.methods import METHODS, make_method
+from core.methods import feature_method_names, is_meta_learner, make_method
 from core.schema import Item
 
 MB = 2**20
@@ -73,12 +73,12 @@ def test_loading_embeddings_peaks_near_the_matrix_itself(store):
 
 # --- fitting on 2,000 examples -------------------------------------------------------------
 
-FEWER_ITERATIONS = {"meta-maml": {"episodes": 3}}
+FEWER_ITERATIONS = {name: {"episodes": 3} for name in feature_method_names() if is_meta_learner(name)}
 """Episodes repeat the same work, so they set the time, not the peak. The default 100 took 5 s on
 an idle 2-core box but minutes on a busy one; benchmarks/memory.py measures the defaults."""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc/self")
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", feature_method_names())
 def test_a_fit_on_2000_examples_stays_within_its_memory_bound(method):
     rng = np.random.default_rng(0)
     classes, dim, catalog = 20, 1280, 5000
