@@ -297,8 +297,8 @@ class CatalogSession(QObject):
         """The meta-learner's state for the current category set, training it in the background
         when missing; until then the last one learned for this catalog (or none: untrained)."""
         key = category_set_key(self.backbone, self.method, self.labels)
-        if key in self._meta_states:
-            return self._meta_states[key]
+        if key in self._meta_states or not self.labels:
+            return self._meta_states.get(key, ())
         running = (t for t in self.jobs.pending if t.kind == "meta-train" and not t.cancel_requested)
         if not any(category_set_key(*t.args) == key for t in running):
             self.jobs.cancel("meta-train")
