@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.methods import MetaLearner, MetaTrained, make_method, METHODS
+from core.methods import METHODS, MetaLearner, MetaTrained, make_method
 from core.methods.meta import MetaPrototypes, ProtoMAML
 from core.progress import Cancelled
 
