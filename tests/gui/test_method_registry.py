@@ -5,6 +5,7 @@ background, not on every label change."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -110,3 +111,28 @@ def test_the_app_meta_trains_once_per_category_set_in_the_background(qtbot, open
     wait_idle(qtbot, session)
     assert trained[-1] == frozenset(categories)
     assert trained.count(frozenset(first_two)) == 1
+
+
+def test_meta_training_in_the_app_shows_progress_and_can_be_cancelled(qtbot, open_window, fake_catalog, monkeypatch):
+    path, truth, categories = fake_catalog
+    started: list = []
+
+    def slow(context, progress, backbone, method, labels):
+        started.append(method)
+        for step in range(500):
+            progress(step, 500)
+            time.sleep(0.02)
+        return ()
+
+    monkeypatch.setattr(gui_jobs, "meta_train", slow)
+    window = open_window(path, method="matching")
+    session = window.session
+    session.label(examples(truth, 0), categories[0])
+    qtbot.waitUntil(lambda: window.task_status.isVisible() and window.task_status.bar.value() > 0, timeout=10_000)
+    task = next(t for t in session.jobs.pending if t.kind == "meta-train")
+    with qtbot.waitSignal(session.notice, timeout=10_000) as notice:
+        window.task_status.cancel_button.click()
+    assert task.outcome == "cancelled" and "cancelled" in notice.args[0]
+    session.label(examples(truth, 0, n=5), categories[0])  # same categories: not started again
+    wait_idle(qtbot, session)
+    assert started == ["matching"] and session.predictions.method == "matching"
