@@ -60,7 +60,7 @@ class EvalResult:
     modality: str = "image"
     image_weight: float | None = None
     fit_seconds: float = field(default=0.0, compare=False)
-    """Mean time to fit one episode's support set (for finetune: the training); timing, so it
+    """Mean time to fit one episode's support set (for a backbone adapter: its training); timing, so it
     does not take part in comparing results."""
 
     def to_dict(self) -> dict:
