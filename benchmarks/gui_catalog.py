@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.backbones import DEFAULT_BACKBONE
+from core.constants import DEFAULT_BACKBONE
 from core.store import Store, vector_to_bytes
 
 

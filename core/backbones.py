@@ -15,7 +15,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
+from core.constants import DEFAULT_BACKBONE
 
 
 class BackboneError(RuntimeError):

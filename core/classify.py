@@ -19,7 +19,7 @@ from core.schema import Embedding
 from core.store import Store, Vectors
 from core.text import TEXT_EMBEDDING
 
-DEFAULT_THRESHOLD = 0.5
+from core.constants import DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 Every subcommand takes `--db` (default: the catalog in the user's data folder). Work is committed
 batch by batch, so Ctrl-C stops at once and the catalog stays consistent; rerunning continues.
+Heavy modules (torch, timm, sentence-transformers, scipy) are imported inside the commands that
+need them, so `--help`, `categories`, `label` and `export` answer in well under a second
+(tests/test_startup.py holds that line). The desktop app is opened by gui/launcher.py, which
+hands `main` its `open_app`: core never imports the GUI.
 """
 from __future__ import annotations
 
@@ -13,9 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.backbones import DEFAULT_BACKBONE, BackboneError
+from core.constants import (
+    DEFAULT_BACKBONE, DEFAULT_METHOD, PICTURE_DUPLICATE_THRESHOLD, SUGGEST_STRATEGIES,
+    default_catalog_path,
+)
 from core.progress import Progress
-from core.store import Store, StoreError, default_catalog_path
+
+
+def open_store(path: Path):
+    """The catalog; SQLAlchemy loads here, not for `--help`."""
+    from core.store import Store
+
+    return Store(path)
 
 
 @contextmanager
@@ -38,12 +51,11 @@ def progress_bar(description: str) -> Iterator[Progress]:
 
 
 def cmd_gui(args) -> int:
-    try:
-        from gui.app import run_app
-    except ImportError as exc:
-        print(f"The desktop app cannot start: {exc}", file=sys.stderr)
-        return 1
-    return run_app(args.db if args.db_given else None, demo=args.demo)
+    if args.open_app is None:
+        print("protoshelf: the desktop app starts from the `protoshelf` command (gui.launcher); "
+              "give a subcommand here, e.g. `categories`.", file=sys.stderr)
+        return 2
+    return args.open_app(args.db if args.db_given else None, demo=args.demo)
 
 
 def cmd_import(args) -> int:
@@ -58,7 +70,7 @@ def cmd_import(args) -> int:
         return import_feeds(args, feeds)
     from core.importer import import_with_titles
 
-    with Store(args.db) as store, progress_bar("import") as bar:
+    with open_store(args.db) as store, progress_bar("import") as bar:
         report, problems = import_with_titles(store, args.sources, args.titles, bar)
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -72,7 +84,7 @@ def import_feeds(args, feeds: list[str]) -> int:
     from core.feed_import import import_feed
 
     for feed in feeds:
-        with Store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
+        with open_store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
             report = import_feed(store, feed, labels=not args.no_labels, progress=bar)
         for note in report.notes:
             print(note, file=sys.stderr)
@@ -85,7 +97,7 @@ def import_feeds(args, feeds: list[str]) -> int:
 def cmd_embed(args) -> int:
     from core.embedding import embed_catalog
 
-    with Store(args.db) as store, progress_bar("embed") as bar:
+    with open_store(args.db) as store, progress_bar("embed") as bar:
         if args.engine == "ray":
             from core.ray_engine import RayUnavailable, embed_catalog_on_ray
 
@@ -111,7 +123,7 @@ def cmd_embed(args) -> int:
     if not args.no_titles:
         from core.text import embed_titles
 
-        with Store(args.db) as store, progress_bar("titles") as bar:
+        with open_store(args.db) as store, progress_bar("titles") as bar:
             text = embed_titles(store, device=args.device, progress=bar)
         if text.embedded:
             print(f"Embedded {text.embedded} titles with {text.model} on {text.device}.")
@@ -123,7 +135,7 @@ def cmd_label(args) -> int:
     note, when a file of that name exists too."""
     from core.importer import import_images
 
-    with Store(args.db) as store:
+    with open_store(args.db) as store:
         by_product = store.item_ids_by_product_id(args.images)
         for name in by_product:
             if Path(name).exists():
@@ -142,7 +154,7 @@ def cmd_label(args) -> int:
 
 
 def cmd_categories(args) -> int:
-    with Store(args.db) as store:
+    with open_store(args.db) as store:
         rows = store.categories()
     if not rows:
         print("No categories yet: create one with `protoshelf label CATEGORY IMAGE...`.")
@@ -160,7 +172,7 @@ def cmd_classify(args) -> int:
 
     if is_backbone_adapter(args.method):
         args.backbone, args.method = adapt_backbone(args), AUTO
-    with Store(args.db) as store:
+    with open_store(args.db) as store:
         missing = len(store.items_without_embedding(args.backbone))
         predictions = classify_catalog(
             store, args.backbone, args.method, args.threshold, modality=args.modality
@@ -181,7 +193,7 @@ def cmd_classify(args) -> int:
 def cmd_export(args) -> int:
     from core.export import export_csv
 
-    with Store(args.db) as store, progress_bar("export") as bar:
+    with open_store(args.db) as store, progress_bar("export") as bar:
         rows = export_csv(store, args.out, top=args.top_k, excel_bom=args.excel, progress=bar,
                           format=args.format, include_unassigned=args.include_unassigned)
     print(f"Wrote {rows} rows to {args.out}.")
@@ -193,14 +205,14 @@ def adapt_backbone(args) -> str:
     from core.methods import make_adapter
 
     adapter = make_adapter(args.method)
-    with Store(args.db) as store, progress_bar(f"{adapter.name}, then embed") as bar:
+    with open_store(args.db) as store, progress_bar(f"{adapter.name}, then embed") as bar:
         return adapter.adapt_catalog(store, args.backbone, getattr(args, "device", "auto"), bar)
 
 
 def cmd_finetune(args) -> int:
     from core.methods.finetune import FineTuneConfig, FineTuning, embed_finetuned
 
-    with Store(args.db) as store, progress_bar("fine-tune, then embed") as bar:
+    with open_store(args.db) as store, progress_bar("fine-tune, then embed") as bar:
         if args.resume:
             embed_finetuned(store, args.resume, args.device, bar)
             name = args.resume
@@ -241,7 +253,7 @@ def cmd_evaluate(args) -> int:
 def cmd_suggest(args) -> int:
     from core.suggest import suggest_for_catalog
 
-    with Store(args.db) as store:
+    with open_store(args.db) as store:
         suggestions = suggest_for_catalog(store, args.backbone, args.n, args.strategy)
         names = {c.id: c.name for c in store.categories()}
         items = store.items([s.item_id for s in suggestions])
@@ -260,7 +272,7 @@ def cmd_similar(args) -> int:
     from core.images import file_sha256, open_image
     from core.similar import SimilaritySearch
 
-    with Store(args.db) as store:
+    with open_store(args.db) as store:
         vectors = store.load_embeddings(args.backbone)
         if not len(vectors):
             print(f"No {args.backbone} embeddings yet: run `protoshelf embed`.", file=sys.stderr)
@@ -288,7 +300,7 @@ def cmd_duplicates(args) -> int:
     from core.duplicates import duplicate_groups, export_duplicates
     from core.picture_hash import PictureHashes
 
-    with Store(args.db) as store, progress_bar("compare") as bar:
+    with open_store(args.db) as store, progress_bar("compare") as bar:
         vectors = store.load_embeddings(args.backbone)
         hashes = None if args.embedding_only else PictureHashes(store).same_picture
         groups = duplicate_groups(vectors, args.threshold, bar, same_picture=hashes)
@@ -308,6 +320,14 @@ def cmd_bench(args) -> int:
     return subprocess.run([*command, *(["--only", *args.only] if args.only else [])], cwd=root).returncode
 
 
+def cmd_install_desktop(args) -> int:
+    from core.desktop import install_desktop_entry
+
+    entry, icon = install_desktop_entry()
+    print(f"Wrote {entry} and {icon}; ProtoShelf now appears in your desktop's application menu.")
+    return 0
+
+
 def similarity_threshold(text: str) -> float:
     value = float(text)
     if not -1 <= value <= 1:
@@ -315,9 +335,19 @@ def similarity_threshold(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from core.methods import DEFAULT_METHOD, method_names
+def method_name(text: str) -> str:
+    """Checked when given, so `--help` does not load the methods (and torch) to list them."""
+    from core.methods import method_names
 
+    if text not in method_names():
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose one of: {', '.join(method_names())}")
+    return text
+
+
+METHOD_HELP = "see `protoshelf evaluate --list-methods`"
+
+
+def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", type=Path, default=argparse.SUPPRESS,
                         help=f"catalog file (default: {default_catalog_path()})")
@@ -358,8 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("categories", parents=[common], help="list categories").set_defaults(run=cmd_categories)
 
     p = sub.add_parser("classify", parents=[common, backbone], help="predict a category for every item")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=method_names(),
-                   help="auto: the best for the examples per category; a backbone adapter (finetune): "
+    p.add_argument("--method", default=DEFAULT_METHOD, type=method_name,
+                   help=f"{METHOD_HELP}; auto: the best for the examples per category; a backbone adapter (finetune): "
                         "train the backbone, re-embed, then auto; the app's tooltips describe each")
     p.add_argument("--threshold", type=float, default=0.5, help="below this confidence: unassigned")
     p.add_argument("--modality", choices=["fused", "image", "text"], default=None,
@@ -382,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", type=Path, help="a second tree to take queries from")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=method_names())
+    p.add_argument("--method", default=DEFAULT_METHOD, type=method_name, help=METHOD_HELP)
     p.add_argument("--list-methods", action="store_true", help="print the method names, one a line")
     p.add_argument("--ways", type=int, help="categories per episode (default: all)")
     p.add_argument("--meta-train", type=Path, metavar="FOLDER",
@@ -404,12 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="NAME", help="only embed missing items with fine-tuned backbone NAME")
     p.set_defaults(run=cmd_finetune)
 
-    from core.duplicates import PICTURE_THRESHOLD as DUPLICATE_THRESHOLD
-    from core.suggest import STRATEGIES
-
     p = sub.add_parser("suggest", parents=[common, backbone], help="items to label next")
     p.add_argument("-n", type=int, default=20, help="how many suggestions")
-    p.add_argument("--strategy", default="margin", choices=STRATEGIES, help="how uncertainty is measured")
+    p.add_argument("--strategy", default="margin", choices=SUGGEST_STRATEGIES, help="how uncertainty is measured")
     p.set_defaults(run=cmd_suggest)
 
     p = sub.add_parser("similar", parents=[common, backbone, device], help="catalog items that look like an image")
@@ -419,12 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("duplicates", parents=[common, backbone], help="write groups of near-duplicate items to CSV")
     p.add_argument("out", type=Path)
-    p.add_argument("--threshold", type=similarity_threshold, default=DUPLICATE_THRESHOLD,
-                   help=f"cosine similarity that makes two items candidates (default {DUPLICATE_THRESHOLD}); "
+    p.add_argument("--threshold", type=similarity_threshold, default=PICTURE_DUPLICATE_THRESHOLD,
+                   help=f"cosine similarity that makes two items candidates (default {PICTURE_DUPLICATE_THRESHOLD}); "
                         "their perceptual hashes must also agree")
     p.add_argument("--embedding-only", action="store_true",
                    help="link on cosine alone, without the perceptual-hash check (try --threshold 0.92)")
     p.set_defaults(run=cmd_duplicates)
+
+    sub.add_parser("install-desktop", help="add ProtoShelf to the desktop's application menu (a .desktop file and icon)"
+                   ).set_defaults(run=cmd_install_desktop)
 
     p = sub.add_parser("bench", help="run the speed benchmarks; prints one JSON object")
     p.add_argument("--quick", action="store_true", help="100k items instead of 1M, fewer images")
@@ -433,8 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors reported in one line; a backbone error can only come from a command that loaded backbones."""
+    backbones = sys.modules.get("core.backbones")
+    return (ValueError, OSError, *([backbones.BackboneError] if backbones else []))  # StoreError is a ValueError
+
+
+def main(argv: list[str] | None = None, open_app=None) -> int:
+    """`open_app(db_path_or_None, demo=...)` opens the desktop app; gui.launcher passes it."""
     args = build_parser().parse_args(argv)
+    args.open_app = open_app
     args.db_given = args.db is not None
     args.db = args.db or default_catalog_path()
     args.demo = getattr(args, "demo", False)
@@ -445,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nInterrupted. Finished batches are saved; run the command again to continue.",
               file=sys.stderr)
         return 130
-    except (StoreError, BackboneError, ValueError, OSError) as exc:
+    except user_errors() as exc:
         print(f"protoshelf: {exc}", file=sys.stderr)
         return 2
 

@@ -28,10 +28,7 @@ from core.progress import Progress, no_progress
 from core.similar import inverse_norms, unit_rows
 from core.store import Store, Vectors
 
-DEFAULT_THRESHOLD = 0.92
-PICTURE_THRESHOLD = 0.80
-"""The cosine that makes a candidate when perceptual hashes confirm links; resized-and-re-encoded
-copies fall to 0.89, axe and hammer reach 0.905 (benchmarks/duplicate_listings.py)."""
+from core.constants import DUPLICATE_THRESHOLD as DEFAULT_THRESHOLD, PICTURE_DUPLICATE_THRESHOLD as PICTURE_THRESHOLD
 TILE_ROWS = 2048
 TILE_COLUMNS = 16_384
 MAX_PENDING_LINKS = 2_000_000

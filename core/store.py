@@ -17,12 +17,12 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core import vector_cache
+from core.constants import default_catalog_path  # noqa: F401 - where callers have always found it
 from core.progress import Progress, no_progress
 from core.schema import Category, Embedding, Item, Label, ModelRun, Prediction
 
@@ -40,10 +40,6 @@ Right-to-left scripts and the plain RLM/LRM marks do not need them."""
 
 class StoreError(ValueError):
     """A request the catalog refuses, with a message meant for the user."""
-
-
-def default_catalog_path() -> Path:
-    return Path(platformdirs.user_data_dir("protoshelf")) / "catalog.sqlite"
 
 
 def _on_connect(dbapi_connection, _record) -> None:
@@ -94,6 +90,8 @@ class CategoryRow:
     colour: str
     examples: int
     predicted: int
+    position: int = 0
+    """The user's number for it (key 1-9 for the first nine); gaps stay where categories were deleted."""
 
 
 @dataclass(frozen=True)
@@ -146,12 +144,15 @@ class Store:
     # --- categories -------------------------------------------------------------------
 
     def create_category(self, name: str, colour: str | None = None) -> int:
+        """A new category numbered after the last one."""
         name = validate_category_name(name)
         with self.write() as s:
-            if s.scalar(select(Category.id).where(Category.name == name)) is not None:
-                raise StoreError(f"A category named {name!r} already exists.")
+            clash = _name_clash(s, name)
+            if clash is not None:
+                raise StoreError(f"A category named {clash[1]!r} already exists.")
             count = s.scalar(select(func.count(Category.id))) or 0
-            category = Category(name=name, colour=colour or PALETTE[count % len(PALETTE)])
+            last = s.scalar(select(func.max(Category.position))) or 0
+            category = Category(name=name, colour=colour or PALETTE[count % len(PALETTE)], position=last + 1)
             s.add(category)
             s.flush()
             return category.id
@@ -161,16 +162,19 @@ class Store:
         return existing if existing is not None else self.create_category(name)
 
     def category_id(self, name: str) -> int | None:
+        """The category of this name, or of this name in another case ("fruit" finds "Fruit")."""
         name = unicodedata.normalize("NFC", name).strip()  # as validate_category_name stored it
         with self.read() as s:
-            return s.scalar(select(Category.id).where(Category.name == name))
+            exact = s.scalar(select(Category.id).where(Category.name == name))
+            clash = _name_clash(s, name) if exact is None else None
+            return exact if exact is not None else (clash[0] if clash else None)
 
     def rename_category(self, category_id: int, name: str) -> None:
         name = validate_category_name(name)
         with self.write() as s:
-            clash = s.scalar(select(Category.id).where(Category.name == name))
-            if clash is not None and clash != category_id:
-                raise StoreError(f"A category named {name!r} already exists.")
+            clash = _name_clash(s, name, category_id)
+            if clash is not None:
+                raise StoreError(f"A category named {clash[1]!r} already exists.")
             s.execute(update(Category).where(Category.id == category_id).values(name=name))
 
     def recolour_category(self, category_id: int, colour: str) -> None:
@@ -188,10 +192,14 @@ class Store:
             s.execute(delete(Category).where(Category.id == category_id))
         return removed
 
-    def restore_category(self, category_id: int, name: str, colour: str, labels: dict[int, int]) -> None:
-        """Undo of delete_category: same id, so predictions and history still refer to it."""
+    def restore_category(
+        self, category_id: int, name: str, colour: str, labels: dict[int, int], position: int | None = None
+    ) -> None:
+        """Undo of delete_category: same id (predictions and history still refer to it), same number."""
         with self.write() as s:
-            s.add(Category(id=category_id, name=name, colour=colour))
+            if position is None:
+                position = (s.scalar(select(func.max(Category.position))) or 0) + 1
+            s.add(Category(id=category_id, name=name, colour=colour, position=position))
             s.flush()
             s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items())
 
@@ -209,9 +217,20 @@ class Store:
                 ).all()
             )
             return [
-                CategoryRow(c.id, c.name, c.colour, examples.get(c.id, 0), predicted.get(c.id, 0))
-                for c in s.scalars(select(Category).order_by(Category.id))
+                CategoryRow(c.id, c.name, c.colour, examples.get(c.id, 0), predicted.get(c.id, 0), c.position)
+                for c in s.scalars(select(Category).order_by(Category.position, Category.id))
             ]
+
+    def reorder_categories(self, category_ids: Sequence[int]) -> None:
+        """Put these categories in this order, on the numbers they hold between them (a drag in the
+        panel renumbers only the rows it moves past; a gap left by a deletion stays)."""
+        ids = [int(i) for i in category_ids]
+        with self.write() as s:
+            positions = sorted(s.scalars(select(Category.position).where(Category.id.in_(ids))).all())
+            if len(positions) != len(ids):
+                raise StoreError("A category to reorder no longer exists.")
+            for category_id, position in zip(ids, positions):
+                s.execute(update(Category).where(Category.id == category_id).values(position=position))
 
     # --- labels -----------------------------------------------------------------------
 
@@ -424,6 +443,15 @@ class Store:
     def integrity_check(self) -> str:
         with self.engine.connect() as conn:
             return conn.exec_driver_sql("PRAGMA integrity_check").scalar_one()
+
+
+def _name_clash(session: Session, name: str, category_id: int | None = None) -> tuple[int, str] | None:
+    """Another category whose name differs only in case ("Fruit" and "fruit" would be one shelf)."""
+    folded = name.casefold()
+    for other_id, other in session.execute(select(Category.id, Category.name)).all():
+        if other_id != category_id and other.casefold() == folded:
+            return other_id, other
+    return None
 
 
 def _chunks(values: list, size: int = 900) -> Iterator[list]:

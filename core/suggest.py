@@ -18,7 +18,7 @@ from core.classify import CatalogClassifier, CatalogPredictions
 from core.similar import unit_rows
 from core.store import Store, Vectors
 
-STRATEGIES = ("margin", "entropy")
+from core.constants import SUGGEST_STRATEGIES as STRATEGIES
 NEAR_COPY = 0.9
 BLOCK_FACTOR = 10
 """Candidates are checked for near-copies N × BLOCK_FACTOR at a time, most uncertain first."""

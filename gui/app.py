@@ -12,9 +12,11 @@ import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, QTimer, Slot
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core.demo import build_demo_catalog
+from core.desktop import APP_ID, ICON
 from core.store import default_catalog_path
 from gui.main_window import MainWindow
 from gui.session import CatalogSession
@@ -79,6 +81,8 @@ def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     app.setOrganizationName("ProtoShelf")
     app.setApplicationName("ProtoShelf")
+    app.setDesktopFileName(APP_ID)  # the window joins the launcher entry `protoshelf install-desktop` wrote
+    app.setWindowIcon(QIcon(str(ICON)))
     sys.excepthook = show_uncaught
     signal.signal(signal.SIGINT, close_windows)
     wake = QTimer(interval=250)  # lets Python run the Ctrl-C handler while Qt's loop waits

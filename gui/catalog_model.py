@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QPersistentModelIndex, Qt
 
-from core.classify import CatalogPredictions
-from core.methods import UNASSIGNED
+from core.constants import UNASSIGNED
 from core.store import Store
+
+if TYPE_CHECKING:
+    from core.classify import CatalogPredictions
 
 NOT_CLASSIFIED = -2
 NO_LABEL = -1

@@ -9,21 +9,23 @@ are imported unlabelled.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import (
-    QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, QSizeF, Qt,
+    QEvent, QItemSelection, QMimeData, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, QSizeF, Qt,
     Signal, Slot,
 )
 from PySide6.QtGui import (
-    QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QPixmap, QRegion,
+    QDrag, QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPalette, QPen, QPixmap, QRegion,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView, QMenu, QRubberBand, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+    QAbstractItemView, QMenu, QRubberBand, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolTip,
 )
 
 from gui.catalog_model import (
-    ConfidenceRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
+    MIME_TYPE, ConfidenceRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
 )
 from gui.drops import dropped_paths
 from gui.thumbnails import ThumbnailCache
@@ -33,6 +35,9 @@ PAD = 8
 CELL = QSize(THUMB + 2 * PAD + 8, THUMB + 64)
 GAP = 6
 UNASSIGNED_COLOUR = QColor("#8a8f98")
+EMPTY_CATALOG = ("No products yet.\n\nDrop image files or folders here, or use File ▸ Import folder… (Ctrl+I).\n"
+                 "Then make a category (Edit ▸ New category…) and drag a few examples onto it.")
+NO_MATCHES = "No items match what is shown. Choose “All items” in Show, or clear the search."
 
 
 def text_colour_on(background: QColor) -> QColor:
@@ -62,6 +67,45 @@ def _rendered(size: QSize, pixel_ratio: float, draw) -> QPixmap:
     return pixmap
 
 
+def describe_prediction(names: dict[int, str], label, predicted: int, confidence, closest=None) -> str:
+    """The badge in words, with the full name and what the percentage is of: "Unassigned · closest
+    Fruit 22%". `closest` is (category id, score) of the best category, for unassigned items."""
+    if label is not None:
+        return f"Example of {names.get(label, '?')}"
+    if predicted == NOT_CLASSIFIED:
+        return "Not classified yet"
+    if predicted < 0:
+        if closest is None:
+            return f"Unassigned · {confidence:.0%} for the closest category"
+        return f"Unassigned · closest {names.get(closest[0], '?')} {closest[1]:.0%}"
+    return f"Predicted {names.get(predicted, '?')} {confidence:.0%}"
+
+
+def badge_text(metrics: QFontMetrics, name: str, suffix: str, width: int) -> str:
+    """The name cut at its end to fit, then the percentage whole: "Clothing & acc… 87%"."""
+    return metrics.elidedText(name, Qt.TextElideMode.ElideRight, width - metrics.horizontalAdvance(suffix)) + suffix
+
+
+def count_badge(count: int, palette: QPalette) -> QPixmap:
+    """The drag image: "3 items" in a small pill in the selection colour."""
+    text = f"{count:,} item{'s' if count != 1 else ''}"
+    font = QFont()
+    font.setBold(True)
+    size = QSize(QFontMetrics(font).horizontalAdvance(text) + 20, 24)
+    colour = palette.color(QPalette.ColorRole.Highlight)
+
+    def draw(p: QPainter) -> None:
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(colour)
+        p.drawRoundedRect(QRectF(0, 0, size.width(), size.height()), 12, 12)
+        p.setFont(font)
+        p.setPen(text_colour_on(colour))
+        p.drawText(QRectF(0, 0, size.width(), size.height()), Qt.AlignmentFlag.AlignCenter, text)
+
+    return _rendered(size, 1.0, draw)
+
+
 class CatalogDelegate(QStyledItemDelegate):
     def __init__(self, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
@@ -76,6 +120,20 @@ class CatalogDelegate(QStyledItemDelegate):
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
         return CELL
+
+    def tooltip(self, index: QModelIndex) -> str:
+        """The item's name and path, then its badge in full words (badges elide long names)."""
+        predicted, label = index.data(PredictionRole), index.data(LabelRole)
+        scores = index.model().scores_of(index.data(ItemIdRole)) if predicted is not None and predicted < 0 else []
+        names = {category_id: name for category_id, (name, _) in self.categories.items()}
+        badge = describe_prediction(names, label, predicted, index.data(ConfidenceRole), scores[0] if scores else None)
+        return f"{index.data(Qt.ItemDataRole.ToolTipRole) or ''}\n{badge}".strip()
+
+    def helpEvent(self, event, view, option, index) -> bool:
+        if event.type() == QEvent.Type.ToolTip and index.isValid():
+            QToolTip.showText(event.globalPos(), self.tooltip(index), view)
+            return True
+        return super().helpEvent(event, view, option, index)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         painter.save()
@@ -142,30 +200,34 @@ class CatalogDelegate(QStyledItemDelegate):
         painter.drawPath(tick)
 
     def _paint_badge(self, painter: QPainter, rect: QRectF, label, predicted: int, confidence) -> None:
+        suffix = ""
         if label is not None:
             name, colour = self.categories.get(label, ("?", UNASSIGNED_COLOUR))
             text, outline = name, False
         elif predicted == NOT_CLASSIFIED:
             colour, text, outline = UNASSIGNED_COLOUR, "not classified yet", True
         elif predicted < 0:
-            colour, text, outline = UNASSIGNED_COLOUR, f"Unassigned {confidence:.0%}", True
+            colour, text, suffix, outline = UNASSIGNED_COLOUR, "Unassigned", f" {confidence:.0%}", True
         else:
             name, colour = self.categories.get(predicted, ("?", UNASSIGNED_COLOUR))
-            text, outline = f"{name} {confidence:.0%}", False
-        key = (text, colour.rgba(), outline, int(rect.width()), int(rect.height()), painter.font().key())
+            text, suffix, outline = name, f" {confidence:.0%}", False
+        key = (text, suffix, colour.rgba(), outline, int(rect.width()), int(rect.height()), painter.font().key())
         pill = self._pills.get(key)
         if pill is None:
-            pill = self._pills[key] = self._render_pill(painter, rect.size(), text, colour, outline)
+            pill = self._pills[key] = self._render_pill(painter, rect.size(), text, colour, outline, suffix)
         painter.drawPixmap(int(rect.center().x() - pill.deviceIndependentSize().width() / 2), int(rect.top()), pill)
 
     @staticmethod
-    def _render_pill(painter: QPainter, space: QSizeF, text: str, colour: QColor, outline: bool) -> QPixmap:
-        """A badge drawn once per text and colour, then reused: the grid shows few distinct ones."""
+    def _render_pill(
+        painter: QPainter, space: QSizeF, text: str, colour: QColor, outline: bool, suffix: str = ""
+    ) -> QPixmap:
+        """A badge drawn once per text and colour, then reused: the grid shows few distinct ones.
+        A long name is cut at its end, never the percentage after it (the tooltip has it whole)."""
         font = QFont(painter.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
         font.setBold(not outline)
         metrics = QFontMetrics(font)
-        text = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, int(space.width()) - 12)
+        text = badge_text(metrics, text, suffix, int(space.width()) - 12)
         size = QSize(int(min(space.width(), metrics.horizontalAdvance(text) + 16)), int(space.height()))
 
         def draw(p: QPainter) -> None:
@@ -206,6 +268,9 @@ class CatalogView(QAbstractItemView):
     accept_requested = Signal()
     similar_requested = Signal(int)
     files_dropped = Signal(list)
+    selection_left_view = Signal(int)
+    new_category_requested = Signal()
+    pick_requested = Signal()
 
     def __init__(self, thumbnails: ThumbnailCache, parent=None):
         super().__init__(parent)
@@ -223,6 +288,8 @@ class CatalogView(QAbstractItemView):
         self._kept_selection: tuple[np.ndarray, int | None, int] = (np.empty(0, np.int64), None, 0)
         self._band = QRubberBand(QRubberBand.Shape.Rectangle, self.viewport())
         self._band_origin = QPoint()
+        self.extend_menu = None
+        self.empty_text = EMPTY_CATALOG
 
     def setModel(self, model: CatalogModel) -> None:
         super().setModel(model)
@@ -366,9 +433,14 @@ class CatalogView(QAbstractItemView):
         return region
 
     def paintEvent(self, event) -> None:
-        """Paint the cells in the exposed area, and only those."""
+        """Paint the cells in the exposed area, and only those; an empty grid says how to fill it."""
         count = self._count()
         if not count:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.viewport().rect().adjusted(24, 24, -24, -24),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text)
+            painter.end()
             return
         exposed = event.rect()
         h, offset = self._grid.height(), self.verticalOffset()
@@ -390,6 +462,19 @@ class CatalogView(QAbstractItemView):
             self.delegate.paint(painter, option, index)
         painter.end()
 
+    def startDrag(self, actions) -> None:
+        """Items dragged to a category: a small badge with the count, so the category list stays in sight."""
+        ids = self.selected_ids()
+        if not ids:
+            return
+        drag = QDrag(self)
+        mime = QMimeData()  # the ids, not one model index per selected row: a drag of 100,000 stays instant
+        mime.setData(MIME_TYPE, json.dumps(ids).encode())
+        drag.setMimeData(mime)
+        drag.setPixmap(count_badge(len(ids), self.palette()))
+        drag.setHotSpot(QPoint(-8, -8))
+        drag.exec(Qt.DropAction.CopyAction)
+
     def selected_rows(self) -> np.ndarray:
         """Read from the selection's ranges: select-all on 100,000 items is one range, not 100,000 indexes."""
         ranges = [np.arange(r.top(), r.bottom() + 1) for r in self.selectionModel().selection()]
@@ -400,7 +485,12 @@ class CatalogView(QAbstractItemView):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
-        if Qt.Key.Key_1 <= key <= Qt.Key.Key_9 and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+        current = self.currentIndex()
+        arrows = (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Down)
+        if key in arrows and current.isValid() and not self.selectionModel().hasSelection():
+            # The cursor stayed where a selected item left the view: the first arrow selects that place.
+            self.selectionModel().select(current, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        elif Qt.Key.Key_1 <= key <= Qt.Key.Key_9 and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
             self.assign_requested.emit(key - Qt.Key.Key_1 + 1)
         elif key in (Qt.Key.Key_0, Qt.Key.Key_Backspace) and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
             self.unlabel_requested.emit()
@@ -408,13 +498,19 @@ class CatalogView(QAbstractItemView):
             event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         ):
             self.accept_requested.emit()
+        elif key == Qt.Key.Key_N and not event.modifiers():
+            self.new_category_requested.emit()
+        elif key in (Qt.Key.Key_L, Qt.Key.Key_Slash) and not event.modifiers() & ~Qt.KeyboardModifier.ShiftModifier:
+            self.pick_requested.emit()
         else:
             super().keyPressEvent(event)
 
     def item_menu(self, index: QModelIndex) -> QMenu:
-        """What right-clicking an item offers."""
+        """What right-clicking an item offers; `extend_menu(menu)`, when set, adds the window's entries."""
         menu = QMenu(self)
         item_id = index.data(ItemIdRole)
+        if self.extend_menu is not None:
+            self.extend_menu(menu)
         menu.addAction("Show similar", lambda: self.similar_requested.emit(item_id))
         return menu
 
@@ -422,6 +518,8 @@ class CatalogView(QAbstractItemView):
         index = self.indexAt(event.pos())
         if not index.isValid():
             return
+        if not self.selectionModel().isSelected(index):
+            self.setCurrentIndex(index)  # right-click acts on the item under the pointer, as file managers do
         menu = self.item_menu(index)
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         menu.popup(event.globalPos())
@@ -455,17 +553,21 @@ class CatalogView(QAbstractItemView):
 
     @Slot()
     def _restore_selection(self) -> None:
-        """After a refilter keep the same items selected; if they left, stay at the same place."""
+        """After a refilter keep the same items selected. Selected items that left the view are not
+        replaced by their neighbours: the next number key would label an item the user never chose.
+        The cursor stays at the same place, unselected, and `selection_left_view` says so."""
         model: CatalogModel = self.model()
         ids, current_id, current_row = self._kept_selection
-        if not model.rowCount() or (current_id is None and not len(ids)):
+        if current_id is None and not len(ids):
             return
         rows = np.flatnonzero(np.isin(model.visible_ids(), ids))
+        if len(ids) and not len(rows):
+            self.selection_left_view.emit(len(ids))
+        if not model.rowCount():
+            return
         current = model.row_of(current_id) if current_id is not None else None
         if current is None:
             current = min(current_row, model.rowCount() - 1)
-        if not len(rows) and len(ids):
-            rows = np.array([current])
         selection = QItemSelection()
         for start, stop in _runs(rows):
             selection.select(model.index(start), model.index(stop))

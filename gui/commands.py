@@ -7,14 +7,26 @@ Functions handed to `session.edit` run on the worker thread and only touch the S
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from PySide6.QtGui import QUndoCommand
 
-from core.store import Store
+from core.store import CategoryRow, Store
 
-if TYPE_CHECKING:
-    from gui.session import CatalogSession
+
+class CatalogSession(Protocol):
+    """What a command needs of the session (gui.session.CatalogSession), named here so this module
+    does not import the session that imports it."""
+
+    labels: dict[int, int]
+    categories: list[CategoryRow]
+
+    def category(self, category_id: int) -> CategoryRow: ...
+    def apply_labels(self, changes: dict[int, int | None]) -> None: ...
+    def apply_title(self, item_id: int, title: str) -> None: ...
+    def edit(self, change: Callable[[Store], object], categories: bool = False, embeds: bool = False,
+             then: Callable[[], None] | None = None) -> object: ...
 
 
 class LabelItems(QUndoCommand):
@@ -39,12 +51,17 @@ class LabelItems(QUndoCommand):
 
 
 class CreateCategory(QUndoCommand):
-    def __init__(self, session: CatalogSession, name: str, colour: str | None = None):
-        super().__init__(f"New category {name!r}")
+    """A new category, optionally with first examples (N on a selection); the id is the store's, so
+    the examples are shown once the worker has created it."""
+
+    def __init__(self, session: CatalogSession, name: str, colour: str | None = None, examples: list[int] = ()):
+        super().__init__(f"New category {name!r}" + (f" from {len(examples)} items" if examples else ""))
         self.session = session
         self.name = name
         self.colour = colour
         self.category_id: int | None = None
+        self.examples = list(examples)
+        self.before = {i: session.labels.get(i) for i in self.examples}
 
     def _create(self, store: Store) -> None:
         if self.category_id is None:
@@ -52,12 +69,26 @@ class CreateCategory(QUndoCommand):
             self.colour = next(c.colour for c in store.categories() if c.id == self.category_id)
         else:
             store.restore_category(self.category_id, self.name, self.colour, {})
+        if self.examples:
+            store.set_labels(self.examples, self.category_id)
+
+    def _show_examples(self) -> None:
+        if self.examples:
+            self.session.apply_labels(dict.fromkeys(self.examples, self.category_id))
 
     def redo(self) -> None:
-        self.session.edit(self._create, categories=True)
+        self.session.edit(self._create, categories=True, then=self._show_examples)
 
     def undo(self) -> None:
-        self.session.edit(lambda store: store.delete_category(self.category_id), categories=True)
+        before = dict(self.before)
+        if before:
+            self.session.apply_labels(before)
+
+        def remove(store: Store) -> None:
+            store.delete_category(self.category_id)
+            store.restore_labels(before)
+
+        self.session.edit(remove, categories=True)
 
 
 class RenameCategory(QUndoCommand):
@@ -73,6 +104,18 @@ class RenameCategory(QUndoCommand):
         self.session.edit(lambda store: store.rename_category(self.category_id, self.old), categories=True)
 
 
+class SetTitle(QUndoCommand):
+    def __init__(self, session: CatalogSession, item_id: int, old: str, new: str):
+        super().__init__(f"Title {new!r}" if new else "Remove title")
+        self.session, self.item_id, self.old, self.new = session, item_id, old, new
+
+    def redo(self) -> None:
+        self.session.apply_title(self.item_id, self.new)
+
+    def undo(self) -> None:
+        self.session.apply_title(self.item_id, self.old)
+
+
 class RecolourCategory(QUndoCommand):
     def __init__(self, session: CatalogSession, category_id: int, colour: str):
         row = session.category(category_id)
@@ -84,6 +127,22 @@ class RecolourCategory(QUndoCommand):
 
     def undo(self) -> None:
         self.session.edit(lambda store: store.recolour_category(self.category_id, self.old), categories=True)
+
+
+class ReorderCategories(QUndoCommand):
+    """A drag in the panel: the moved rows swap numbers; undo gives every row its number back."""
+
+    def __init__(self, session: CatalogSession, category_ids: list[int]):
+        super().__init__("Reorder categories")
+        self.session = session
+        self.new = list(category_ids)
+        self.old = [c.id for c in session.categories if c.id in set(category_ids)]
+
+    def redo(self) -> None:
+        self.session.edit(lambda store: store.reorder_categories(self.new), categories=True)
+
+    def undo(self) -> None:
+        self.session.edit(lambda store: store.reorder_categories(self.old), categories=True)
 
 
 class DeleteCategory(QUndoCommand):
@@ -102,5 +161,7 @@ class DeleteCategory(QUndoCommand):
 
     def undo(self) -> None:
         row, examples = self.row, dict(self.examples)
-        self.session.edit(lambda store: store.restore_category(row.id, row.name, row.colour, examples), categories=True)
+        self.session.edit(
+            lambda store: store.restore_category(row.id, row.name, row.colour, examples, row.position), categories=True
+        )
         self.session.apply_labels(examples)

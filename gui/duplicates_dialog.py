@@ -3,14 +3,17 @@ the group's first item, exportable as CSV or shown together in the grid."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QFileDialog, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
 )
 
-from core.duplicates import DuplicateGroup
 from gui.session import CatalogSession
+
+if TYPE_CHECKING:
+    from core.duplicates import DuplicateGroup
 
 
 class DuplicatesDialog(QDialog):

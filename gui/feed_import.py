@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
 from core.feed_import import FeedReport, import_feed
 from gui.session import CatalogSession
-from gui.workers import Task, TaskProgress, WorkerContext
+from gui.workers import Task, TaskKind, TaskProgress, WorkerContext
 
 FEED_FILTER = "Product feeds (*.csv *.tsv *.txt *.xml)"
 MAX_LISTED = 200
@@ -41,26 +41,28 @@ class FeedImporter(QObject):
 
     def start(self, feed_path: str | Path, labels: bool = True) -> Task:
         return self.session.jobs.run(
-            "Importing product feed", import_feed_job, Path(feed_path), labels, kind="import", on_finished=self._done
+            "Importing product feed", import_feed_job, Path(feed_path), labels, kind=TaskKind.IMPORT,
+            on_success=self._imported, on_cancel=self._cancelled, on_failure=lambda _error: self._reload(),
+            failure_title="The product feed could not be imported",
         )
 
-    @Slot(object)
-    def _done(self, task: Task) -> None:
-        session = self.session
-        if session.closed:
-            return
-        session.model.forget_rows()
-        session.reload()
-        if task.outcome == "failed":
-            session.problem.emit("The product feed could not be imported", str(task.error))
-            return
-        if task.outcome == "cancelled":
-            session.notice.emit("Feed import cancelled; the products imported so far are kept.")
-        else:
-            report: FeedReport = task.result
-            session.notice.emit(f"Feed import: {report.summary()}.")
-            if report.failed or report.notes:
-                session.problem.emit("Some rows of the feed need a look", describe_problems(report))
-            self.finished.emit(report)
-        session.refresh_search_texts()
-        session.embed()
+    def _reload(self) -> None:
+        self.session.model.forget_rows()
+        self.session.reload()
+
+    def _imported(self, report: FeedReport) -> None:
+        self._reload()
+        self.session.notice.emit(f"Feed import: {report.summary()}.")
+        if report.failed or report.notes:
+            self.session.problem.emit("Some rows of the feed need a look", describe_problems(report))
+        self.finished.emit(report)
+        self._carry_on()
+
+    def _cancelled(self) -> None:
+        self._reload()
+        self.session.notice.emit("Feed import cancelled; the products imported so far are kept.")
+        self._carry_on()
+
+    def _carry_on(self) -> None:
+        self.session.refresh_search_texts()
+        self.session.embed()

@@ -2,29 +2,31 @@
 
 Jobs only call core functions on the lane's own Store; they never touch Qt objects. Models that are
 slow to load (the image backbone, the title encoder, the in-memory classifier) are cached in the
-lane's WorkerContext, so dropping three new images does not reload a network.
+lane's WorkerContext, so dropping three new images does not reload a network. The core modules are
+imported inside the jobs, on the worker thread: torch and timm take seconds to import, and the
+window must be on screen before that (`load_model` is the first job and says so).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.backbones import load_backbone, resolve_device
-from core.classify import CatalogClassifier, CatalogPredictions, available_modalities, save_predictions
-from core.duplicates import DuplicateGroup, duplicate_groups, export_duplicates
-from core.embedding import EmbedReport, FeatureExtractor, embed_catalog
-from core.export import export_csv
-from core.importer import ImportReport, apply_titles_file, import_images, read_titles_csv
-from core.meta_training import meta_train_catalog, states_for_fit
-from core.methods import MetaTrained, is_meta_learner, make_adapter
-from core.methods.finetune import is_finetuned, load_finetuned
-from core.similar import Neighbour, SimilaritySearch
-from core.store import Store
-from core.suggest import Suggestion, suggest
 from gui.workers import TaskProgress, WorkerContext
+
+if TYPE_CHECKING:
+    from core.classify import CatalogClassifier, CatalogPredictions
+    from core.duplicates import DuplicateGroup
+    from core.embedding import EmbedReport, FeatureExtractor
+    from core.importer import ImportReport
+    from core.similar import Neighbour
+    from core.store import Store
+    from core.methods import MetaTrained
+    from core.suggest import Suggestion
+    from gui.export_dialog import ExportRequest
 
 TITLE_BLOCK = 100_000
 
@@ -59,12 +61,52 @@ class FitResult:
     modalities: list[str]
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model settings offer, known once torch is loaded."""
+
+    methods: list[str]
+    backbones: list[str]
+    devices: list[str]
+    device_description: str
+    descriptions: dict[str, str]
+    """Each method's one line from the registry, for its tooltip."""
+    backbone_adapters: frozenset[str] = frozenset()
+    """Methods that are one-off jobs yielding a backbone (fine-tuning), not a method to keep."""
+
+
 def extractor_key(backbone: str, device: str) -> tuple:
     return ("extractor", backbone, device)
 
 
+def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> ModelInfo:
+    """Import torch, timm and the classifier on the worker, and say what they offer."""
+    from core.backbones import BackboneError, available_backbones, describe_device, resolve_device
+    from core.classify import CatalogClassifier  # noqa: F401 - the import is the work
+    from core.methods import describe, is_backbone_adapter, method_names
+
+    devices = []
+    for name in ("auto", "cpu", "cuda", "mps"):
+        try:
+            resolve_device(name)
+        except BackboneError:
+            continue
+        devices.append(name)
+    try:
+        description = describe_device(resolve_device(device))
+    except BackboneError as exc:
+        description = str(exc)
+    names = method_names()
+    return ModelInfo(names, list(available_backbones()), devices, description, {n: describe(n) for n in names},
+                     frozenset(n for n in names if is_backbone_adapter(n)))
+
+
 def extractor_for(context: WorkerContext, backbone: str, device: str) -> FeatureExtractor:
     """Fine-tuned backbones load from their saved weights, so new imports embed with them too."""
+    from core.backbones import load_backbone, resolve_device
+    from core.embedding import FeatureExtractor
+    from core.methods.finetune import is_finetuned, load_finetuned
+
     def make() -> FeatureExtractor:
         network = load_finetuned(backbone) if is_finetuned(backbone) else load_backbone(backbone)
         return FeatureExtractor(network, resolve_device(device))
@@ -77,6 +119,8 @@ def embed_missing(
     workers: int | None = None,
 ) -> EmbedSummary:
     """Embed images (and titles) that have no vector yet; the expensive models load only if needed."""
+    from core.embedding import embed_catalog
+
     store = context.store
     summary = EmbedSummary()
     if store.items_without_embedding(backbone):
@@ -102,6 +146,8 @@ def embed_missing(
 def classifier_for(context: WorkerContext, backbone: str, embeddings_version: int) -> CatalogClassifier:
     """The lane's classifier for a backbone, its in-memory embeddings reloaded only when the
     session says they changed."""
+    from core.classify import CatalogClassifier
+
     classifier: CatalogClassifier = context.cached(
         ("classifier", backbone), lambda: CatalogClassifier(context.store, backbone)
     )
@@ -114,6 +160,10 @@ def classifier_for(context: WorkerContext, backbone: str, embeddings_version: in
 
 def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> FitResult:
     """Refit on the current labels with the lane's cached classifier."""
+    from core.classify import available_modalities
+    from core.meta_training import states_for_fit
+    from core.methods import is_meta_learner
+
     classifier = classifier_for(context, request.backbone, request.embeddings_version)
     modalities = available_modalities(context.store, request.backbone)
     modality = request.modality if request.modality in modalities else None
@@ -130,14 +180,40 @@ def meta_train(
     context: WorkerContext, progress: TaskProgress, backbone: str, method: str, labels: dict[int, int]
 ) -> tuple[MetaTrained, ...]:
     """What a meta-learner learns from the catalog's labelled categories (minutes at most)."""
+    from core.meta_training import meta_train_catalog
+
     progress.stage(f"Learning from your categories ({method})")
     return meta_train_catalog(context.store, backbone, method, labels, progress)
+
+
+def try_image(
+    context: WorkerContext, progress: TaskProgress, request: FitRequest, device: str, image: Path | bytes
+) -> list[tuple[int, float]]:
+    """Every category's score for an image that is not in the catalog (nothing is imported), best
+    first: the method fitted on the labelled items' image vectors, the image embedded by the backbone."""
+    from core.classify import typical_shots
+    from core.images import open_image
+    from core.methods import make_method, resolve_method
+
+    vectors = classifier_for(context, request.backbone, request.embeddings_version).vectors
+    labels = context.store.labels()
+    rows = np.flatnonzero(np.isin(vectors.item_ids, np.fromiter(labels, np.int64, len(labels))))
+    if not len(rows):
+        return []
+    categories = [labels[int(i)] for i in vectors.item_ids[rows]]
+    method = make_method(resolve_method(request.method, typical_shots(categories)))
+    method.fit(vectors.matrix[rows], categories, unlabelled=vectors.matrix, progress=progress)
+    query = extractor_for(context, request.backbone, device).embed_images([open_image(image)])
+    scores = method.predict(np.asarray(query, np.float32))[0]
+    return [(int(method.classes_[j]), float(scores[j])) for j in np.argsort(-scores, kind="stable")]
 
 
 def similar_items(
     context: WorkerContext, progress: TaskProgress, backbone: str, embeddings_version: int, item_id: int, k: int
 ) -> list[Neighbour]:
     """Nearest items by cosine over the classifier's vectors; the search is rebuilt only when they change."""
+    from core.similar import SimilaritySearch
+
     vectors = classifier_for(context, backbone, embeddings_version).vectors
     built = context.cache.get(("similarity", backbone))
     if built is None or built[0] is not vectors:
@@ -150,6 +226,8 @@ def suggestions(
     predictions: CatalogPredictions, labelled: list[int], n: int,
 ) -> list[Suggestion]:
     """The items most worth labelling next, near-copies told apart by the classifier's vectors."""
+    from core.suggest import suggest
+
     vectors = classifier_for(context, backbone, embeddings_version).vectors
     return suggest(predictions, vectors, n=n, labelled=labelled)
 
@@ -157,6 +235,7 @@ def suggestions(
 def find_duplicates(
     context: WorkerContext, progress: TaskProgress, backbone: str, threshold: float
 ) -> list[DuplicateGroup]:
+    from core.duplicates import duplicate_groups
     from core.picture_hash import PictureHashes
 
     hashes = PictureHashes(context.store)
@@ -167,12 +246,16 @@ def find_duplicates(
 def write_duplicates(
     context: WorkerContext, progress: TaskProgress, out_path: Path, groups: list[DuplicateGroup]
 ) -> int:
+    from core.duplicates import export_duplicates
+
     return export_duplicates(context.store, groups, out_path)
 
 
 def adapt_backbone(context: WorkerContext, progress: TaskProgress, method: str, base: str, device: str) -> str:
     """Train the backbone on the labelled images (e.g. fine-tuning) and re-embed the catalog;
     returns the new backbone's name."""
+    from core.methods import make_adapter
+
     adapter = make_adapter(method)
     progress.stage(f"Training the backbone ({adapter.name})")
     return adapter.adapt_catalog(context.store, base, device, progress)
@@ -182,25 +265,32 @@ def persist_predictions(
     context: WorkerContext, progress: TaskProgress, predictions: CatalogPredictions, backbone: str, threshold: float
 ) -> None:
     """What the CLI's `categories` and `export` read; cancelled (rolled back) when a label change comes."""
+    from core.classify import save_predictions
+
     save_predictions(context.store, predictions, backbone, threshold, progress=progress)
 
 
-def export(
-    context: WorkerContext, progress: TaskProgress, out_path: Path, top: int, excel_bom: bool,
-    item_ids: np.ndarray | None, **formatting,
-) -> int:
-    return export_csv(context.store, out_path, top=top, excel_bom=excel_bom, item_ids=item_ids, progress=progress,
-                      **formatting)
+def export(context: WorkerContext, progress: TaskProgress, request: ExportRequest) -> int:
+    """The export dialog's request, passed whole: a new option is one field there and one use here."""
+    from core.export import export_csv
+
+    return export_csv(context.store, request.path, top=request.top, excel_bom=request.excel_bom,
+                      item_ids=request.item_ids, progress=progress,
+                      format=request.format, include_unassigned=request.include_unassigned)
 
 
 def import_files(
     context: WorkerContext, progress: TaskProgress, sources: list[str], category_id: int | None = None
 ) -> ImportResult:
+    from core.importer import import_images
+
     return ImportResult(import_images(context.store, sources, progress=progress), category_id)
 
 
 def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str) -> tuple[int, list[str]]:
     """Titles (and labels) for items already in the catalog, from a path,title[,category] CSV."""
+    from core.importer import apply_titles_file, read_titles_csv
+
     return apply_titles_file(context.store, read_titles_csv(csv_path))
 
 

@@ -5,23 +5,25 @@ notices in the status bar); it holds no catalog logic of its own.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox, QSplitter,
+    QComboBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMainWindow, QMenu, QMessageBox, QSplitter,
     QVBoxLayout, QWidget,
 )
 
-from core.duplicates import PICTURE_THRESHOLD as DUPLICATE_THRESHOLD
+from core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
 
 from gui.catalog_model import (
     ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
     SORT_MOST_CONFIDENT,
 )
-from gui.catalog_view import THUMB, CatalogView
-from gui.categories_panel import CategoriesPanel
+from gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView
+from gui.categories_panel import CategoriesPanel, swatch
+from gui.category_picker import CategoryPicker, category_text, rank_categories
 from gui.duplicates_dialog import DuplicatesDialog
 from gui.export_dialog import ExportDialog
 from gui.feed_import import FEED_FILTER, FeedImporter
@@ -32,7 +34,9 @@ from gui.problems_dialog import ProblemsDialog
 from gui.session import CatalogSession
 from gui.task_status import TaskStatus
 from gui.thumbnails import ThumbnailCache
+from gui.try_image import TryImage
 
+LABEL_MENU_ROWS = 15
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff)"
 CATALOG_FILTER = "ProtoShelf catalogs (*.sqlite *.db);;All files (*)"
 SHOW_SUGGESTED = "suggested"
@@ -89,6 +93,8 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(8, 8, 4, 0)
         left_layout.addWidget(self.panel, 1)
         left_layout.addWidget(self.controls)
+        self.try_image = TryImage(session)
+        left_layout.addWidget(self.try_image)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(right)
@@ -106,6 +112,10 @@ class MainWindow(QMainWindow):
         self.view.unlabel_requested.connect(self.unlabel_selection)
         self.view.accept_requested.connect(self.accept_suggestion)
         self.view.similar_requested.connect(session.find_similar)
+        self.view.selection_left_view.connect(self._on_selection_left_view)
+        self.view.new_category_requested.connect(self.new_category_from_selection)
+        self.view.pick_requested.connect(self.pick_category)
+        self.view.extend_menu = self._add_label_menu
         self.view.selectionModel().currentChanged.connect(self._explain_suggestion)
         session.similar_found.connect(self._show_similar)
         session.suggestions_ready.connect(self._show_suggestions)
@@ -122,6 +132,9 @@ class MainWindow(QMainWindow):
         session.predictions_changed.connect(self._update_summary)
         session.predictions_changed.connect(self._suggest_more_when_worked_through)
         session.labels_changed.connect(self._update_summary)
+        session.model_loaded.connect(self._on_model_loaded)
+        if session.model_info is None:
+            self.statusBar().showMessage("Loading the model in the background… the grid can be used meanwhile.")
         self._on_categories_changed()
         self._update_count()
         self._update_summary()
@@ -179,6 +192,9 @@ class MainWindow(QMainWindow):
         if category is None:
             self._show_notice(f"There is no category {number}; create one in the panel on the left.")
             return
+        if not self.view.selected_ids():
+            self._show_notice("Nothing is selected: click an item (or use the arrow keys) first.")
+            return
         self.session.label(self.view.selected_ids(), category.id)
 
     @Slot()
@@ -186,11 +202,67 @@ class MainWindow(QMainWindow):
         self.session.label(self.view.selected_ids(), None)
 
     @Slot()
+    def pick_category(self) -> CategoryPicker | None:
+        """L or /: label the selection with any category, found by typing a few letters."""
+        ids = self.view.selected_ids()
+        if not ids:
+            self._show_notice("Select the items to label, then press L.")
+            return None
+        if not self.session.categories:
+            self._show_notice("No categories yet: press N to make one from the selection.")
+            return None
+        picker = CategoryPicker(self.session.categories, self.session.recent_categories, len(ids), self)
+        picker.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        picker.chosen.connect(lambda category_id: self.session.label(ids, category_id))
+        picker.show()
+        self.picker = picker
+        return picker
+
+    def _add_label_menu(self, menu: QMenu) -> None:
+        """Right-click ▸ Label as ▸: recent categories first, the numbered ones, then the picker for the rest."""
+        label_as = menu.addMenu("Label as")
+        shown = rank_categories("", self.session.categories, self.session.recent_categories)[:LABEL_MENU_ROWS]
+        for category in shown:
+            action = label_as.addAction(swatch(QColor(category.colour)), category_text(category).replace("&", "&&"))
+            action.triggered.connect(partial(self._label_selection, category.id))
+        if len(self.session.categories) > len(shown):
+            label_as.addAction("Other category…\tL", self.pick_category)
+        if not shown:
+            label_as.addAction("New category from selection…\tN", self.new_category_from_selection)
+        menu.addAction("Unlabel\t0", self.unlabel_selection)
+        menu.addSeparator()
+
+    def _label_selection(self, category_id: int) -> None:
+        self.session.label(self.view.selected_ids(), category_id)
+
+    @Slot()
+    def new_category_from_selection(self) -> None:
+        ids = self.view.selected_ids()
+        if not ids:
+            self._show_notice("Select the items that start the new category, then press N.")
+            return
+        self.panel.ask_new_category(examples=ids)
+
+    @Slot(int)
+    def _on_selection_left_view(self, count: int) -> None:
+        what = "The selected item" if count == 1 else f"The {count:,} selected items"
+        self._show_notice(f"{what} left this view; nothing is selected now. Click an item or use the arrow keys.")
+
+    def acceptable(self, suggestion) -> bool:
+        """A real prediction: above the threshold and nearer a category than to none of them."""
+        return not suggestion.unfamiliar and suggestion.score >= self.session.threshold
+
+    @Slot()
     def accept_suggestion(self) -> None:
-        """Label the selected suggested items as the classifier predicts, then move on to the next item."""
-        chosen = [self.suggestions[i] for i in self.view.selected_ids() if i in self.suggestions]
+        """Label the selected suggested items as the classifier predicts, then move on to the next item.
+        An item the classifier calls unlike every category is never accepted: that would add a bad example."""
+        selected = [self.suggestions[i] for i in self.view.selected_ids() if i in self.suggestions]
+        chosen = [s for s in selected if self.acceptable(s)]
         if not chosen:
-            self._show_notice("Select a suggested item (Show: Suggested to label) to accept its prediction.")
+            self._show_notice(
+                "No prediction to accept: this item is unlike every category. Press a number key or L to choose "
+                "one, or N: new category from this item." if selected else
+                "Select a suggested item (Show: Suggested to label) to accept its prediction.")
             return
         for category_id in dict.fromkeys(s.category_id for s in chosen):
             if any(c.id == category_id for c in self.session.categories):
@@ -232,7 +304,9 @@ class MainWindow(QMainWindow):
         suggestion = self.suggestions.get(current.data(ItemIdRole)) if current.isValid() else None
         if suggestion is not None and self.filter.currentData() == SHOW_SUGGESTED:
             names = {c.id: c.name for c in self.session.categories}
-            self._show_notice(f"Suggested: {suggestion.reason(names)}. Press A or Enter to accept, 1-9 to choose.")
+            keys = ("A or Enter accepts, a number key or L chooses" if self.acceptable(suggestion)
+                    else "press a number key or L to choose, N: new category from this item")
+            self._show_notice(f"Suggested: {suggestion.reason(names)}; {keys}.")
 
     @Slot()
     def find_duplicates(self) -> None:
@@ -280,7 +354,7 @@ class MainWindow(QMainWindow):
             self.filter.addItem("Near-duplicates", SHOW_DUPLICATES)
         self.filter.insertSeparator(self.filter.count())
         for category in self.session.categories:
-            self.filter.addItem(category.name, category.id)
+            self.filter.addItem(category_text(category), category.id)
         position = self.filter.findData(current)
         self.filter.setCurrentIndex(max(position, 0))
         self.filter.blockSignals(False)
@@ -306,6 +380,7 @@ class MainWindow(QMainWindow):
     def _update_count(self) -> None:
         model = self.session.model
         self.count_label.setText(f"{model.rowCount():,} of {len(model.all_ids()):,} items")
+        self.view.empty_text = EMPTY_CATALOG if not len(model.all_ids()) else NO_MATCHES
 
     @Slot()
     def _update_summary(self) -> None:
@@ -330,9 +405,7 @@ class MainWindow(QMainWindow):
         default = Path(self.session.path).with_name(f"{self.session.path.stem}-predictions.csv")
         dialog = ExportDialog(self.session, default, self)
         if dialog.exec():
-            request = dialog.request()
-            self.session.export(request.path, request.top, request.excel_bom, request.item_ids,
-                                format=request.format, include_unassigned=request.include_unassigned)
+            self.session.export(dialog.request())
 
     @Slot()
     def import_feed(self) -> None:
@@ -369,6 +442,10 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open catalog", "", CATALOG_FILTER)
         if path:
             self.catalog_requested.emit(path)
+
+    @Slot(object)
+    def _on_model_loaded(self, info) -> None:
+        self._show_notice(f"Model loaded; {info.device_description}.")
 
     @Slot(str)
     def _show_notice(self, text: str) -> None:

@@ -4,29 +4,17 @@ Moving the threshold re-decides from the scores already computed (no refit), so 
 the slider live; the other settings refit on the live lane. Choosing a backbone adapter ("finetune")
 runs it as a job and then classifies with the backbone it yields; the pretrained one stays in the
 backbone list. Each method's tooltip is its one-line description from the registry.
+Until the session has loaded torch in the background, each list holds only the current choice.
 """
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from core.backbones import BackboneError, available_backbones, resolve_device
-from core.methods import describe, is_backbone_adapter, method_names
+from gui.jobs import ModelInfo
 from gui.session import CatalogSession
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 MODALITY_NAMES = {"fused": "Image + title", "image": "Image only", "text": "Title only"}
-
-
-def usable_devices() -> list[str]:
-    usable = []
-    for device in DEVICES:
-        try:
-            resolve_device(device)
-        except BackboneError:
-            continue
-        usable.append(device)
-    return usable
 
 
 class ModelControls(QGroupBox):
@@ -34,22 +22,16 @@ class ModelControls(QGroupBox):
         super().__init__("Model", parent)
         self.session = session
         self.method = QComboBox()
-        for index, name in enumerate(method_names()):
-            self.method.addItem(name)
-            self.method.setItemData(index, describe(name), Qt.ItemDataRole.ToolTipRole)
-        self.method.setCurrentText(session.method)
         self.method.currentTextChanged.connect(self._on_method)
-
         self.backbone = QComboBox()
-        self.backbone.addItems(list(dict.fromkeys([session.backbone, *available_backbones()])))
-        self.backbone.setCurrentText(session.backbone)
         self.backbone.currentTextChanged.connect(session.set_backbone)
         session.backbone_changed.connect(self._show_backbone)
-
         self.device = QComboBox()
-        self.device.addItems(usable_devices())
-        self.device.setCurrentText(session.device)
         self.device.currentTextChanged.connect(self._on_device)
+        self._fill(ModelInfo([session.method], [session.backbone], [session.device], "", {}))
+        for combo in (self.method, self.backbone, self.device):
+            combo.setEnabled(False)
+        session.model_loaded.connect(self._on_model_loaded)
         self.device_label = QLabel(session.device_description())
         self.device_label.setStyleSheet("color: palette(mid);")
 
@@ -81,10 +63,33 @@ class ModelControls(QGroupBox):
         form.addRow(self.modality_label, self.modality)
         form.addRow("Unassigned below", threshold_row_widget)
 
+    def _fill(self, info: ModelInfo) -> None:
+        choices = ((self.method, info.methods, self.session.method),
+                   (self.backbone, list(dict.fromkeys([self.session.backbone, *info.backbones])), self.session.backbone),
+                   (self.device, info.devices, self.session.device))
+        for combo, names, current in choices:
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            combo.setCurrentText(current)
+            combo.blockSignals(False)
+        for i, name in enumerate(info.methods):
+            self.method.setItemData(i, info.descriptions.get(name, ""), Qt.ItemDataRole.ToolTipRole)
+        self._tips, self._adapters = info.descriptions, info.backbone_adapters
+        self.method.setToolTip(self._tips.get(self.session.method, ""))
+
+    @Slot(object)
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self._fill(info)
+        for combo in (self.method, self.backbone, self.device):
+            combo.setEnabled(True)
+        self.device_label.setText(self.session.device_description())
+
     @Slot(str)
     def _on_method(self, method: str) -> None:
         """A backbone adapter is a one-off job that yields a backbone, not a method to keep selected."""
-        if not is_backbone_adapter(method):
+        self.method.setToolTip(self._tips.get(method, ""))
+        if method not in self._adapters:
             self.session.set_method(method)
             return
         self.method.blockSignals(True)

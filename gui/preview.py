@@ -10,6 +10,8 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout,
 )
 
+from gui.catalog_model import ConfidenceRole, PredictionRole
+from gui.catalog_view import describe_prediction
 from gui.categories_panel import swatch
 from gui.session import CatalogSession
 
@@ -68,6 +70,7 @@ class PreviewDialog(QDialog):
         names = {c.id: c for c in session.categories}
         label = names.get(session.labels.get(item_id))
         status = QLabel(f"Example of <b>{html.escape(label.name)}</b>" if label is not None else "Not labelled")
+        self.prediction = QLabel(self._prediction_text(item_id), textFormat=Qt.TextFormat.PlainText)
 
         self.scores = QTableWidget(0, 2, self)
         self.scores.setHorizontalHeaderLabels(["Category", "Score"])
@@ -79,7 +82,7 @@ class PreviewDialog(QDialog):
             category = names.get(category_id)
             row = self.scores.rowCount()
             self.scores.insertRow(row)
-            cell = QTableWidgetItem(category.name if category else f"#{category_id}")
+            cell = QTableWidgetItem(f"{category.position} · {category.name}" if category else f"#{category_id}")
             if category:
                 cell.setIcon(swatch(QColor(category.colour)))
             self.scores.setItem(row, 0, cell)
@@ -104,6 +107,7 @@ class PreviewDialog(QDialog):
         form.addRow("File", path)
         form.addRow("Size", size)
         form.addRow("Label", status)
+        form.addRow("Prediction", self.prediction)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=self)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -113,6 +117,17 @@ class PreviewDialog(QDialog):
         layout.addWidget(self.scores)
         layout.addWidget(buttons)
         self.resize(520, 720)
+
+    def _prediction_text(self, item_id: int) -> str:
+        model = self.session.model
+        row = model.row_of(item_id)
+        if row is None:
+            return ""
+        index = model.index(row)
+        scores = model.scores_of(item_id)
+        names = {c.id: c.name for c in self.session.categories}
+        return describe_prediction(names, None, index.data(PredictionRole), index.data(ConfidenceRole),
+                                   scores[0] if scores else None)
 
     @Slot()
     def _save_title(self) -> None:

@@ -1,4 +1,4 @@
-"""The status bar's view of long work: what runs, a progress bar, the time left, and Cancel.
+"""The status bar's view of long work: a line per running task with a progress bar, the time left, and Cancel.
 
 Only work a user waits for is shown (import, embedding, export); refits and edits take a fraction
 of a second and would make the bar flicker.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from gui.session import CatalogSession
 from gui.workers import Task
@@ -27,14 +27,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-class TaskStatus(QWidget):
-    def __init__(self, session: CatalogSession, parent=None):
+class TaskRow(QWidget):
+    """One running task: what it does, a progress bar, the time left, and its own Cancel."""
+
+    def __init__(self, task: Task, parent=None):
         super().__init__(parent)
-        self.session = session
-        self.label = QLabel()
+        self.task = task
+        self.label = QLabel(f"{task.label}…")
         self.bar = QProgressBar()
         self.bar.setFixedWidth(220)
         self.bar.setTextVisible(True)
+        self.bar.setRange(0, 0)
         self.eta = QLabel()
         self.eta.setMinimumWidth(110)
         self.cancel_button = QPushButton("Cancel")
@@ -43,49 +46,19 @@ class TaskStatus(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         for widget in (self.label, self.bar, self.eta, self.cancel_button):
             layout.addWidget(widget)
-        self.task: Task | None = None
-        self._started = 0.0
-        self._running: list[Task] = []
-        for runner in (session.jobs, session.live):
-            runner.task_submitted.connect(self._on_submitted)
-            runner.task_started.connect(self._on_started)
-            runner.task_finished.connect(self._on_finished)
-        self.setVisible(False)
-
-    @Slot(object)
-    def _on_submitted(self, task: Task) -> None:
-        if task.kind in SHOWN_KINDS:
-            task.progressed.connect(self._on_progress)
-            task.staged.connect(self._on_staged)
-
-    @Slot(object)
-    def _on_started(self, task: Task) -> None:
-        if task.kind not in SHOWN_KINDS:
-            return
-        self._running.append(task)
-        self._show(task)
-
-    def _show(self, task: Task) -> None:
-        self.task = task
         self._started = time.monotonic()
-        self.label.setText(f"{task.label}…")
-        self.bar.setRange(0, 0)
-        self.eta.clear()
-        self.cancel_button.setEnabled(True)
-        self.setVisible(True)
+        task.progressed.connect(self.show_progress)
+        task.staged.connect(self.show_stage)
 
     @Slot(str)
-    def _on_staged(self, text: str) -> None:
-        if self.sender() is self.task:
-            self.label.setText(f"{text}…")
-            self._started = time.monotonic()
-            self.bar.setRange(0, 0)
-            self.eta.clear()
+    def show_stage(self, text: str) -> None:
+        self.label.setText(f"{text}…")
+        self._started = time.monotonic()
+        self.bar.setRange(0, 0)
+        self.eta.clear()
 
     @Slot(int, int)
-    def _on_progress(self, done: int, total: int) -> None:
-        if self.sender() is not self.task:
-            return
+    def show_progress(self, done: int, total: int) -> None:
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(done)
         self.bar.setFormat(f"{done:,} / {total:,}")
@@ -93,19 +66,45 @@ class TaskStatus(QWidget):
         if 0 < done < total and elapsed > 1.0:
             self.eta.setText(f"about {format_duration(elapsed / done * (total - done))} left")
 
-    @Slot(object)
-    def _on_finished(self, task: Task) -> None:
-        if task in self._running:
-            self._running.remove(task)
-        if task is self.task:
-            self.task = None
-            if self._running:
-                self._show(self._running[-1])
-            else:
-                self.setVisible(False)
-
     @Slot()
     def _cancel(self) -> None:
         self.cancel_button.setEnabled(False)
         self.label.setText("Cancelling…")
-        self.session.cancel()
+        self.task.cancel()
+
+
+class TaskStatus(QWidget):
+    """One line per running task, so an import and the embedding after it never overwrite each other."""
+
+    def __init__(self, session: CatalogSession, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.rows: dict[Task, TaskRow] = {}
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(2)
+        for runner in (session.jobs, session.live):
+            runner.task_started.connect(self._on_started)
+            runner.task_finished.connect(self._on_finished)
+        self.setVisible(False)
+
+    @property
+    def cancel_button(self) -> QPushButton | None:
+        """The newest line's Cancel."""
+        return next(reversed(self.rows.values())).cancel_button if self.rows else None
+
+    @Slot(object)
+    def _on_started(self, task: Task) -> None:
+        if task.kind not in SHOWN_KINDS or task in self.rows:
+            return
+        self.rows[task] = TaskRow(task, self)
+        self.layout_.addWidget(self.rows[task])
+        self.setVisible(True)
+
+    @Slot(object)
+    def _on_finished(self, task: Task) -> None:
+        row = self.rows.pop(task, None)
+        if row is not None:
+            self.layout_.removeWidget(row)
+            row.deleteLater()
+        self.setVisible(bool(self.rows))

@@ -7,6 +7,10 @@ signals to one per 0.1 % and raises `core.progress.Cancelled` once cancellation 
 core code stops at a batch boundary. Results, exceptions and cancellations come back as queued
 signals, delivered on the GUI thread. Torch's inference mode is thread-local; the core's
 FeatureExtractor enters it on the worker thread, where the inference runs.
+
+`TaskRunner.run(..., on_success=..., failure_title=...)` handles a task's outcome in one place (as
+Anki's CollectionOp does): callers say what to do with a result, and a failure becomes the lane's
+`problem(title, details)` signal; nothing reaches a caller once the lane is closed.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,40 @@ from core.progress import Cancelled
 from core.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class TaskKind(str, Enum):
+    """What a task is, for cancelling by kind and for the status bar; equal to its string value."""
+
+    LOAD = "load"
+    EDIT = "edit"
+    FIT = "fit"
+    SAVE = "save"
+    SAVE_FOR_EXPORT = "save-for-export"
+    EXPORT = "export"
+    EMBED = "embed"
+    IMPORT = "import"
+    TITLES = "titles"
+    SIMILAR = "similar"
+    SUGGEST = "suggest"
+    DUPLICATES = "duplicates"
+    BACKBONE = "backbone"
+    META_TRAIN = "meta-train"
+    TRY = "try"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Outcome:
+    """What to do when a task ends; every callback runs on the GUI thread, none after the lane closed."""
+
+    on_success: Callable[[Any], None] | None = None
+    on_failure: Callable[[BaseException], None] | None = None
+    failure_title: str | None = None
+    on_cancel: Callable[[], None] | None = None
+    after: Callable[["Task"], None] | None = None
 
 
 class WorkerContext:
@@ -136,6 +176,7 @@ class TaskRunner(QObject):
     task_submitted = Signal(object)
     task_started = Signal(object)
     task_finished = Signal(object)
+    problem = Signal(str, str)
 
     def __init__(self, db_path: str | Path, name: str, parent: QObject | None = None):
         super().__init__(parent)
@@ -144,6 +185,8 @@ class TaskRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
         self.pending: list[Task] = []
+        self.closed = False
+        self._outcomes: dict[Task, Outcome] = {}
 
     def submit(self, task: Task) -> Task:
         """Start a task; connect to its signals before this, since a quick task may finish at once."""
@@ -155,17 +198,24 @@ class TaskRunner(QObject):
         return task
 
     def run(
-        self, label: str, fn: Callable[..., Any], *args: Any, kind: str = "",
-        on_finished: Callable[[Task], None] | None = None, on_progress: Callable[[int, int], None] | None = None,
+        self, label: str, fn: Callable[..., Any], *args: Any, kind: TaskKind | str = "",
+        on_success: Callable[[Any], None] | None = None, failure_title: str | None = None,
+        on_failure: Callable[[BaseException], None] | None = None, on_cancel: Callable[[], None] | None = None,
+        after: Callable[[Task], None] | None = None, on_progress: Callable[[int, int], None] | None = None,
         **kwargs: Any,
     ) -> Task:
-        """Submit `fn(context, progress, *args, **kwargs)`; the callbacks must be slots of GUI-thread objects."""
+        """Submit `fn(context, progress, *args, **kwargs)`. On the GUI thread, once it ends: `on_success(result)`;
+        a failure is reported as `problem(failure_title, error)` (and/or given to `on_failure`); `on_cancel()`;
+        then `after(task)` whatever happened. `on_progress` must be a slot of a GUI-thread object."""
         task = Task(label, fn, *args, kind=kind, **kwargs)
-        if on_finished is not None:
-            task.finished.connect(on_finished)
+        self._outcomes[task] = Outcome(on_success, on_failure, failure_title, on_cancel, after)
         if on_progress is not None:
             task.progressed.connect(on_progress)
         return self.submit(task)
+
+    def close(self) -> None:
+        """From now on no outcome reaches the callers: their objects are being torn down."""
+        self.closed = True
 
     def cancel(self, kind: str | None = None) -> None:
         """Cancel running and queued tasks (of one kind): queued ones end as soon as they start."""
@@ -194,4 +244,20 @@ class TaskRunner(QObject):
     def _relay_finished(self, task: Task) -> None:
         if task in self.pending:
             self.pending.remove(task)
+        outcome = self._outcomes.pop(task, None)
+        if outcome is not None and not self.closed:
+            self._deliver(task, outcome)
         self.task_finished.emit(task)
+
+    def _deliver(self, task: Task, outcome: Outcome) -> None:
+        if task.outcome == "succeeded" and outcome.on_success is not None:
+            outcome.on_success(task.result)
+        elif task.outcome == "failed":
+            if outcome.failure_title is not None:
+                self.problem.emit(outcome.failure_title, str(task.error))
+            if outcome.on_failure is not None:
+                outcome.on_failure(task.error)
+        elif task.outcome == "cancelled" and outcome.on_cancel is not None:
+            outcome.on_cancel()
+        if outcome.after is not None:
+            outcome.after(task)

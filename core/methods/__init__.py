@@ -7,6 +7,7 @@ method is one module plus one line in `REGISTERED`.
 """
 from __future__ import annotations
 
+from core.constants import AUTO, DEFAULT_METHOD
 from core.methods.base import (
     UNASSIGNED,
     BackboneAdapter,
@@ -36,8 +37,6 @@ REGISTERED = (
     FineTuning,
 )
 METHODS: dict[str, type[FewShotMethod] | type[BackboneAdapter]] = {cls.name: cls for cls in REGISTERED}
-DEFAULT_METHOD = PrototypeClassifier.name
-AUTO = "auto"
 AUTO_DESCRIPTION = "Picks the method that did best on the benchmarks for the number of examples per category."
 
 

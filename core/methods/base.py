@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from core.backbones import Backbone
     from core.store import Store
 
-UNASSIGNED = -1
+from core.constants import UNASSIGNED
 
 
 class FewShotMethod(ABC):

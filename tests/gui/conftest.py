@@ -89,6 +89,8 @@ def open_window(qtbot):
         window.show()
         session.start()
         windows.append(window)
+        # torch loads on the live lane behind the window; the first import takes seconds on a busy machine
+        qtbot.waitUntil(lambda: session.model_info is not None, timeout=120_000)
         return window
 
     yield make

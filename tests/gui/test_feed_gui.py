@@ -41,8 +41,7 @@ def test_import_feed_from_the_menu_then_export_for_google(qtbot, open_window, ex
     request = dialog.request()
     assert (request.format, request.include_unassigned) == ("google", False)
     with qtbot.waitSignal(session.export_finished, timeout=30_000):
-        session.export(request.path, request.top, request.excel_bom, request.item_ids,
-                       format=request.format, include_unassigned=request.include_unassigned)
+        session.export(request)
     with open(request.path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["id", "product_type"]

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from core.export import header
 from core.store import Store
 from gui.app import App, choose_catalog
-from gui.export_dialog import ExportDialog
+from gui.export_dialog import ExportDialog, ExportRequest
 from gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, ItemIdRole, PredictionRole
 from gui.preview import PreviewDialog
 from gui.problems_dialog import ProblemsDialog
@@ -246,7 +246,7 @@ def test_export_writes_the_expected_csv(qtbot, open_window, fake_catalog, tmp_pa
     out = tmp_path / "green.csv"
     green_ids = session.model.effective_ids(categories[1])
     with qtbot.waitSignal(session.export_finished, timeout=20_000):
-        session.export(out, top=2, item_ids=green_ids)
+        session.export(ExportRequest(out, top=2, excel_bom=False, item_ids=green_ids))
     with open(out, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == header(2)
@@ -283,7 +283,7 @@ def test_preview_shows_scores_and_edits_the_title(qtbot, open_window, fake_catal
     dialog = window.open_preview(index)
     assert isinstance(dialog, PreviewDialog)
     assert dialog.scores.rowCount() == 4
-    assert dialog.scores.item(0, 0).text() == ["Red", "Green", "Blue"][truth[0]]
+    assert dialog.scores.item(0, 0).text() == ["1 · Red", "2 · Green", "3 · Blue"][truth[0]]
     assert dialog.scores.item(3, 0).text() == "None of these"
     dialog.title.setText("Crimson kettle")
     dialog.close()
@@ -308,7 +308,9 @@ def test_window_remembers_geometry_and_last_catalog(qtbot, open_window, fake_cat
     assert again.height() == size.height() == 560  # the offscreen screen is narrower than the window
 
 
-def test_labelling_unassigned_items_moves_on_to_the_next_one(qtbot, open_window, fake_catalog):
+def test_an_item_that_leaves_the_view_leaves_nothing_selected(qtbot, open_window, fake_catalog):
+    """Labelling an Unassigned item moves it out of the view; the next key must not silently label
+    the item that slid into its place. An arrow key picks that place up, visibly."""
     path, truth, categories = fake_catalog
     window = open_window(path)
     session = window.session
@@ -317,9 +319,16 @@ def test_labelling_unassigned_items_moves_on_to_the_next_one(qtbot, open_window,
     window.show_filter(FILTER_UNASSIGNED)
     model = window.view.model()
     first, second = model.item_id(0), model.item_id(1)
+    window.view.setFocus()
     select_rows(window, [0])
     qtbot.keyClick(window.view, Qt.Key.Key_1)
     assert model.item_id(0) == second
+    assert window.view.selected_ids() == []
+    assert "left this view; nothing is selected" in window.statusBar().currentMessage()
+    qtbot.keyClick(window.view, Qt.Key.Key_2)
+    assert second not in session.labels
+    assert "Nothing is selected" in window.statusBar().currentMessage()
+    qtbot.keyClick(window.view, Qt.Key.Key_Right)
     assert window.view.selected_ids() == [second]
     wait_idle(qtbot, session)
     assert session.labels[first] == categories[0]

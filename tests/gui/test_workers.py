@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 
 from core.progress import Cancelled
-from gui.workers import Task, TaskRunner
+from gui.workers import Task, TaskKind, TaskRunner
 
 
 class Recorder(QObject):
@@ -147,3 +147,33 @@ def test_cancelled_raised_by_core_code_counts_as_cancelled(qtbot, runner):
         runner.submit(task)
     qtbot.waitUntil(lambda: not runner.busy)
     assert task.outcome == "cancelled"
+
+
+def test_run_handles_each_outcome_in_one_place(qtbot, runner):
+    """Success goes to on_success, a failure becomes the lane's problem signal, `after` always runs."""
+    seen: list = []
+
+    def fail(context, progress):
+        raise OSError("disk full")
+
+    with qtbot.waitSignal(runner.task_finished):
+        runner.run("ok", lambda context, progress: 42, kind=TaskKind.FIT, on_success=seen.append,
+                   after=lambda task: seen.append(task.kind))
+    assert seen == [42, TaskKind.FIT] and TaskKind.FIT == "fit"
+    with qtbot.waitSignal(runner.problem) as problem, qtbot.waitSignal(runner.task_finished):
+        runner.run("bad", fail, on_success=seen.append, failure_title="Export failed",
+                   on_failure=lambda error: seen.append(type(error)))
+    assert problem.args == ["Export failed", "disk full"]
+    assert seen[2:] == [OSError]
+
+
+def test_a_closed_lane_delivers_no_outcome(qtbot, runner):
+    seen: list = []
+    gate = threading.Event()
+    runner.run("slow", lambda context, progress: gate.wait(5), on_success=seen.append,
+               after=lambda task: seen.append("after"))
+    runner.close()
+    gate.set()
+    runner.wait()
+    qtbot.wait(50)
+    assert seen == []

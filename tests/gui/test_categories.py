@@ -1,0 +1,172 @@
+"""Categories beyond nine keys, stable numbers and safe accepting, driven through the real window."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication
+
+from core.store import CategoryRow, Store, StoreError
+from core.suggest import Suggestion
+from gui import categories_panel
+from gui.category_picker import rank_categories
+from gui.drops import category_mime
+from gui.main_window import SHOW_SUGGESTED
+from tests.gui.conftest import wait_idle
+from tests.gui.test_main_window import category_point, drop, select_rows
+
+import pytest
+
+
+def panel_numbers(window) -> dict[str, str]:
+    rows = window.panel.list
+    return {rows.topLevelItem(i).text(1): rows.topLevelItem(i).text(0) for i in range(1, rows.topLevelItemCount())}
+
+
+def test_deleting_a_category_keeps_every_other_key(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    session.delete_category(red)
+    wait_idle(qtbot, session)
+    assert panel_numbers(window) == {"Green": "2", "Blue": "3"}
+    window.view.setFocus()
+    select_rows(window, [0])
+    item = window.view.selected_ids()[0]
+    qtbot.keyClick(window.view, Qt.Key.Key_2)
+    assert session.labels[item] == green
+    select_rows(window, [1])
+    qtbot.keyClick(window.view, Qt.Key.Key_1)
+    assert "There is no category 1" in window.statusBar().currentMessage()
+    session.undo_stack.undo()  # the label
+    session.undo_stack.undo()  # the deletion: Red comes back as 1
+    wait_idle(qtbot, session)
+    assert panel_numbers(window) == {"Red": "1", "Green": "2", "Blue": "3"}
+
+
+def test_dragging_a_row_reorders_the_numbers_and_undo_restores_them(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    target = category_point(window, red) - QPoint(0, 3)  # upper half of Red's row: before it
+    drop(window.panel.list.viewport(), target, category_mime(blue))
+    wait_idle(qtbot, session)
+    assert panel_numbers(window) == {"Blue": "1", "Red": "2", "Green": "3"}
+    assert Store(path).categories()[0].name == "Blue"
+    assert session.category_at(1).id == blue
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert panel_numbers(window) == {"Red": "1", "Green": "2", "Blue": "3"}
+
+
+def test_clicking_a_row_selects_and_double_clicking_filters(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    wait_idle(qtbot, window.session)
+    rows = window.panel.list
+    point = category_point(window, green)
+    qtbot.mouseClick(rows.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    assert window.panel.selected_category() == green
+    assert window.filter.currentData() != green
+    qtbot.mouseDClick(rows.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    assert window.filter.currentData() == green
+    assert window.filter.currentText() == "2 · Green"
+
+
+def test_the_search_box_narrows_the_panel(qtbot, open_window, fake_catalog):
+    path, *_ = fake_catalog
+    window = open_window(path)
+    qtbot.keyClicks(window.panel.search, "gre")
+    rows = window.panel.list
+    shown = [rows.topLevelItem(i).text(1) for i in range(rows.topLevelItemCount()) if not rows.topLevelItem(i).isHidden()]
+    assert shown == ["Unassigned", "Green"]
+
+
+def test_the_picker_labels_with_any_category_by_typing(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    window.view.setFocus()
+    select_rows(window, [0, 1])
+    ids = window.view.selected_ids()
+    qtbot.keyClick(window.view, Qt.Key.Key_L)
+    picker = window.picker
+    assert picker.isVisible()
+    qtbot.keyClicks(picker.query, "blu")
+    qtbot.keyClick(picker.query, Qt.Key.Key_Return)
+    assert [session.labels.get(i) for i in ids] == [blue, blue]
+    assert session.recent_categories[0] == blue
+
+
+def test_label_as_menu_lists_the_categories_with_their_numbers(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    select_rows(window, [3])
+    item = window.view.selected_ids()[0]
+    menu = window.view.item_menu(window.view.model().index(3))
+    label_as = next(a.menu() for a in menu.actions() if a.text() == "Label as")
+    assert [a.text() for a in label_as.actions()] == ["1 · Red", "2 · Green", "3 · Blue"]
+    label_as.actions()[1].trigger()
+    assert session.labels[item] == green
+
+
+def test_ranking_prefers_the_number_then_prefixes_then_recent():
+    rows = [CategoryRow(i, name, "#000000", 0, 0, i) for i, name in
+            enumerate(["Fruit", "Frozen food", "Garden furniture", "T-Shirts", "Shirts"], start=1)]
+    assert [c.name for c in rank_categories("", rows, recent=[4, 2])][:3] == ["T-Shirts", "Frozen food", "Fruit"]
+    assert rank_categories("fr", rows)[0].name == "Fruit"
+    assert rank_categories("fr", rows, recent=[2])[0].name == "Frozen food"
+    assert rank_categories("tshirt", rows)[0].name == "T-Shirts"
+    assert rank_categories("5", rows)[0].name == "Shirts"
+    assert rank_categories("zzzz", rows) == []
+
+
+def test_enter_never_accepts_an_item_unlike_every_category(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session, model = window.session, window.session.model
+    wait_idle(qtbot, session)
+    unlike = Suggestion(1, blue, 0.07, None, 0.0, 0.9, 1.0)
+    sure = Suggestion(2, green, 0.8, red, 0.1, 0.1, 0.7)
+    window.show_filter(SHOW_SUGGESTED)
+    wait_idle(qtbot, session)
+    session.suggestions_ready.emit([unlike, sure])
+    window.view.setFocus()
+    select_rows(window, [0])
+    qtbot.keyClick(window.view, Qt.Key.Key_Return)
+    assert 1 not in session.labels
+    assert "N: new category from this item" in window.statusBar().currentMessage()
+    select_rows(window, [1])
+    qtbot.keyClick(window.view, Qt.Key.Key_A)
+    assert session.labels[2] == green
+
+
+def test_n_makes_a_new_category_from_the_selection_in_one_undo_step(qtbot, open_window, fake_catalog, monkeypatch):
+    path, *_ = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    monkeypatch.setattr(categories_panel, "ask_name", lambda *args: ("Lamps", True))
+    window.view.setFocus()
+    select_rows(window, [4, 5])
+    ids = window.view.selected_ids()
+    qtbot.keyClick(window.view, Qt.Key.Key_N)
+    wait_idle(qtbot, session)
+    lamps = session.categories[-1]
+    assert (lamps.name, lamps.position) == ("Lamps", 4)
+    assert [session.labels.get(i) for i in ids] == [lamps.id] * 2
+    assert Store(path).labels() == session.labels
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert [c.name for c in session.categories] == ["Red", "Green", "Blue"]
+    assert session.labels == {} == Store(path).labels()
+
+
+def test_a_case_variant_of_a_name_is_refused(qtbot, open_window, fake_catalog):
+    path, *_ = fake_catalog
+    window = open_window(path)
+    with pytest.raises(StoreError, match="'Red' already exists"):
+        window.session.create_category("red")

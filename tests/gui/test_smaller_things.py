@@ -1,0 +1,192 @@
+"""The smaller things users hit: tooltips in words, an empty catalog that says what to do, undoable
+titles, a small drag badge, method tooltips."""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QPoint, Qt
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtWidgets import QApplication, QToolTip
+
+from core.store import Store
+from gui import catalog_view
+from gui.catalog_view import EMPTY_CATALOG
+from gui.drops import dropped_item_ids
+from gui.preview import PreviewDialog
+from tests.gui.conftest import wait_idle
+from tests.gui.test_main_window import label_examples, select_rows
+
+
+def test_an_unassigned_badge_says_what_its_percentage_is_of(qtbot, open_window, fake_catalog):
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session = window.session
+    label_examples(qtbot, window, truth, categories)
+    window.controls.threshold.setValue(100)
+    model, view = window.view.model(), window.view
+    row = next(r for r in range(model.rowCount()) if model.item_id(r) not in session.labels)
+    item_id = model.item_id(row)
+    best, score = model.scores_of(item_id)[0]
+    name = session.category(best).name
+    point = view.visualRect(model.index(row)).center()
+    QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, point, view.viewport().mapToGlobal(point)))
+    assert QToolTip.text().endswith(f"Unassigned · closest {name} {score:.0%}")
+    dialog = PreviewDialog(session, item_id, window)
+    qtbot.addWidget(dialog)
+    assert dialog.prediction.text() == f"Unassigned · closest {name} {score:.0%}"
+
+
+def test_an_empty_catalog_says_how_to_fill_it(qtbot, open_window, tmp_path):
+    window = open_window(tmp_path / "empty.sqlite")
+    wait_idle(qtbot, window.session)
+    assert window.view.empty_text == EMPTY_CATALOG
+    image = window.view.viewport().grab().toImage()
+    background = image.pixelColor(2, 2)
+    inked = sum(image.pixelColor(x, y) != background
+                for x in range(0, image.width(), 3) for y in range(0, image.height(), 3))
+    assert inked > 50  # the hint is painted
+
+
+def test_title_edits_in_the_preview_are_undoable(qtbot, open_window, fake_catalog):
+    path, *_ = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    old = session.model.item_info(3).title
+    dialog = PreviewDialog(session, 3, window)
+    qtbot.addWidget(dialog)
+    dialog.title.clear()
+    qtbot.keyClicks(dialog.title, "Blue kettle")
+    qtbot.keyClick(dialog.title, Qt.Key.Key_Return)
+    wait_idle(qtbot, session)
+    assert session.model.item_info(3).title == "Blue kettle" == Store(path).items([3])[3].title
+    window.undo_action.trigger()
+    wait_idle(qtbot, session)
+    assert session.model.item_info(3).title == old == Store(path).items([3])[3].title
+
+
+def test_dragging_items_shows_a_small_count_badge(qtbot, open_window, fake_catalog, monkeypatch):
+    path, *_ = fake_catalog
+    window = open_window(path)
+    wait_idle(qtbot, window.session)
+    drags = []
+
+    class RecordingDrag(catalog_view.QDrag):
+        def exec(self, *args):
+            drags.append((self.pixmap(), dropped_item_ids(self.mimeData())))
+            return Qt.DropAction.CopyAction
+
+    monkeypatch.setattr(catalog_view, "QDrag", RecordingDrag)
+    select_rows(window, [0, 1, 2])
+    window.view.startDrag(Qt.DropAction.CopyAction)
+    (pixmap, ids), = drags
+    assert ids == window.view.selected_ids()
+    assert pixmap.width() < 120 and pixmap.height() <= 24  # not a card hiding the category list
+
+
+def test_every_method_has_a_plain_words_tooltip(qtbot, open_window, fake_catalog):
+    path, *_ = fake_catalog
+    window = open_window(path)
+    qtbot.waitUntil(lambda: window.controls.method.isEnabled(), timeout=20_000)
+    combo = window.controls.method
+    tips = [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())]
+    assert combo.count() > 3 and all(tips)
+    assert combo.toolTip() == window.session.model_info.descriptions[window.session.method]
+
+
+def test_each_running_task_has_its_own_status_line(qtbot, open_window, fake_catalog):
+    import threading
+
+    from gui.workers import TaskKind
+
+    path, *_ = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    gate = threading.Event()
+    importing = session.jobs.run("Importing", lambda context, progress: gate.wait(10), kind=TaskKind.IMPORT)
+    exporting = session.live.run("Exporting", lambda context, progress: gate.wait(10), kind=TaskKind.EXPORT)
+    status = window.task_status
+    qtbot.waitUntil(lambda: len(status.rows) == 2, timeout=10_000)
+    assert sorted(row.label.text() for row in status.rows.values()) == ["Exporting…", "Importing…"]
+    status.rows[exporting].cancel_button.click()
+    assert exporting.cancel_requested and not importing.cancel_requested
+    gate.set()
+    wait_idle(qtbot, session)
+    assert not status.rows and not status.isVisible()
+
+
+def test_try_an_image_shows_predictions_without_importing_it(qtbot, open_window, tmp_path, extractor):
+    from core.embedding import embed_catalog
+    from tests.conftest import write_image
+    from tests.gui.test_main_window import drop, file_mime
+    from core.importer import import_images
+
+    path = tmp_path / "real.sqlite"
+    reds = [write_image(tmp_path / f"red{i}.png", (200 + i * 10, 20, 20)) for i in range(3)]
+    blues = [write_image(tmp_path / f"blue{i}.png", (20, 20, 200 + i * 10)) for i in range(3)]
+    with Store(path) as store:
+        red, blue = store.create_category("Red"), store.create_category("Blue")
+        store.set_labels(import_images(store, reds).item_ids, red)
+        store.set_labels(import_images(store, blues).item_ids, blue)
+        embed_catalog(store, device="cpu", extractor=extractor)
+    window = open_window(path, extractor=extractor)
+    session = window.session
+    wait_idle(qtbot, session)
+    probe = write_image(tmp_path / "probe.png", (240, 30, 30))
+    with qtbot.waitSignal(session.image_tried, timeout=60_000) as tried:
+        drop(window.try_image, QPoint(10, 10), file_mime(probe))
+    assert tried.args[0][0][0] == red
+    assert "Red" in window.try_image.result.text().splitlines()[0]
+    assert Store(path).item_count() == 6
+
+
+def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
+    from gui.main_window import MainWindow
+    from gui.session import CatalogSession
+
+    path, *_ = fake_catalog
+    session = CatalogSession(path, embed_titles=False)
+    window = MainWindow(session)
+    qtbot.addWidget(window)
+    window.show()
+    session.start()
+    assert window.view.model().rowCount() == 90  # the grid, from the catalog, at once
+    assert "Loading the model in the background" in window.statusBar().currentMessage()
+    assert not window.controls.method.isEnabled()
+    with qtbot.waitSignal(session.model_loaded, timeout=120_000):
+        pass
+    assert window.controls.method.isEnabled() and window.controls.method.count() > 3
+    assert "Model loaded" in window.statusBar().currentMessage()
+    wait_idle(qtbot, session)
+    window.close()
+
+
+def test_a_long_name_is_cut_at_its_end_never_its_percentage(qtbot):
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    from gui.catalog_view import CELL, badge_text
+
+    metrics = QFontMetrics(QFont())
+    text = badge_text(metrics, "Clothing & accessories for the whole family", " 87%", CELL.width() - 24)
+    assert text.startswith("Clothing") and text.endswith("… 87%")
+    assert metrics.horizontalAdvance(text) <= CELL.width() - 24
+
+
+def test_the_rename_dialog_is_wide_enough_for_its_title(qtbot, open_window, fake_catalog, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    seen = []
+
+    def answer(dialog):
+        seen.append((dialog.windowTitle(), dialog.minimumWidth(), dialog.fontMetrics().horizontalAdvance(dialog.windowTitle())))
+        dialog.setTextValue("Crimson")
+        return QInputDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(QInputDialog, "exec", answer)
+    window.panel.list.row_for(red).setSelected(True)
+    window.panel.rename_button.click()
+    (title, width, needed), = seen
+    assert title == "Rename category Red" and width > needed + 100
+    wait_idle(qtbot, window.session)
+    assert window.session.category(red).name == "Crimson"

@@ -1,0 +1,56 @@
+"""Category numbers are stable: a deletion leaves the others' numbers, a reorder swaps only the moved ones."""
+from __future__ import annotations
+
+import pytest
+from alembic import command
+
+from core.migrations import alembic_config, head_revision, upgrade
+from core.store import Store, StoreError
+
+
+def numbers(store: Store) -> dict[str, int]:
+    return {c.name: c.position for c in store.categories()}
+
+
+def test_delete_keeps_numbers_and_restore_brings_its_number_back(store):
+    ids = [store.create_category(n) for n in ("Red", "Green", "Blue")]
+    assert numbers(store) == {"Red": 1, "Green": 2, "Blue": 3}
+    store.delete_category(ids[0])
+    assert numbers(store) == {"Green": 2, "Blue": 3}
+    store.create_category("Black")
+    assert numbers(store) == {"Green": 2, "Blue": 3, "Black": 4}
+    store.restore_category(ids[0], "Red", "#ff0000", {}, position=1)
+    assert [c.name for c in store.categories()] == ["Red", "Green", "Blue", "Black"]
+
+
+def test_reorder_moves_rows_on_the_numbers_they_hold(store):
+    red, green, blue = (store.create_category(n) for n in ("Red", "Green", "Blue"))
+    store.delete_category(green)
+    black = store.create_category("Black")
+    store.reorder_categories([black, red, blue])
+    assert numbers(store) == {"Black": 1, "Red": 3, "Blue": 4}
+    with pytest.raises(StoreError):
+        store.reorder_categories([green, red])
+
+
+def test_names_differing_only_in_case_are_one_category(store):
+    fruit = store.create_category("Fruit")
+    with pytest.raises(StoreError, match="'Fruit' already exists"):
+        store.create_category("fruit")
+    other = store.create_category("Vegetables")
+    with pytest.raises(StoreError):
+        store.rename_category(other, "FRUIT")
+    store.rename_category(fruit, "fruit")  # its own name in another case is fine
+    assert store.category_id("FRUIT") == fruit == store.ensure_category("Fruit")
+
+
+def test_an_old_catalog_gets_numbers_in_the_order_it_showed(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with Store(path) as store:
+        for name in ("A", "B", "C"):
+            store.create_category(name)
+        command.downgrade(alembic_config(store.engine), "0004")
+        upgrade(store.engine)
+        assert numbers(store) == {"A": 1, "B": 2, "C": 3}
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()
