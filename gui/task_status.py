@@ -93,6 +93,11 @@ class TaskStatus(QWidget):
         """The newest line's Cancel."""
         return next(reversed(self.rows.values())).cancel_button if self.rows else None
 
+    @property
+    def bar(self) -> QProgressBar | None:
+        """The newest line's progress bar."""
+        return next(reversed(self.rows.values())).bar if self.rows else None
+
     @Slot(object)
     def _on_started(self, task: Task) -> None:
         if task.kind not in SHOWN_KINDS or task in self.rows:
