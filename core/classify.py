@@ -9,13 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sqlalchemy import select
-
 from core.backbones import DEFAULT_BACKBONE
 from core.fusion import USES, LateFusion, ModalFeatures
 from core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
 from core.progress import Progress, no_progress
-from core.schema import Embedding
 from core.store import Store, Vectors
 from core.text import TEXT_EMBEDDING
 
@@ -52,11 +49,9 @@ class CatalogPredictions:
 
 def available_modalities(store: Store, backbone: str = DEFAULT_BACKBONE) -> list[str]:
     """Modalities the catalog has vectors for, the default first: fused when titles are embedded."""
-    with store.read() as s:
-        has = {
-            modality: s.scalar(select(Embedding.item_id).where(Embedding.model == model).limit(1)) is not None
-            for modality, model in (("image", backbone), ("text", TEXT_EMBEDDING))
-        }
+    has = {
+        modality: store.has_embeddings(model) for modality, model in (("image", backbone), ("text", TEXT_EMBEDDING))
+    }
     if has["image"] and has["text"]:
         return ["fused", "image", "text"]
     return [m for m in ("image", "text") if has[m]]

@@ -34,7 +34,7 @@ from core.methods import (
 )
 from core.progress import Progress, no_progress
 from core.store import Store
-from core.text import TEXT_EMBEDDING, embed_titles, set_titles
+from core.text import TEXT_EMBEDDING, embed_titles
 
 
 def default_cache_path() -> Path:
@@ -154,7 +154,7 @@ def embed_tree(
         vectors["image"] = store.load_embeddings(backbone)
     if modality != "image":
         # The cache is content-addressed: an image seen before keeps its item, so set its title.
-        set_titles(store, {i: (titles or {}).get(p) for p, i in report.ids_by_path.items()})
+        store.set_titles({i: (titles or {}).get(p) for p, i in report.ids_by_path.items()})
         embed_titles(store, device=device, progress=progress)
         vectors["text"] = store.load_embeddings(TEXT_EMBEDDING)
     has_vector = {int(i) for v in vectors.values() for i in v.item_ids}

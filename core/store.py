@@ -390,6 +390,35 @@ class Store:
         matrix.flags.writeable = False  # like the mapped copy: what is derived from it cannot go stale
         return Vectors(ids, matrix)
 
+    def has_embeddings(self, model: str) -> bool:
+        """Whether any item has a vector of `model`: enough to offer a modality."""
+        with self.read() as s:
+            return s.scalar(select(Embedding.item_id).where(Embedding.model == model).limit(1)) is not None
+
+    def titles_without_embedding(self, model: str) -> list[tuple[int, str]]:
+        """(item id, stripped title) of every titled item that has no `model` vector yet."""
+        with self.read() as s:
+            has = select(Embedding.item_id).where(Embedding.model == model)
+            rows = s.execute(
+                select(Item.id, Item.title)
+                .where(Item.title.is_not(None), Item.title != "", Item.id.not_in(has))
+                .order_by(Item.id)
+            )
+            return [(i, t.strip()) for i, t in rows if t.strip()]
+
+    def set_titles(self, titles: dict[int, str | None]) -> int:
+        """Set many items' titles in one transaction. Unchanged titles are not written, so their
+        vectors survive; returns how many changed."""
+        changed = 0
+        with self.write() as s:
+            for item_id, title in titles.items():
+                title = (title or "").strip() or None
+                result = s.execute(
+                    update(Item).where(Item.id == item_id, Item.title.is_distinct_from(title)).values(title=title)
+                )
+                changed += result.rowcount
+        return changed
+
     def embedding_models(self) -> list[str]:
         with self.read() as s:
             return list(s.scalars(select(Embedding.model).distinct()))

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select, update
 
 from core.backbones import BackboneError, resolve_device
 from core.progress import Progress, no_progress
-from core.schema import Embedding, Item
 from core.store import Store
 
 TEXT_MODEL = "all-MiniLM-L6-v2"
@@ -71,31 +69,6 @@ class TitleEncoder:
         return np.asarray(vectors, np.float32)
 
 
-def titles_without_embedding(store: Store, model: str = TEXT_EMBEDDING) -> list[tuple[int, str]]:
-    with store.read() as s:
-        has = select(Embedding.item_id).where(Embedding.model == model)
-        rows = s.execute(
-            select(Item.id, Item.title)
-            .where(Item.title.is_not(None), Item.title != "", Item.id.not_in(has))
-            .order_by(Item.id)
-        )
-        return [(i, t.strip()) for i, t in rows if t.strip()]
-
-
-def set_titles(store: Store, titles: dict[int, str | None]) -> int:
-    """Set many items' titles in one transaction. Unchanged titles are not written, so their
-    vectors survive; returns how many changed."""
-    changed = 0
-    with store.write() as s:
-        for item_id, title in titles.items():
-            title = (title or "").strip() or None
-            result = s.execute(
-                update(Item).where(Item.id == item_id, Item.title.is_distinct_from(title)).values(title=title)
-            )
-            changed += result.rowcount
-    return changed
-
-
 def embed_titles(
     store: Store,
     device: str = "auto",
@@ -104,7 +77,7 @@ def embed_titles(
     encoder: TitleEncoder | None = None,
 ) -> TextEmbedReport:
     """Embed every titled item that has no title vector yet, committing batch by batch."""
-    rows = titles_without_embedding(store)
+    rows = store.titles_without_embedding(TEXT_EMBEDDING)
     if not rows:
         progress(0, 0)
         return TextEmbedReport(TEXT_EMBEDDING, str(encoder.device) if encoder else device)

@@ -130,9 +130,9 @@ def embed_missing(
             extractor=extractor_for(context, backbone, device),
         )
     if titles:
-        from core.text import TextModelError, TitleEncoder, embed_titles, titles_without_embedding
+        from core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
 
-        if titles_without_embedding(store):
+        if store.titles_without_embedding(TEXT_EMBEDDING):
             progress.stage("Embedding titles")
             try:
                 encoder = context.cached(("titles", device), lambda: TitleEncoder(device))

@@ -9,7 +9,7 @@ from core import text
 from core.classify import CatalogClassifier, available_modalities
 from core.importer import TitlesFile, apply_titles_file, import_images
 from core.progress import Cancelled
-from core.text import TEXT_EMBEDDING, TitleEncoder, embed_titles, set_titles, titles_without_embedding
+from core.text import TEXT_EMBEDDING, TitleEncoder, embed_titles
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_a_changed_title_is_embedded_again_and_an_unchanged_one_is_kept(store, t
     store.set_title(ids[1], "cast iron teapot")  # edited in the app
     apply_titles_file(store, TitlesFile({store.items([ids[2]])[ids[2]].path: "espresso cup"}, {}, []))
     assert text_ids(store) == [ids[0]]
-    assert [i for i, _ in titles_without_embedding(store)] == ids[1:]
+    assert [i for i, _ in store.titles_without_embedding(TEXT_EMBEDDING)] == ids[1:]
 
     assert embed_titles(store, encoder=encoder).embedded == 2
     after = store.load_embeddings(TEXT_EMBEDDING).matrix
@@ -98,7 +98,7 @@ def test_a_removed_title_removes_its_vector_for_good(store, tmp_path, encoder):
 def test_set_titles_writes_only_the_changes_in_one_go(store, tmp_path, encoder):
     ids = catalog_items(store, tmp_path, ["axe", "saw", None])
     embed_titles(store, encoder=encoder)
-    assert set_titles(store, {ids[0]: "axe", ids[1]: " hand saw ", ids[2]: ""}) == 1
+    assert store.set_titles({ids[0]: "axe", ids[1]: " hand saw ", ids[2]: ""}) == 1
     assert store.items([ids[1]])[ids[1]].title == "hand saw"
     assert text_ids(store) == [ids[0]]
 
