@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.constants import (
-    DEFAULT_BACKBONE, DEFAULT_METHOD, PICTURE_DUPLICATE_THRESHOLD, SUGGEST_STRATEGIES,
+    DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD, PICTURE_DUPLICATE_THRESHOLD, SUGGEST_STRATEGIES,
     default_catalog_path,
 )
 from core.progress import Progress
@@ -240,13 +240,17 @@ def cmd_evaluate(args) -> int:
             args.folder, args.query, shots=args.shots, episodes=args.episodes, method=args.method,
             seed=args.seed, backbone=args.backbone, device=args.device, cache=args.cache, progress=bar,
             titles=args.titles or (), modality=args.modality or ("fused" if args.titles else "image"),
-            ways=args.ways, meta_train=args.meta_train,
+            ways=args.ways, meta_train=args.meta_train, names=not args.no_names, threshold=args.threshold,
         )
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
+        names = "with names" if result.names else "without names"
         print(f"{result.ways}-way {result.shots}-shot, {result.episodes} episodes, {result.method} on "
-              f"{result.modality}: accuracy {result.accuracy:.2%} ± {result.ci95:.2%} (95% interval)")
+              f"{result.modality} {names}: accuracy {result.accuracy:.2%} ± {result.ci95:.2%} (95% interval)")
+        if result.ece is not None:
+            print(f"calibration error (ECE) {result.ece:.3f} ± {result.ece_ci95:.3f}; at {result.threshold:.0%} "
+                  f"sure: {result.coverage_at_threshold:.0%} assigned, {result.precision_at_threshold:.0%} of them right")
     return 0
 
 
@@ -326,6 +330,13 @@ def cmd_install_desktop(args) -> int:
     entry, icon = install_desktop_entry()
     print(f"Wrote {entry} and {icon}; ProtoShelf now appears in your desktop's application menu.")
     return 0
+
+
+def confidence(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("a confidence lies between 0 and 1 (e.g. 0.8 for 80%)")
+    return value
 
 
 def similarity_threshold(text: str) -> float:
@@ -410,7 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common, backbone, device], help="few-shot accuracy on an ImageFolder tree")
     p.add_argument("folder", type=Path, nargs="?")
     p.add_argument("--query", type=Path, help="a second tree to take queries from")
-    p.add_argument("--shots", type=int, default=5)
+    p.add_argument("--shots", type=int, default=5, help="examples per category; 0: from the category names alone")
+    p.add_argument("--no-names", action="store_true", help="leave the category (sub-folder) names out")
+    p.add_argument("--threshold", type=confidence, default=DEFAULT_THRESHOLD,
+                   help=f"assign when at least this sure (default {DEFAULT_THRESHOLD})")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--method", default=DEFAULT_METHOD, type=method_name, help=METHOD_HELP)
     p.add_argument("--list-methods", action="store_true", help="print the method names, one a line")

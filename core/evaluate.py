@@ -7,7 +7,13 @@ or with a query tree, its images whose relative path is not a support image's.
 
 With titles CSVs (`path,title`, paths relative to the CSV), titles are embedded too and the
 modality picks what is scored: "image", "text" (images with a title only) or "fused" (every
-image; those without a title fall back to the image alone).
+image; those without a title fall back to the image alone). "image" includes the pictures'
+ImageNet concept vectors (core/names.py). Category names are the sub-folder names (`-` and `_`
+read as spaces) and join as examples unless `names=False`; with 0 shots they are all there is.
+
+Scores are calibrated (core/calibration.py); the result carries the expected calibration error
+of the top-1 confidence over all queries of all episodes, and the precision and coverage of
+assigning at `threshold`, each with a 95% interval from resampling the episodes.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import numpy as np
 import platformdirs
 
 from core.backbones import DEFAULT_BACKBONE
+from core.calibration import DEFAULT_THRESHOLD, Calibrated, expected_calibration_error, precision_coverage
 from core.embedding import embed_catalog
 from core.fusion import USES, LateFusion, ModalFeatures
 from core.importer import find_images, import_images, read_titles_csv
@@ -32,9 +39,10 @@ from core.methods import (
     make_method,
     resolve_method,
 )
+from core.names import NAME_SPACES, concept_model, embed_concepts, name_vectors
 from core.progress import Progress, no_progress
 from core.store import Store
-from core.text import TEXT_EMBEDDING, embed_titles
+from core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
 
 
 def default_cache_path() -> Path:
@@ -62,6 +70,16 @@ class EvalResult:
     fit_seconds: float = field(default=0.0, compare=False)
     """Mean time to fit one episode's support set (for a backbone adapter: its training); timing, so it
     does not take part in comparing results."""
+    names: bool = True
+    threshold: float = DEFAULT_THRESHOLD
+    ece: float | None = None
+    ece_ci95: float | None = None
+    precision_at_threshold: float | None = None
+    precision_ci95: float | None = None
+    coverage_at_threshold: float | None = None
+    coverage_ci95: float | None = None
+    calibrated_share: float | None = None
+    """Share of episodes whose temperature was fitted (1-shot without names has nothing to hold out)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,10 +94,16 @@ class _Tally:
         self.fit_seconds: list[float] = []
         self.hits: dict[str, int] = {}
         self.counts: dict[str, int] = {}
+        self.confidences: list[np.ndarray] = []
+        self.corrects: list[np.ndarray] = []
+        self.calibrated: list[bool] = []
 
-    def add(self, queries: list, predicted: np.ndarray) -> None:
+    def add(self, queries: list, predicted: np.ndarray, confidence: np.ndarray | None = None) -> None:
         correct = predicted == np.array([im.category for im in queries], dtype=object)
         self.accuracies.append(float(correct.mean()))
+        if confidence is not None:
+            self.confidences.append(np.asarray(confidence, np.float64))
+            self.corrects.append(correct.astype(np.float64))
         for im, ok in zip(queries, correct):
             self.hits[im.category] = self.hits.get(im.category, 0) + int(ok)
             self.counts[im.category] = self.counts.get(im.category, 0) + 1
@@ -96,6 +120,29 @@ class _Tally:
 
     def mean_fit_seconds(self) -> float:
         return round(float(np.mean(self.fit_seconds)), 4)
+
+    def confidence_figures(self, threshold: float, resamples: int = 200, seed: int = 0) -> dict:
+        """ECE, precision and coverage at `threshold` over all queries, each ± half the width of a
+        95% bootstrap interval over episodes."""
+        if not self.confidences:
+            return {}
+
+        def figures(episodes) -> tuple[float, float, float]:
+            conf = np.concatenate([self.confidences[e] for e in episodes])
+            correct = np.concatenate([self.corrects[e] for e in episodes])
+            return (expected_calibration_error(conf, correct), *precision_coverage(conf, correct, threshold))
+
+        point = figures(range(len(self.confidences)))
+        rng = np.random.default_rng(seed)
+        draws = np.array([figures(rng.integers(0, len(self.confidences), len(self.confidences)))
+                          for _ in range(resamples if len(self.confidences) > 1 else 0)])
+        half = (np.percentile(draws, 97.5, axis=0) - np.percentile(draws, 2.5, axis=0)) / 2 if len(draws) else (0, 0, 0)
+        keys = ("ece", "precision_at_threshold", "coverage_at_threshold")
+        out = {k: round(float(v), 4) for k, v in zip(keys, point)}
+        out.update({k: round(float(v), 4) for k, v in zip(("ece_ci95", "precision_ci95", "coverage_ci95"), half)})
+        if self.calibrated:
+            out["calibrated_share"] = round(float(np.mean(self.calibrated)), 4)
+        return out
 
 
 def scan_tree(root: Path) -> dict[str, list[Path]]:
@@ -144,7 +191,10 @@ def embed_tree(
     progress: Progress,
     titles: dict[str, str] | None = None,
     modality: str = "image",
+    encoder: TitleEncoder | None = None,
 ) -> EmbeddedTree:
+    """Import and embed a tree into the cache catalog; `encoder` (the title model) also gives the
+    images their concept vectors."""
     tree = scan_tree(root)
     files = [path for paths in tree.values() for path in paths]
     report = import_images(store, files, titles=titles, progress=progress)
@@ -152,10 +202,15 @@ def embed_tree(
     if modality != "text":
         embed_catalog(store, backbone, device=device, progress=progress)
         vectors["image"] = store.load_embeddings(backbone)
+        if encoder is not None:
+            embed_concepts(store, backbone, encoder, progress)
+            concepts = store.load_embeddings(concept_model(backbone))
+            if len(concepts):
+                vectors["concept"] = concepts
     if modality != "image":
         # The cache is content-addressed: an image seen before keeps its item, so set its title.
         store.set_titles({i: (titles or {}).get(p) for p, i in report.ids_by_path.items()})
-        embed_titles(store, device=device, progress=progress)
+        embed_titles(store, device=device, progress=progress, encoder=encoder)
         vectors["text"] = store.load_embeddings(TEXT_EMBEDDING)
     has_vector = {int(i) for v in vectors.values() for i in v.item_ids}
     images, items = [], []
@@ -210,24 +265,30 @@ def evaluate_folder(
     ways: int | None = None,
     meta_train: str | Path | None = None,
     adapter: BackboneAdapter | None = None,
+    names: bool = True,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> EvalResult:
     """Accuracy over `episodes` few-shot episodes; `titles` are `path,title` CSVs.
 
     `ways` draws that many categories per episode (default: all). `meta_train` is a tree of other
     categories that a meta-learning method learns from once before the episodes. A backbone
     adapter (e.g. "finetune") trains on each episode's support images (`adapter` configures it).
+    `names=False` leaves the category names out; `threshold` is the confidence to assign at.
     """
     method = resolve_method(method, shots)
     if modality not in USES:
         raise ValueError(f"Unknown modality {modality!r}; choose one of: {', '.join(USES)}")
     if modality != "image" and not titles:
         raise ValueError(f"the {modality} modality needs titles: pass a titles CSV")
+    if shots < 0 or (shots == 0 and not names):
+        raise ValueError("--shots 0 predicts from category names alone: drop --no-names, or give shots")
     title_of = read_titles(titles)
+    encoder = title_encoder(device, required=modality != "image" or (shots == 0 and names))
     store = Store(cache or default_cache_path())
     try:
-        support_tree = embed_tree(store, Path(folder), backbone, device, progress, title_of, modality)
+        support_tree = embed_tree(store, Path(folder), backbone, device, progress, title_of, modality, encoder)
         query_tree = (
-            embed_tree(store, Path(query_folder), backbone, device, progress, title_of, modality)
+            embed_tree(store, Path(query_folder), backbone, device, progress, title_of, modality, encoder)
             if query_folder else None
         )
         meta_tree = embed_tree(store, Path(meta_train), backbone, device, progress) if meta_train else None
@@ -240,9 +301,25 @@ def evaluate_folder(
             adapter or make_adapter(method), ways, progress,
         )
     params = meta_train_params(method, meta_tree, support_tree, modality, progress) if meta_tree else {}
-    return evaluate_trees(
-        support_tree, query_tree, shots, episodes, method, seed, modality, progress, ways, params
+    category_names = (
+        name_vectors({c: c for c in sorted({im.category for im in support_tree.images})}, encoder)
+        if names and encoder is not None else None
     )
+    return evaluate_trees(
+        support_tree, query_tree, shots, episodes, method, seed, modality, progress, ways, params,
+        category_names, threshold,
+    )
+
+
+def title_encoder(device: str, required: bool) -> TitleEncoder | None:
+    """The title model, which also embeds names and concepts; without its package, image-only
+    evaluation goes on without them unless they are `required`."""
+    try:
+        return TitleEncoder(device)
+    except TextModelError:
+        if required:
+            raise
+        return None
 
 
 def meta_train_params(
@@ -324,10 +401,12 @@ def evaluate_trees(
     progress: Progress = no_progress,
     ways: int | None = None,
     params: dict | None = None,
+    names: dict[str, np.ndarray] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> EvalResult:
     """Episodes on embedded trees; the same seed draws the same supports for every modality
     that keeps the same images, so modalities compare episode by episode. `params` go to the
-    method (e.g. the state `meta_train` returned)."""
+    method (e.g. the state `meta_train` returned); `names` are category name vectors."""
     support_tree = support_tree.only(modality)
     query_tree = query_tree.only(modality) if query_tree else None
     rng = np.random.default_rng(seed)
@@ -339,19 +418,35 @@ def evaluate_trees(
         if not queries:
             raise ValueError("no query images left: use fewer shots or a --query folder")
         query_features = (query_tree or support_tree).features
+        categories = sorted({im.category for im in queries} | {im.category for im in support})
         started = time.perf_counter()
-        model = LateFusion(method, **(params or {})).fit(
+        model = calibrated_model(
+            method, params or {}, {c: names[c] for c in categories} if names else None, query_features
+        ).fit(
             support_tree.features.take([im.row for im in support]),
             [im.category for im in support],
             unlabelled=query_features,
         )
         tally.fit_seconds.append(time.perf_counter() - started)
+        tally.calibrated.append(model.fitted_)
         image_weights.append(model.weights_.get("image", 0.0))
         scores = model.predict(query_features.take([im.row for im in queries]))
-        tally.add(queries, model.classes_[scores.argmax(axis=1)])
+        tally.add(queries, model.classes_[scores.argmax(axis=1)], scores.max(axis=1))
         progress(episode + 1, episodes)
     image_weight = round(float(np.mean(image_weights)), 4) if modality == "fused" else None
     return EvalResult(
         tally.accuracy(), tally.ci95(), ways, shots, episodes, method, tally.per_category(),
-        modality, image_weight, tally.mean_fit_seconds(),
+        modality, image_weight, tally.mean_fit_seconds(), names=bool(names), threshold=threshold,
+        **tally.confidence_figures(threshold),
+    )
+
+
+def calibrated_model(method: str, params: dict, names: dict | None, features: ModalFeatures) -> Calibrated:
+    """Fusion (with names, if any) under a temperature fitted by cross-validation; each fold
+    reuses the full fit's fusion weights, so it costs one fit per modality."""
+    named_space = bool(names) and any(m in NAME_SPACES for m in features.modalities)
+    return Calibrated(
+        lambda: LateFusion(method, names=names, **params),
+        lambda fitted: LateFusion(method, weights=fitted.weights_, names=names, **params),
+        can_hold_out_singletons=named_space,
     )

@@ -24,20 +24,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.calibration import class_index, stratified_folds
 from core.methods import DEFAULT_METHOD, FewShotMethod, make_method
 from core.methods.base import encode_labels
+from core.names import NAME_SPACES
 from core.progress import Progress, no_progress
 from core.store import Vectors
 
-MODALITIES = ("image", "text")
-USES = {"image": ("image",), "text": ("text",), "fused": MODALITIES}
-"""What each choice of the app's modality setting scores with."""
+MODALITIES = ("image", "concept", "text")
+USES = {"image": ("image", "concept"), "text": ("text",), "fused": MODALITIES}
+"""What each choice of the app's modality setting scores with: "image" is everything read from the
+pictures, their ImageNet concepts included (core/names.py)."""
 WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 MIN_WEIGHT = 1e-6
 """A modality weighted 0 still scores the items that have nothing else."""
 CV_UNLABELLED = 4096
 """Folds only choose a weight; a sample of the catalog is enough to centre their fits."""
 EPS = 1e-12
+NO_ROWS = np.empty(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -133,26 +137,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def stratified_folds(y: np.ndarray, folds: int) -> np.ndarray:
-    """Fold per example: the k-th example of a class goes to fold k mod `folds`; -1 where a class
-    has a single example (it always stays in training)."""
-    fold = np.full(len(y), -1, np.int64)
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        if len(members) > 1:
-            fold[members] = np.arange(len(members)) % folds
-    return fold
-
-
 def balances(modalities: Sequence[str]) -> list[dict[str, float]]:
     """The weight grid, balanced weights first so that ties go to them."""
     if len(modalities) == 1:
         return [{modalities[0]: 1.0}]
-    if len(modalities) != 2:
-        raise ValueError("weights are searched for two modalities; pass `weights` for more")
-    first, second = modalities
-    grid = sorted(WEIGHT_GRID, key=lambda w: abs(w - 0.5))
-    return [{first: w, second: round(1.0 - w, 2)} for w in grid]
+    if len(modalities) == 2:
+        first, second = modalities
+        grid = sorted(WEIGHT_GRID, key=lambda w: abs(w - 0.5))
+        return [{first: w, second: round(1.0 - w, 2)} for w in grid]
+    steps = len(WEIGHT_GRID) - 1
+    points = [p for p in np.ndindex(*(steps + 1,) * (len(modalities) - 1)) if sum(p) <= steps]
+    grid = [(*p, steps - sum(p)) for p in points]
+    grid.sort(key=lambda p: np.ptp(p))
+    return [{m: round(k / steps, 2) for m, k in zip(modalities, p)} for p in grid]
 
 
 def log_score_spread(method: FewShotMethod, queries: np.ndarray, classes: np.ndarray) -> float:
@@ -174,6 +171,9 @@ class LateFusion:
 
     After `fit`: `methods_` per modality, `spreads_`, the chosen `balance_`, and `weights_`, the
     pooling weights that `predict` uses. `weights` fixes the pooling weights instead of choosing.
+    `names` (class → unit text vector of its name) joins every name-space modality ("text",
+    "concept") as one more example of its class: a class with no example at all is still scored,
+    and the name's share shrinks as examples come in.
     """
 
     def __init__(
@@ -182,6 +182,7 @@ class LateFusion:
         weights: Mapping[str, float] | None = None,
         folds: int = 5,
         seed: int = 0,
+        names: Mapping[Hashable, np.ndarray] | None = None,
         **params,
     ):
         self.method = method
@@ -189,11 +190,23 @@ class LateFusion:
         self.fixed_weights = dict(weights) if weights else None
         self.folds = folds
         self.seed = seed
+        self.names = dict(names or {})
 
-    def _fit_one(self, matrix, labels, unlabelled, progress: Progress = no_progress) -> FewShotMethod:
+    def _fit_one(self, matrix, labels, unlabelled, modality: str, progress: Progress = no_progress) -> FewShotMethod:
+        labels = list(labels)
+        if self.names and modality in NAME_SPACES:
+            matrix = np.vstack([np.asarray(matrix, np.float32).reshape(-1, self._name_matrix.shape[1]), self._name_matrix])
+            labels += list(self.names)
         return make_method(self.method, **self.params).fit(
-            matrix, list(labels), unlabelled=unlabelled, progress=progress
+            matrix, labels, unlabelled=unlabelled, progress=progress
         )
+
+    def _name_spaces(self, support: ModalFeatures, unlabelled: ModalFeatures | None) -> list[str]:
+        """Modalities that get the names as examples: name spaces the support or catalog has."""
+        if not self.names:
+            return []
+        have = set(support.matrices) | set(unlabelled.modalities if unlabelled is not None else ())
+        return [m for m in NAME_SPACES if m in have]
 
     def fit(
         self,
@@ -203,10 +216,15 @@ class LateFusion:
         progress: Progress = no_progress,
     ) -> "LateFusion":
         labels = np.asarray(list(labels), dtype=object)
-        self.classes_, _ = encode_labels(list(labels))
+        self.classes_, _ = encode_labels([*labels, *self.names])
+        self._name_matrix = np.array([np.asarray(v, np.float32) for v in self.names.values()]) if self.names else None
         every_class = set(self.classes_)
-        # A modality whose examples miss a category cannot score it; the other one must do.
-        self.modalities_ = [m for m in support.modalities if set(labels[support.rows[m]]) == every_class]
+        named = self._name_spaces(support, unlabelled)
+        # A modality whose examples (and names) miss a category cannot score it; another one must do.
+        self.modalities_ = [
+            m for m in dict.fromkeys([*support.modalities, *named])
+            if set(labels[support.rows.get(m, NO_ROWS)]) | (set(self.names) if m in named else set()) == every_class
+        ]
         if not self.modalities_:
             raise ValueError("no modality has an example of every category")
         rng = np.random.default_rng(self.seed)
@@ -215,7 +233,10 @@ class LateFusion:
             pools[m] = None if unlabelled is None or m not in unlabelled.modalities else unlabelled.matrices[m]
             samples[m] = _sample(pools[m], CV_UNLABELLED, rng)
         self.methods_ = {
-            m: self._fit_one(support.matrices[m], labels[support.rows[m]], pools[m], progress)
+            m: self._fit_one(
+                support.matrices.get(m, np.empty((0, 0), np.float32)), labels[support.rows.get(m, NO_ROWS)],
+                pools[m], m, progress,
+            )
             for m in self.modalities_
         }
         if self.fixed_weights is not None:
@@ -223,13 +244,20 @@ class LateFusion:
                                        dict.fromkeys(self.modalities_, 1.0))
             return self
         self.spreads_ = {
-            m: log_score_spread(self.methods_[m], support.matrices[m] if samples[m] is None else samples[m], self.classes_)
+            m: log_score_spread(self.methods_[m], self._spread_queries(support, m, samples[m]), self.classes_)
             for m in self.modalities_
         }
         self.balance_ = self._choose_balance(support, labels, samples, progress)
         self.weights_ = normalised(self.balance_, self.spreads_)
         progress(1, 1)
         return self
+
+    def _spread_queries(self, support: ModalFeatures, modality: str, sample: np.ndarray | None) -> np.ndarray:
+        if sample is not None:
+            return sample
+        if modality in support.modalities:
+            return support.matrices[modality]
+        return self._name_matrix
 
     def _choose_balance(self, support, labels, samples, progress) -> dict[str, float]:
         candidates = balances(self.modalities_)
@@ -245,10 +273,10 @@ class LateFusion:
             held_out.append(test)
             for m in self.modalities_:
                 row = _position_to_row(both, m)
-                fitted = self._fit_one(both.matrices[m][row[train]], y[train], samples[m])
+                fitted = self._fit_one(both.matrices[m][row[train]], y[train], samples[m], m)
                 log_probs[m].append(log_scores(fitted, both.matrices[m][row[test]], self.classes_))
             progress(k + 1, fold_count + 1)
-        truth = _class_index(self.classes_, y[np.concatenate(held_out)])
+        truth = class_index(self.classes_, y[np.concatenate(held_out)])
         stacked = [np.concatenate(log_probs[m]) for m in self.modalities_]
         losses = []
         for balance in candidates:
@@ -302,8 +330,3 @@ def _position_to_row(features: ModalFeatures, modality: str) -> np.ndarray:
     row = np.full(features.count, -1, np.int64)
     row[features.rows[modality]] = np.arange(len(features.rows[modality]))
     return row
-
-
-def _class_index(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    index = {c: j for j, c in enumerate(classes)}
-    return np.array([index[label] for label in labels], np.int64)

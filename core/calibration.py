@@ -1,0 +1,184 @@
+"""Confidence that means what it says: one temperature, fitted by cross-validation, over any model.
+
+A method's scores (per class, rows summing to at most one, the rest being "none of these") are
+often far too sharp on a few shots: a 99% that is right 60% of the time. `Calibrated` wraps any
+model with `fit(support, labels, unlabelled, progress)`, `predict(queries)` and `classes_` (a
+`LateFusion`, with or without names), so calibration never lives inside a method. Each labelled
+example is held out in turn (stratified folds), the model is refitted on the rest, and the
+temperature T and "none of these" offset b that give the held-out examples' true classes the
+highest likelihood are kept: p ∝ p_model^(1/T) over the classes, and p_none^(1/T)·e^b for "none".
+The offset keeps "none" from eating the confidence of items that do belong somewhere, while an
+item unlike every category still scores low everywhere. Where nothing can be held out (every
+category has a single example and no name), T = 1, b = 0 and `fitted_` says so.
+
+`expected_calibration_error`, `precision_coverage` and `expected_precision` measure and use it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+
+import numpy as np
+
+from core.constants import DEFAULT_THRESHOLD  # noqa: F401 - the calibrated default, shared with the CLI
+from core.progress import Progress, no_progress
+
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
+"""A log-spaced grid: few parameters, a few dozen held-out rows, so a grid is exact enough and cannot diverge."""
+NONE_OFFSETS = np.linspace(-6.0, 2.0, 17)
+EPS = 1e-12
+ECE_BINS = 15
+
+
+def with_none(scores: np.ndarray) -> np.ndarray:
+    """Class scores plus their "none of these" remainder as a last column."""
+    scores = np.asarray(scores, np.float64)
+    return np.hstack([scores, np.maximum(1.0 - scores.sum(axis=1, keepdims=True), 0.0)])
+
+
+def tempered(scores: np.ndarray, temperature: float, none_offset: float = 0.0) -> np.ndarray:
+    """Scores (classes, none implied) with every option's probability raised to 1/T, "none"
+    multiplied by e^offset, renormalised."""
+    if (temperature == 1.0 and none_offset == 0.0) or not scores.size:
+        return np.asarray(scores, np.float32)
+    log_p = np.log(np.maximum(with_none(scores), EPS)) / temperature
+    log_p[:, -1] += none_offset
+    log_p -= log_p.max(axis=1, keepdims=True)
+    p = np.exp(log_p)
+    return (p[:, :-1] / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The grid (temperature, none offset) with the lowest log-loss of the true class indices `truth`."""
+    log_p = np.log(np.maximum(with_none(scores), EPS))
+    rows = np.arange(len(truth))
+    best, best_loss = (1.0, 0.0), np.inf
+    for t in TEMPERATURES:
+        z = log_p / t
+        classes_max = z[:, :-1].max(axis=1)
+        classes_sum = np.exp(z[:, :-1] - classes_max[:, None]).sum(axis=1)
+        for b in NONE_OFFSETS:
+            none = z[:, -1] + b
+            top = np.maximum(classes_max, none)
+            log_norm = top + np.log(classes_sum * np.exp(classes_max - top) + np.exp(none - top))
+            loss = float((log_norm - z[rows, truth]).mean())
+            if loss < best_loss - 1e-9:
+                best, best_loss = (float(t), float(b)), loss
+    return best
+
+
+def stratified_folds(y: np.ndarray, folds: int) -> np.ndarray:
+    """Fold per example: the k-th example of a class goes to fold k mod `folds`; -1 where a class
+    has a single example (it always stays in training)."""
+    fold = np.full(len(y), -1, np.int64)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        if len(members) > 1:
+            fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def class_index(classes: np.ndarray, labels: Sequence[Hashable]) -> np.ndarray:
+    index = {c: j for j, c in enumerate(classes)}
+    return np.array([index[label] for label in labels], np.int64)
+
+
+def aligned(model, scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """`model`'s scores in the column order of `classes` (a fold's model may order them differently)."""
+    out = np.zeros((len(scores), len(classes)), np.float32)
+    out[:, class_index(classes, model.classes_)] = scores
+    return out
+
+
+class Calibrated:
+    """`make()` builds the model to calibrate; `make_fold(fitted)` one to refit on each fold (it may
+    reuse choices the full fit made, e.g. fusion weights, so folds stay cheap).
+
+    After `fit`: `model_`, `classes_`, `temperature_`, `fitted_` (False when nothing could be held
+    out), and `held_out_` (held-out scores and true class indices: what the quality view reads).
+    """
+
+    def __init__(self, make: Callable[[], object], make_fold: Callable[[object], object] | None = None,
+                 folds: int = 5, can_hold_out_singletons: bool = False):
+        self.make = make
+        self.make_fold = make_fold or (lambda _fitted: make())
+        self.folds = folds
+        self.can_hold_out_singletons = can_hold_out_singletons
+
+    def fit(self, support, labels: Sequence[Hashable], unlabelled=None, progress: Progress = no_progress,
+            fold_unlabelled=None) -> "Calibrated":
+        labels = np.asarray(list(labels), dtype=object)
+        self.model_ = self.make().fit(support, labels, unlabelled=unlabelled, progress=progress)
+        self.classes_ = self.model_.classes_
+        self.temperature_, self.none_offset_, self.fitted_ = 1.0, 0.0, False
+        self.held_out_ = (np.zeros((0, len(self.classes_)), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        fold = self.fold_of(labels)
+        fold_count = int(fold.max(initial=-1)) + 1
+        if fold_count == 0:
+            return self
+        parts, truths, positions = [], [], []
+        for k in range(fold_count):
+            train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            if not len(train):
+                continue
+            model = self.make_fold(self.model_).fit(
+                support.take(train), labels[train],
+                unlabelled=fold_unlabelled if fold_unlabelled is not None else unlabelled,
+            )
+            parts.append(aligned(model, model.predict(support.take(test)), self.classes_))
+            truths.append(class_index(self.classes_, labels[test]))
+            positions.append(test)
+        if not parts:
+            return self
+        scores, truth = np.concatenate(parts), np.concatenate(truths)
+        self.held_out_ = (scores, truth, np.concatenate(positions))
+        (self.temperature_, self.none_offset_), self.fitted_ = fit_temperature(scores, truth), True
+        return self
+
+    def fold_of(self, labels: np.ndarray) -> np.ndarray:
+        """Stratified folds; with names standing in for a class's lone example, singletons too."""
+        fold = stratified_folds(labels, self.folds)
+        if self.can_hold_out_singletons:
+            singles = np.flatnonzero(fold < 0)
+            fold[singles] = np.arange(len(singles)) % self.folds
+        return fold
+
+    def predict(self, queries) -> np.ndarray:
+        return tempered(self.model_.predict(queries), self.temperature_, self.none_offset_)
+
+    def held_out_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated held-out scores, true class indices and the support positions they belong to."""
+        scores, truth, positions = self.held_out_
+        return tempered(scores, self.temperature_, self.none_offset_), truth, positions
+
+    def __getattr__(self, name):
+        if name.endswith("_") and "model_" in self.__dict__:
+            return getattr(self.__dict__["model_"], name)  # weights_, methods_…: the wrapped model's
+        raise AttributeError(name)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Σ_b |b|/n · |accuracy(b) − mean confidence(b)| over equal-width confidence bins."""
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, np.float64)
+    if not len(confidence):
+        return 0.0
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
+    return total / len(confidence)
+
+
+def precision_coverage(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(share of the assigned that are right, share assigned) when assigning at confidence ≥ threshold."""
+    assigned = np.asarray(confidence) >= threshold
+    coverage = float(assigned.mean()) if len(assigned) else 0.0
+    precision = float(np.asarray(correct)[assigned].mean()) if assigned.any() else 1.0
+    return precision, coverage
+
+
+def expected_precision(confidence: np.ndarray, threshold: float) -> float:
+    """What calibration promises for the items assigned at `threshold`: their mean confidence."""
+    assigned = np.asarray(confidence)[np.asarray(confidence) >= threshold]
+    return float(assigned.mean()) if len(assigned) else 1.0
