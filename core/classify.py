@@ -2,16 +2,20 @@
 
 `CatalogClassifier` keeps the catalog's embeddings in memory, so after a label change only the
 fit and one matrix product run again: that is what makes predictions in the app feel live.
+Category names take part as examples (core/names.py), so a category predicts from the moment
+it exists, and scores are calibrated (core/calibration.py), so a confidence means what it says.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from core.backbones import DEFAULT_BACKBONE
-from core.fusion import USES, LateFusion, ModalFeatures
+from core.calibration import Calibrated
+from core.fusion import CV_UNLABELLED, USES, LateFusion, ModalFeatures
 from core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
+from core.names import NAME_SPACES, NameEncoder, concept_model
 from core.progress import Progress, no_progress
 from core.store import Store, Vectors
 from core.text import TEXT_EMBEDDING
@@ -31,6 +35,8 @@ class CatalogPredictions:
     method: str
     modality: str = "image"
     weights: dict[str, float] | None = None
+    model: Calibrated | None = field(default=None, compare=False, repr=False)
+    """The fitted model: held-out scores for the quality view, support for "why this prediction"."""
 
     def iter_rankings(self, k: int, block: int = 20_000):
         """Each item's k best (category id, score), best first, computed a block of rows at a time."""
@@ -42,9 +48,7 @@ class CatalogPredictions:
     def with_threshold(self, threshold: float) -> "CatalogPredictions":
         best, confidence = decide(self.scores, threshold)
         ids = np.where(best == UNASSIGNED, UNASSIGNED, self.classes[np.maximum(best, 0)].astype(np.int64))
-        return CatalogPredictions(
-            self.item_ids, ids, confidence, self.scores, self.classes, self.method, self.modality, self.weights
-        )
+        return replace(self, category_ids=ids, confidence=confidence)
 
 
 def available_modalities(store: Store, backbone: str = DEFAULT_BACKBONE) -> list[str]:
@@ -63,17 +67,21 @@ def typical_shots(categories) -> int:
 
 
 class CatalogClassifier:
-    def __init__(self, store: Store, backbone: str = DEFAULT_BACKBONE):
+    """`names`: embeds category names (a NameEncoder; None leaves names out)."""
+
+    def __init__(self, store: Store, backbone: str = DEFAULT_BACKBONE, names: NameEncoder | None = None):
         self.store = store
         self.backbone = backbone
+        self.names = names
         self.reload()
 
     def reload(self) -> None:
         self.vectors: Vectors = self.store.load_embeddings(self.backbone)
         self.text_vectors: Vectors = self.store.load_embeddings(TEXT_EMBEDDING)
+        self.concept_vectors: Vectors = self.store.load_embeddings(concept_model(self.backbone))
         self.item_ids = np.union1d(self.vectors.item_ids, self.text_vectors.item_ids)
         self.features = ModalFeatures.align(
-            self.item_ids, {"image": self.vectors, "text": self.text_vectors}
+            self.item_ids, {"image": self.vectors, "concept": self.concept_vectors, "text": self.text_vectors}
         )
 
     def default_modality(self) -> str:
@@ -86,10 +94,12 @@ class CatalogClassifier:
         threshold: float = DEFAULT_THRESHOLD,
         progress: Progress = no_progress,
         modality: str | None = None,
+        use_names: bool = True,
         **params,
     ) -> CatalogPredictions | None:
         """Predictions for every item embedded in `modality` ("image", "text" or "fused"; default:
-        fused when titles are embedded), or None when no labelled item is embedded in it yet.
+        fused when titles are embedded), or None when there is nothing to learn from: no labelled
+        item embedded in it, and no category name that it can compare with.
 
         Fused predictions fall back to one modality per item where the other is missing.
         """
@@ -102,22 +112,33 @@ class CatalogClassifier:
         positions = np.searchsorted(self.item_ids, labelled_ids)
         known = positions < len(self.item_ids)
         known[known] = (self.item_ids[positions[known]] == labelled_ids[known]) & present[positions[known]]
-        if not known.any():
+        names = self.category_names(features) if use_names else {}
+        if not known.any() and not names:
             return None
         positions = positions[known]
         categories = [labels[int(i)] for i in labelled_ids[known]]
-        method = resolve_method(method, typical_shots(categories))
-        model = LateFusion(method, **params).fit(
-            features.take(positions), categories, unlabelled=features, progress=progress
-        )
+        method = resolve_method(method, typical_shots(categories) if categories else 0)
+        sample = features.take(np.sort(np.random.default_rng(0).choice(features.count, CV_UNLABELLED, replace=False))) \
+            if features.count > CV_UNLABELLED else features
+        model = Calibrated(
+            lambda: LateFusion(method, names=names, **params),
+            lambda fitted: LateFusion(method, weights=fitted.weights_, names=names, **params),
+            can_hold_out_singletons=bool(names),
+        ).fit(features.take(positions), categories, unlabelled=features, progress=progress, fold_unlabelled=sample)
         scored = np.flatnonzero(present)
         queries = features if len(scored) == features.count else features.take(scored)
         scores = model.predict(queries)
         classes = np.asarray(model.classes_, dtype=np.int64)
         empty = np.empty(0)
         return CatalogPredictions(
-            self.item_ids[scored], empty, empty, scores, classes, method, modality, model.weights_
+            self.item_ids[scored], empty, empty, scores, classes, method, modality, model.weights_, model,
         ).with_threshold(threshold)
+
+    def category_names(self, features: ModalFeatures) -> dict[int, np.ndarray]:
+        """Name vectors of every category, when names can be compared with these features."""
+        if self.names is None or not any(m in NAME_SPACES for m in features.modalities):
+            return {}
+        return self.names({c.id: c.name for c in self.store.categories()})
 
 
 def classify_catalog(
@@ -128,9 +149,13 @@ def classify_catalog(
     top: int = 5,
     progress: Progress = no_progress,
     modality: str | None = None,
+    names: NameEncoder | None = None,
 ) -> CatalogPredictions | None:
-    """Fit, score and store the predictions of the whole catalog (the CLI's `classify`)."""
-    predictions = CatalogClassifier(store, backbone).run(
+    """Fit, score and store the predictions of the whole catalog (the CLI's `classify`); with
+    `names`, category names take part and images get their concept vectors first."""
+    if names is not None:
+        names.embed_concepts(store, backbone, progress)
+    predictions = CatalogClassifier(store, backbone, names).run(
         store.labels(), method, threshold, progress, modality=modality
     )
     if predictions is not None:

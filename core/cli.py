@@ -169,24 +169,27 @@ def cmd_categories(args) -> int:
 def cmd_classify(args) -> int:
     from core.classify import classify_catalog
     from core.methods import AUTO, is_backbone_adapter
+    from core.names import NameEncoder
 
     if is_backbone_adapter(args.method):
         args.backbone, args.method = adapt_backbone(args), AUTO
     with open_store(args.db) as store:
         missing = len(store.items_without_embedding(args.backbone))
         predictions = classify_catalog(
-            store, args.backbone, args.method, args.threshold, modality=args.modality
+            store, args.backbone, args.method, args.threshold, modality=args.modality,
+            names=None if args.no_names else NameEncoder(args.device),
         )
     if missing:
         print(f"{missing} items have no {args.backbone} embedding yet; run `protoshelf embed`.",
               file=sys.stderr)
     if predictions is None:
-        print("Nothing to learn from: label a few embedded items first.", file=sys.stderr)
+        print("Nothing to learn from: label a few embedded items first (or embed titles, so that "
+              "category names can be compared with them).", file=sys.stderr)
         return 1
     unassigned = int((predictions.category_ids < 0).sum())
     weights = ", ".join(f"{m} {w:.2f}" for m, w in (predictions.weights or {}).items())
     print(f"Classified {len(predictions.item_ids)} items with {predictions.method} on {predictions.modality} "
-          f"features ({weights}); {unassigned} unassigned (confidence below {args.threshold}).")
+          f"features ({weights}); {unassigned} unassigned (less than {args.threshold:.0%} sure).")
     return 0
 
 
@@ -402,7 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=DEFAULT_METHOD, type=method_name,
                    help=f"{METHOD_HELP}; auto: the best for the examples per category; a backbone adapter (finetune): "
                         "train the backbone, re-embed, then auto; the app's tooltips describe each")
-    p.add_argument("--threshold", type=float, default=0.5, help="below this confidence: unassigned")
+    p.add_argument("--threshold", type=confidence, default=DEFAULT_THRESHOLD,
+                   help=f"assign when at least this sure, a calibrated probability (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--no-names", action="store_true", help="leave the category names out of the predictions")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--modality", choices=["fused", "image", "text"], default=None,
                    help="features to classify on (default: fused when titles are embedded)")
     p.set_defaults(run=cmd_classify)

@@ -203,7 +203,7 @@ def embed_tree(
         embed_catalog(store, backbone, device=device, progress=progress)
         vectors["image"] = store.load_embeddings(backbone)
         if encoder is not None:
-            embed_concepts(store, backbone, encoder, progress)
+            embed_concepts(store, backbone, lambda: encoder, progress)
             concepts = store.load_embeddings(concept_model(backbone))
             if len(concepts):
                 vectors["concept"] = concepts

@@ -36,11 +36,7 @@ def readable(name: str) -> str:
 
 def name_vectors(names: Mapping, encoder) -> dict:
     """Unit text vectors of category names, by the same keys."""
-    keys = list(names)
-    if not keys:
-        return {}
-    vectors = encoder([readable(str(names[k])) for k in keys])
-    return dict(zip(keys, vectors))
+    return NameEncoder(encoder=encoder)(names)
 
 
 @lru_cache(maxsize=2)
@@ -82,10 +78,11 @@ def concept_vectors(
     return out
 
 
-def embed_concepts(store, backbone: str, encoder, progress: Progress = no_progress) -> int:
+def embed_concepts(store, backbone: str, load_encoder, progress: Progress = no_progress) -> int:
     """Store the concept vector of every item with a `backbone` vector and none yet; returns how many.
 
-    Fine-tuned backbones have no ImageNet head that matches their features, so they get none.
+    `load_encoder()` gives the title model (None: unavailable); it is called only when there is work. Fine-tuned backbones have no ImageNet head that matches their features,
+    so they get none.
     """
     from core.backbones import BackboneError, load_backbone
 
@@ -98,6 +95,42 @@ def embed_concepts(store, backbone: str, encoder, progress: Progress = no_progre
         classifier = load_backbone(backbone).classifier
     except BackboneError:
         return 0
+    encoder = load_encoder()
+    if encoder is None:
+        return 0
     concepts = concept_vectors(vectors.matrix[missing], classifier, imagenet_name_vectors(encoder), progress=progress)
     store.save_embeddings(concept_model(backbone), vectors.item_ids[missing], concepts)
     return len(missing)
+
+
+class NameEncoder:
+    """Category names → text vectors, the title model loaded on first use and each name embedded
+    once (a rename embeds only the new name). Without the title model, names stay out: `{}`."""
+
+    def __init__(self, device: str = "cpu", encoder=None):
+        self.device = device
+        self.encoder = encoder
+        self.unavailable: str | None = None
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def model(self):
+        if self.encoder is None and self.unavailable is None:
+            from core.text import TextModelError, TitleEncoder
+
+            try:
+                self.encoder = TitleEncoder(self.device)
+            except (TextModelError, ImportError, OSError) as exc:
+                self.unavailable = str(exc)
+        return self.encoder
+
+    def __call__(self, names: Mapping) -> dict:
+        encoder = self.model()
+        if encoder is None:
+            return {}
+        new = sorted({readable(str(n)) for n in names.values()} - set(self._vectors))
+        if new:
+            self._vectors.update(zip(new, encoder(new)))
+        return {key: self._vectors[readable(str(n))] for key, n in names.items()}
+
+    def embed_concepts(self, store, backbone: str, progress: Progress = no_progress) -> int:
+        return embed_concepts(store, backbone, self.model, progress)

@@ -36,6 +36,7 @@ class EmbedSummary:
     images: EmbedReport | None = None
     titles: int = 0
     titles_unavailable: str = ""
+    concepts: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,15 @@ def embed_missing(
                 summary.titles_unavailable = str(exc)
             else:
                 summary.titles = embed_titles(store, progress=progress, encoder=encoder).embedded
+    summary.concepts = names_for(context).embed_concepts(store, backbone, progress)
     return summary
+
+
+def names_for(context: WorkerContext) -> "NameEncoder":
+    """One name encoder per lane: a category's name is embedded once, and again only when renamed."""
+    from core.names import NameEncoder
+
+    return context.cached("names", NameEncoder)
 
 
 def classifier_for(context: WorkerContext, backbone: str, embeddings_version: int) -> CatalogClassifier:
@@ -149,7 +158,7 @@ def classifier_for(context: WorkerContext, backbone: str, embeddings_version: in
     from core.classify import CatalogClassifier
 
     classifier: CatalogClassifier = context.cached(
-        ("classifier", backbone), lambda: CatalogClassifier(context.store, backbone)
+        ("classifier", backbone), lambda: CatalogClassifier(context.store, backbone, names_for(context))
     )
     version_key = ("embeddings version", backbone)
     if context.cache.setdefault(version_key, embeddings_version) != embeddings_version:

