@@ -5,12 +5,12 @@ often far too sharp on a few shots: a 99% that is right 60% of the time. `Calibr
 model with `fit(support, labels, unlabelled, progress)`, `predict(queries)` and `classes_` (a
 `LateFusion`, with or without names), so calibration never lives inside a method. Each labelled
 example is held out in turn (stratified folds), the model is refitted on the rest, and the
-temperature T that gives the held-out examples' true classes the highest likelihood is kept:
-p ∝ p_model^(1/T) over the classes plus "none". The "none of these" share is rescaled with the
-classes but never fitted away: the held-out examples all belong to some category, so fitting a
-separate offset for "none" drove it to its lowest value and an item unlike every category (socks
-in a shop of fruit and instruments) got assigned. Where nothing can be held out (every category
-has a single example and no name), T = 1 and `fitted_` says so.
+temperature T and "none of these" offset b that give the held-out examples' true classes the
+highest likelihood are kept: p ∝ p_model^(1/T) over the classes, p_none^(1/T)·e^b for "none".
+The offset may only shrink "none", and by at most e²: the held-out examples all belong to some
+category, so an unbounded offset went to its lowest value and an item unlike every category
+(socks in a shop of fruit and instruments) got assigned. Where nothing can be held out (every
+category has a single example and no name), T = 1, b = 0 and `fitted_` says so.
 
 `expected_calibration_error`, `precision_coverage` and `expected_precision` measure and use it.
 """
@@ -25,6 +25,9 @@ from core.progress import Progress, no_progress
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
 """A log-spaced grid: one parameter, a few dozen held-out rows, so a grid is exact enough and cannot diverge."""
+NONE_OFFSETS = tuple(np.linspace(-2.0, 0.0, 5))
+"""How far "none" may shrink: held-out examples all belong to a category, so an unbounded offset
+went to its lowest value and items of no category got assigned (socks as an instrument)."""
 EPS = 1e-12
 ECE_BINS = 15
 
@@ -35,27 +38,35 @@ def with_none(scores: np.ndarray) -> np.ndarray:
     return np.hstack([scores, np.maximum(1.0 - scores.sum(axis=1, keepdims=True), 0.0)])
 
 
-def tempered(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """Scores (classes, none implied) with every option's probability raised to 1/T and renormalised."""
-    if temperature == 1.0 or not scores.size:
+def tempered(scores: np.ndarray, temperature: float, none_offset: float = 0.0) -> np.ndarray:
+    """Scores (classes, none implied) with every option's probability raised to 1/T, "none"
+    multiplied by e^offset, renormalised."""
+    if (temperature == 1.0 and none_offset == 0.0) or not scores.size:
         return np.asarray(scores, np.float32)
     log_p = np.log(np.maximum(with_none(scores), EPS)) / temperature
+    log_p[:, -1] += none_offset
     log_p -= log_p.max(axis=1, keepdims=True)
     p = np.exp(log_p)
     return (p[:, :-1] / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
-    """The grid temperature with the lowest log-loss of the true class indices `truth`."""
+def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The grid (temperature, none offset) with the lowest log-loss of the true class indices `truth`."""
     log_p = np.log(np.maximum(with_none(scores), EPS))
     rows = np.arange(len(truth))
-    losses = []
+    best, best_loss = (1.0, 0.0), np.inf
     for t in TEMPERATURES:
         z = log_p / t
-        z_max = z.max(axis=1)
-        log_norm = z_max + np.log(np.exp(z - z_max[:, None]).sum(axis=1))
-        losses.append(float((log_norm - z[rows, truth]).mean()))
-    return float(TEMPERATURES[int(np.argmin(losses))])
+        classes_max = z[:, :-1].max(axis=1)
+        classes_sum = np.exp(z[:, :-1] - classes_max[:, None]).sum(axis=1)
+        for b in NONE_OFFSETS:
+            none = z[:, -1] + b
+            top = np.maximum(classes_max, none)
+            log_norm = top + np.log(classes_sum * np.exp(classes_max - top) + np.exp(none - top))
+            loss = float((log_norm - z[rows, truth]).mean())
+            if loss < best_loss - 1e-9:
+                best, best_loss = (float(t), float(b)), loss
+    return best
 
 
 def stratified_folds(y: np.ndarray, folds: int) -> np.ndarray:
@@ -101,7 +112,7 @@ class Calibrated:
         labels = np.asarray(list(labels), dtype=object)
         self.model_ = self.make().fit(support, labels, unlabelled=unlabelled, progress=progress)
         self.classes_ = self.model_.classes_
-        self.temperature_, self.fitted_ = 1.0, False
+        self.temperature_, self.none_offset_, self.fitted_ = 1.0, 0.0, False
         self.held_out_ = (np.zeros((0, len(self.classes_)), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
         fold = self.fold_of(labels)
         fold_count = int(fold.max(initial=-1)) + 1
@@ -123,7 +134,7 @@ class Calibrated:
             return self
         scores, truth = np.concatenate(parts), np.concatenate(truths)
         self.held_out_ = (scores, truth, np.concatenate(positions))
-        self.temperature_, self.fitted_ = fit_temperature(scores, truth), True
+        (self.temperature_, self.none_offset_), self.fitted_ = fit_temperature(scores, truth), True
         return self
 
     def fold_of(self, labels: np.ndarray) -> np.ndarray:
@@ -135,12 +146,12 @@ class Calibrated:
         return fold
 
     def predict(self, queries) -> np.ndarray:
-        return tempered(self.model_.predict(queries), self.temperature_)
+        return tempered(self.model_.predict(queries), self.temperature_, self.none_offset_)
 
     def held_out_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrated held-out scores, true class indices and the support positions they belong to."""
         scores, truth, positions = self.held_out_
-        return tempered(scores, self.temperature_), truth, positions
+        return tempered(scores, self.temperature_, self.none_offset_), truth, positions
 
     def __getattr__(self, name):
         if name.endswith("_") and "model_" in self.__dict__:

@@ -1,0 +1,80 @@
+"""Calibrated confidence on synthetic sets where the right answer is known."""
+import numpy as np
+import pytest
+
+from core.calibration import (
+    Calibrated, expected_calibration_error, expected_precision, fit_temperature, precision_coverage, tempered,
+)
+from core.fusion import LateFusion, ModalFeatures
+
+
+def blobs(rng, classes: int, per_class: int, dim: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    centres = rng.normal(size=(classes, dim)) * 10
+    x = np.repeat(centres, per_class, axis=0) + rng.normal(scale=spread, size=(classes * per_class, dim))
+    return x.astype(np.float32), np.repeat(np.arange(classes), per_class)
+
+
+def calibrated_run(x, y, shots, rng):
+    support = np.concatenate([np.flatnonzero(y == c)[:shots] for c in np.unique(y)])
+    queries = np.setdiff1d(np.arange(len(y)), support)
+    features = ModalFeatures.of(image=x)
+    model = Calibrated(lambda: LateFusion("prototypes"), lambda f: LateFusion("prototypes", weights=f.weights_))
+    model.fit(features.take(support), y[support], unlabelled=features)
+    scores = model.predict(features.take(queries))
+    confidence = scores.max(axis=1)
+    correct = model.classes_[scores.argmax(axis=1)] == y[queries]
+    return model, confidence, correct
+
+
+def test_a_separable_set_comes_out_sure_and_right():
+    rng = np.random.default_rng(0)
+    x, y = blobs(rng, classes=5, per_class=40, dim=16, spread=0.1)
+    model, confidence, correct = calibrated_run(x, y, shots=5, rng=rng)
+    assert model.fitted_
+    assert correct.all()
+    assert confidence.min() > 0.95
+    assert expected_calibration_error(confidence, correct) < 0.05
+
+
+def test_random_labels_come_out_near_chance_confidence():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    y = rng.integers(0, 4, size=400)
+    model, confidence, correct = calibrated_run(x, y, shots=25, rng=rng)
+    assert model.temperature_ > 1  # the raw prototype scores were far too sure
+    assert confidence.mean() < 0.4  # chance is 1/4
+    assert expected_calibration_error(confidence, correct) < 0.1
+
+
+def test_temperature_undoes_a_known_overconfidence():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(5000, 5)) * 2
+    truth = np.array([rng.choice(5, p=p) for p in np.exp(logits) / np.exp(logits).sum(1, keepdims=True)])
+    sharp = np.exp(logits * 3) / np.exp(logits * 3).sum(1, keepdims=True)  # the "model" is 3× too sharp
+    scores = sharp * (1 - 1e-6)  # almost no "none"
+    temperature, none_offset = fit_temperature(scores, truth)
+    assert temperature == pytest.approx(3, rel=0.1)
+
+
+def test_tempered_keeps_rows_below_one_and_the_ranking():
+    scores = np.array([[0.7, 0.2], [0.1, 0.3]], np.float32)
+    out = tempered(scores, 2.0)
+    assert (out.sum(axis=1) <= 1 + 1e-6).all()
+    assert (out.argmax(axis=1) == scores.argmax(axis=1)).all()
+    assert out[0, 0] < scores[0, 0]
+    assert tempered(scores, 1.0) is not None and np.allclose(tempered(scores, 1.0), scores)
+
+
+def test_one_example_per_class_has_nothing_to_hold_out():
+    rng = np.random.default_rng(3)
+    x, y = blobs(rng, classes=3, per_class=10, dim=8, spread=1.0)
+    model, _, _ = calibrated_run(x, y, shots=1, rng=rng)
+    assert not model.fitted_ and model.temperature_ == 1.0
+
+
+def test_ece_precision_and_coverage_by_hand():
+    confidence = np.array([0.9, 0.9, 0.3, 0.3])
+    correct = np.array([1, 0, 0, 0])
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.5 * 0.4 + 0.5 * 0.3)
+    assert precision_coverage(confidence, correct, 0.5) == (0.5, 0.5)
+    assert expected_precision(confidence, 0.5) == pytest.approx(0.9)
