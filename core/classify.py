@@ -17,6 +17,7 @@ from core.fusion import CV_UNLABELLED, USES, LateFusion, ModalFeatures
 from core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
 from core.names import NAME_SPACES, NameEncoder, concept_model
 from core.progress import Progress, no_progress
+from core.quality import QualityReport, quality_report
 from core.store import Store, Vectors
 from core.text import TEXT_EMBEDDING
 
@@ -36,7 +37,13 @@ class CatalogPredictions:
     modality: str = "image"
     weights: dict[str, float] | None = None
     model: Calibrated | None = field(default=None, compare=False, repr=False)
-    """The fitted model: held-out scores for the quality view, support for "why this prediction"."""
+    """The fitted model, its held-out scores and temperature."""
+    quality: QualityReport | None = field(default=None, compare=False, repr=False)
+    """Estimated from the held-out labelled examples, on the worker (core/quality.py)."""
+    features: ModalFeatures | None = field(default=None, compare=False, repr=False)
+    """The catalog's vectors (shared, not copied) of the items `feature_ids`, for "why this prediction"."""
+    feature_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
+    names_used: bool = False
 
     def iter_rankings(self, k: int, block: int = 20_000):
         """Each item's k best (category id, score), best first, computed a block of rows at a time."""
@@ -130,8 +137,10 @@ class CatalogClassifier:
         scores = model.predict(queries)
         classes = np.asarray(model.classes_, dtype=np.int64)
         empty = np.empty(0)
+        quality = quality_report(model, labelled_ids[known], classes)
         return CatalogPredictions(
-            self.item_ids[scored], empty, empty, scores, classes, method, modality, model.weights_, model,
+            self.item_ids[scored], empty, empty, scores, classes, method, modality, model.weights_, model, quality,
+            features, self.item_ids, bool(names),
         ).with_threshold(threshold)
 
     def category_names(self, features: ModalFeatures) -> dict[int, np.ndarray]:

@@ -95,6 +95,8 @@ def embed_concepts(store, backbone: str, load_encoder, progress: Progress = no_p
         classifier = load_backbone(backbone).classifier
     except BackboneError:
         return 0
+    if vectors.matrix.shape[1] != classifier.in_features:  # not this backbone's features after all
+        return 0
     encoder = load_encoder()
     if encoder is None:
         return 0

@@ -31,6 +31,7 @@ from gui.jobs import ImportResult
 from gui.model_controls import ModelControls
 from gui.preview import PreviewDialog
 from gui.problems_dialog import ProblemsDialog
+from gui.quality_dialog import QualityDialog
 from gui.session import CatalogSession
 from gui.task_status import TaskStatus
 from gui.thumbnails import ThumbnailCache
@@ -183,6 +184,7 @@ class MainWindow(QMainWindow):
         tools_menu = self.menuBar().addMenu("&Tools")
         self.duplicates_action = QAction("Find near-&duplicates…", self, triggered=self.find_duplicates)
         tools_menu.addAction(self.duplicates_action)
+        tools_menu.addAction(QAction("Prediction &quality…", self, triggered=self.open_quality))
 
     # --- labelling --------------------------------------------------------------------
 
@@ -397,6 +399,14 @@ class MainWindow(QMainWindow):
     def open_preview(self, index: QModelIndex) -> PreviewDialog:
         dialog = PreviewDialog(self.session, self.session.model.item_id(index.row()), self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    @Slot()
+    def open_quality(self) -> QualityDialog:
+        dialog = QualityDialog(self.session, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.item_activated.connect(lambda item_id: PreviewDialog(self.session, item_id, self).show())
         dialog.show()
         return dialog
 

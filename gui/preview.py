@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout,
 )
 
+from core.quality import why
 from gui.catalog_model import ConfidenceRole, PredictionRole
 from gui.catalog_view import describe_prediction
 from gui.categories_panel import swatch
@@ -36,6 +37,29 @@ def selectable(text: str) -> QLabel:
     label = QLabel(text, textFormat=Qt.TextFormat.PlainText, wordWrap=True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+def why_text(session: CatalogSession, item_id: int, categories: dict) -> str:
+    """"Why this prediction": the labelled examples nearest to the item in its best category, and
+    the name's share of that category's evidence."""
+    if session.predictions is None:
+        return ""
+    reason = why(session.predictions, session.labels, item_id)
+    if reason is None:
+        return ""
+    category = categories.get(reason.category_id)
+    name = html.escape(category.name) if category else f"#{reason.category_id}"
+    if reason.nearest:
+        examples = ", ".join(
+            f"{html.escape(session.model.item_info(i).display_name if session.model.item_info(i) else str(i))} "
+            f"({similarity:.2f})" for i, similarity in reason.nearest
+        )
+        text = f"Why <b>{name}</b>: nearest examples by {reason.modality}: {examples}."
+    else:
+        text = f"Why <b>{name}</b>: no example yet; from the category name alone."
+    if reason.name_share is not None and reason.nearest:
+        text += f" The name counts as {reason.name_share:.0%} of the category's examples."
+    return text
 
 
 class PreviewDialog(QDialog):
@@ -98,6 +122,8 @@ class PreviewDialog(QDialog):
             value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.scores.setItem(row, 1, value)
 
+        self.why = QLabel(why_text(session, item_id, names), wordWrap=True, textFormat=Qt.TextFormat.RichText)
+
         form = QFormLayout()
         form.addRow("Title", self.title)
         if product_id:
@@ -115,6 +141,7 @@ class PreviewDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(QLabel("Scores" if scores else "Not classified yet"))
         layout.addWidget(self.scores)
+        layout.addWidget(self.why)
         layout.addWidget(buttons)
         self.resize(520, 720)
 
