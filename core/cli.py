@@ -222,6 +222,10 @@ def cmd_finetune(args) -> int:
         else:
             config = FineTuneConfig(epochs=args.epochs, l2sp=args.l2sp, blocks=args.blocks)
             name = FineTuning(config).adapt_catalog(store, args.backbone, args.device, bar)
+    if name == args.backbone:
+        print(f"Fine-tuning did not beat the pretrained weights on held-out examples; keeping {name} "
+              "(nothing saved, nothing re-embedded).")
+        return 0
     print(f"Fine-tuned backbone {name}; the catalog is embedded with it, and the {args.backbone} "
           f"embeddings are kept. Classify with: protoshelf classify --backbone {name}")
     return 0

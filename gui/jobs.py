@@ -98,7 +98,9 @@ def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> M
     except BackboneError as exc:
         description = str(exc)
     names = method_names()
-    return ModelInfo(names, list(available_backbones()), devices, description, {n: describe(n) for n in names},
+    from core.methods.finetune import finetuned_backbones
+
+    return ModelInfo(names, [*available_backbones(), *finetuned_backbones()], devices, description, {n: describe(n) for n in names},
                      frozenset(n for n in names if is_backbone_adapter(n)))
 
 

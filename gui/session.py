@@ -304,6 +304,9 @@ class CatalogSession(QObject):
         )
 
     def _on_backbone_adapted(self, method: str, backbone: str) -> None:
+        if backbone == self.backbone:
+            self.notice.emit(f"{method} did not beat the pretrained weights on held-out examples; keeping {backbone}.")
+            return
         self.backbone = backbone
         self.backbone_changed.emit(self.backbone)
         self.notice.emit(f"{method}: now classifying with {self.backbone}.")

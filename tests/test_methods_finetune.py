@@ -15,6 +15,7 @@ from core.methods.finetune import (
     FineTuneConfig,
     finetune,
     finetune_catalog,
+    finetuned_backbones,
     is_finetuned,
     l2sp_penalty,
     load_finetuned,
@@ -165,3 +166,27 @@ def test_fine_tuning_runs_with_mixed_precision_on_cuda(small_backbone):
     images, labels = pictures(COLOURS, per_colour=2)
     result = finetune(small_backbone, images, labels, FineTuneConfig(epochs=2, batch_size=4), device="cuda")
     assert all(np.isfinite(result.losses))
+
+
+def test_when_no_epoch_beats_the_pretrained_weights_finetune_catalog_keeps_them(store, tmp_path, extractor):
+    from core.embedding import embed_catalog
+    from core.importer import import_images
+
+    paths = [write_image(tmp_path / f"{n}{i}.png", c, size=(32, 32)) for n, c in COLOURS.items() for i in range(3)]
+    report = import_images(store, paths)
+    embed_catalog(store, "efficientnet_lite0", extractor=extractor)
+    for k, name in enumerate(COLOURS):
+        category = store.ensure_category(name)
+        store.set_labels([report.ids_by_path[str(p.resolve())] for p in paths[3 * k : 3 * k + 3]], category)
+    frozen = FineTuneConfig(epochs=1, batch_size=4, lr=0.0, head_lr=0.0)  # nothing can improve
+    name = finetune_catalog(store, config=frozen, device="cpu", directory=tmp_path / "weights")
+    assert name == "efficientnet_lite0"
+    assert store.embedding_models() == ["efficientnet_lite0"]
+    assert finetuned_backbones(tmp_path / "weights") == []
+
+
+def test_saved_fine_tuned_backbones_stay_listed(small_backbone, tmp_path):
+    images, labels = pictures(COLOURS, per_colour=2)
+    result = finetune(small_backbone, images, labels, FineTuneConfig(epochs=1, batch_size=4), device="cpu")
+    name = save_finetuned(result.backbone, "efficientnet_lite0", FineTuneConfig(), tmp_path)
+    assert finetuned_backbones(tmp_path) == [name]

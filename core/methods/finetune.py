@@ -67,6 +67,11 @@ class FineTuneResult:
     held_out_losses: list[float] = field(default_factory=list)
     best_epoch: int = 0
 
+    @property
+    def kept_pretrained(self) -> bool:
+        """Held-out examples said no epoch beat the pretrained weights, so those were restored."""
+        return bool(self.held_out_losses) and self.best_epoch == 0
+
 
 def default_weights_dir() -> Path:
     return Path(platformdirs.user_data_dir("protoshelf")) / "finetuned"
@@ -311,7 +316,9 @@ def finetune_catalog(
     progress: Progress = no_progress,
     directory: Path | None = None,
 ) -> str:
-    """Fine-tune on the catalog's labelled images, re-embed the catalog, return the new backbone name.
+    """Fine-tune on the catalog's labelled images, re-embed the catalog, return the new backbone name;
+    `base` itself when no epoch beat the pretrained weights on held-out examples (a new name for
+    bit-identical vectors would only re-embed the catalog for nothing).
 
     The app calls this in its worker; cancelling (Cancelled from `progress`) during training saves
     nothing, and during re-embedding keeps the finished batches: `embed_finetuned` resumes.
@@ -335,10 +342,19 @@ def finetune_catalog(
         except (ImageError, OSError, KeyError):
             continue
     result = finetune(backbone, images, y, config, device, phase(progress, 0, 2))
+    if result.kept_pretrained:
+        return base
     name = save_finetuned(result.backbone, base, config, directory)
     extractor = FeatureExtractor(result.backbone, resolve_device(device))
     embed_catalog(store, name, extractor=extractor, progress=phase(progress, 1, 2))
     return name
+
+
+def finetuned_backbones(directory: Path | None = None) -> list[str]:
+    """Fine-tuned backbones saved on this machine, newest first: they stay choosable after a restart."""
+    folder = directory or default_weights_dir()
+    files = sorted(folder.glob(f"*{SEPARATOR}*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.stem for p in files]
 
 
 def embed_finetuned(
