@@ -61,7 +61,7 @@ class ModelControls(QGroupBox):
         form.addRow("Device", self.device)
         form.addRow("", self.device_label)
         form.addRow(self.modality_label, self.modality)
-        form.addRow("Unassigned below", threshold_row_widget)
+        form.addRow("Assign when at least", threshold_row_widget)
 
     def _fill(self, info: ModelInfo) -> None:
         choices = ((self.method, info.methods, self.session.method),
@@ -135,4 +135,4 @@ class ModelControls(QGroupBox):
         self.session.set_threshold(value / 100)
 
     def _show_threshold(self, value: int) -> None:
-        self.threshold_label.setText(f"{value}%")
+        self.threshold_label.setText(f"{value}% sure")
