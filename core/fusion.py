@@ -15,7 +15,12 @@ fusion), so a modality does not dominate only because its method is sharper. The
 the normalised modalities is then chosen on the support set alone: each example of a class is held
 out in turn (one per class per fold, at most `folds` folds), both methods are refitted on the rest,
 and the balance with the lowest held-out log-loss wins. With one example per class nothing can be
-held out, and the normalised modalities weigh equally.
+held out, and the normalised modalities weigh equally. Three modalities ("image", "concept",
+"text") search the same grid over the simplex.
+
+Category names (`names`) join the name-space modalities (titles and ImageNet concepts, both in
+the title model's space; core/names.py) as one example per class, in every fit and every fold.
+A class with no example is then still scored there, which is how a new category predicts.
 """
 from __future__ import annotations
 
