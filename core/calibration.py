@@ -29,6 +29,8 @@ NONE_OFFSETS = tuple(np.linspace(-2.0, 0.0, 5))
 """How far "none" may shrink: held-out examples all belong to a category, so an unbounded offset
 went to its lowest value and items of no category got assigned (socks as an instrument)."""
 EPS = 1e-12
+CERTAINTY_GAP = 1e-4
+"""A calibrated score never claims certainty: a few dozen held-out examples cannot vouch for 100%."""
 ECE_BINS = 15
 
 
@@ -47,7 +49,7 @@ def tempered(scores: np.ndarray, temperature: float, none_offset: float = 0.0) -
     log_p[:, -1] += none_offset
     log_p -= log_p.max(axis=1, keepdims=True)
     p = np.exp(log_p)
-    return (p[:, :-1] / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    return (p[:, :-1] / p.sum(axis=1, keepdims=True) * (1 - CERTAINTY_GAP)).astype(np.float32)
 
 
 def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

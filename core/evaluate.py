@@ -301,6 +301,10 @@ def evaluate_folder(
             adapter or make_adapter(method), ways, progress,
         )
     params = meta_train_params(method, meta_tree, support_tree, modality, progress) if meta_tree else {}
+    if params:  # what was meta-trained is an adapter for image features only: no concepts
+        support_tree = EmbeddedTree(support_tree.images, support_tree.features.only(("image",)))
+        if query_tree is not None:
+            query_tree = EmbeddedTree(query_tree.images, query_tree.features.only(("image",)))
     category_names = (
         name_vectors({c: c for c in sorted({im.category for im in support_tree.images})}, encoder)
         if names and encoder is not None else None
