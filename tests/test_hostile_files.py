@@ -346,5 +346,5 @@ def test_unreadable_files_and_folders_are_reported(tmp_path):
     finally:
         (root / "locked").chmod(0o755)
     reasons = {Path(p).name: r for p, r in skipped}
-    assert added == 1
+    assert added == 1, skipped
     assert reasons == {"secret.png": "permission denied", "locked": "cannot open folder (permission denied)"}
