@@ -24,6 +24,7 @@ def run(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_import_embed_label_classify_export(tmp_path, shop, capsys):
     db = str(tmp_path / "c.sqlite")
     images = len(list(shop.glob("*.png")))

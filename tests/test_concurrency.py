@@ -10,6 +10,7 @@ import threading
 import traceback
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from conftest import write_image
@@ -47,6 +48,7 @@ def hammer(*tasks, steps: int) -> tuple[list[str], list[int]]:
     return errors, done
 
 
+@pytest.mark.slow
 def test_gui_reads_while_worker_writes_never_lock(tmp_path):
     path = tmp_path / "catalog.sqlite"
     store = Store(path)

@@ -35,6 +35,7 @@ from core.schema import Embedding, Item, ModelRun, Prediction
 from core.store import Store
 from crash_worker import CLASSIFY_BACKBONE, EMBED_BATCH, IMPORT_BATCH, apply_op, label_ops
 
+pytestmark = pytest.mark.slow  # each test starts a Python process, most load torch
 WORKER = Path(__file__).with_name("crash_worker.py")
 LONG = os.environ.get("PROTOSHELF_FUZZ") == "long"
 SEEDS = range(20) if LONG else range(3)

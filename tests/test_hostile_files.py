@@ -126,12 +126,14 @@ def assert_decodes_or_refuses(data: bytes) -> None:
     assert time.process_time() - started < CPU_BOUND
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=300 * SCALE)
 @given(hostile_bytes)
 def test_open_image_on_hostile_bytes_returns_rgb_or_image_error(data):
     assert_decodes_or_refuses(data)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=300 * SCALE)
 @given(mutated())
 def test_open_image_on_mutated_real_files_returns_rgb_or_image_error(data):
@@ -146,6 +148,7 @@ def test_every_seed_file_decodes_and_every_truncation_is_refused_or_decoded(name
         assert_decodes_or_refuses(data[:cut])
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=15 * SCALE)
 @given(files=st.lists(st.tuples(st.sampled_from([".jpg", ".png", ".gif", ".webp", ".tif", ".bmp"]), hostile_bytes),
                       min_size=1, max_size=6))
@@ -327,6 +330,7 @@ def _import_without_root_powers(catalog: Path, folder: Path) -> tuple[int, list[
     return added, [tuple(s) for s in skipped]
 
 
+@pytest.mark.slow
 def test_unreadable_files_and_folders_are_reported(tmp_path):
     root = tmp_path / "shared"
     write_image(root / "good.png")

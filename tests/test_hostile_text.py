@@ -64,6 +64,7 @@ def unneutralise(cell: str) -> str:
 
 # --- category names ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @TEXT
 @given(any_text)
 def test_any_category_name_is_kept_exactly_or_refused_clearly(store, name):
@@ -115,6 +116,7 @@ def test_names_differing_only_in_unicode_normal_form_are_one_category(store):
 
 # --- titles and the CSV export ------------------------------------------------------------------
 
+@pytest.mark.slow
 @TEXT
 @given(st.lists(title_text, min_size=1, max_size=5))
 def test_export_round_trips_any_title_and_is_formula_safe(store, tmp_path, titles):

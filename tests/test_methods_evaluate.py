@@ -53,6 +53,7 @@ def test_ways_draws_that_many_categories_per_episode():
     assert len({im.category for im in support}) == 2 and {im.category for im in queries} <= {im.category for im in support}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [*feature_method_names(), "auto"])
 def test_every_embedding_method_evaluates_from_the_cli(method, tmp_path, capsys):
     tree = make_tree(tmp_path / "tree", COLOURS)
@@ -61,6 +62,7 @@ def test_every_embedding_method_evaluates_from_the_cli(method, tmp_path, capsys)
     assert result["accuracy"] >= 0.6 and result["fit_seconds"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["meta-maml", "matching", "relation", "reptile"])
 def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(method, tmp_path, capsys):
     tree = make_tree(tmp_path / "tree", COLOURS)

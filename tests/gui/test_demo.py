@@ -55,6 +55,7 @@ def test_first_run_opens_the_demo_in_the_user_data_folder(tmp_path, monkeypatch)
     assert choose_catalog(None, True, settings) == path
 
 
+@pytest.mark.slow
 def test_demo_opens_embeds_and_predicts_the_intended_categories(qtbot, open_window, tmp_path, extractor):
     """End to end with the real backbone: open the demo, wait for embedding and predictions."""
     path = build_demo_catalog(tmp_path / "demo.sqlite")

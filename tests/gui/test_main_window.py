@@ -211,6 +211,7 @@ def test_dropping_files_on_a_category_imports_labels_embeds_and_classifies(qtbot
     assert model.index(new_row).data(ConfidenceRole) is not None
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_long_embedding_and_the_app_carries_on(qtbot, open_window, tmp_path, extractor, monkeypatch):
     import threading
 
