@@ -81,4 +81,5 @@ def test_demo_opens_embeds_and_predicts_the_intended_categories(qtbot, open_wind
             wrong += 1
     assert right + wrong + unassigned == len(intended) - len(session.labels)
     assert right >= 2 * wrong, (right, wrong, unassigned)
+    assert right + wrong > (right + wrong + unassigned) // 4, (right, wrong, unassigned)  # not by assigning nothing
     assert Path(window.session.path) == path.resolve()
