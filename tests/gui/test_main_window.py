@@ -450,7 +450,7 @@ def test_a_label_change_does_not_wait_behind_a_long_save_of_predictions(qtbot, o
         qtbot.waitUntil(saving.is_set, timeout=10_000)
         saving.clear()
         item = examples(truth, 0, 5)[4]
-        with qtbot.waitSignal(session.predictions_changed, timeout=5_000):
+        with qtbot.waitSignal(session.predictions_changed, timeout=30_000):  # the save never ends by itself
             session.label([item], categories[1])
         assert Store(path).labels()[item] == categories[1]
         qtbot.waitUntil(saving.is_set, timeout=10_000)  # and the save is tried again afterwards
