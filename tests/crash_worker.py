@@ -4,7 +4,7 @@
 
 It prints one line per committed step (flushed), then waits for a line on stdin before the next
 step: the test, not the clock, decides how far the worker gets, so it always kills a live worker
-within the step it chose, and afterwards knows exactly which steps had committed. Scenarios:
+within the steps it allowed, and afterwards knows exactly which steps had committed. Scenarios:
 
     import FOLDER   import a folder in small batches          -> "batch DONE TOTAL"
     embed           embed with the real backbone, batch of 4   -> "batch DONE TOTAL"

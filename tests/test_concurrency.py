@@ -44,7 +44,7 @@ def hammer(*tasks, steps: int) -> tuple[list[str], list[int]]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(600)  # a hang bound, not a speed bound: a deadlock fails on the step counts
     return errors, done
 
 
