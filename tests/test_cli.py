@@ -33,8 +33,9 @@ def test_import_embed_label_classify_export(tmp_path, shop, capsys):
     assert run(capsys, "import", str(shop), "--db", db) == f"Import: 0 added, {images} already in the catalog, 0 skipped.\n"
     embedded = run(capsys, "embed", "--db", db, "--device", "cpu", "--batch-size", "32")
     assert f"Embedded {images} items with efficientnet_lite0 on cpu; 0 failed." in embedded
-    assert run(capsys, "label", "fruit", str(shop / "banana.png"), str(shop / "red_apple.png"), str(shop / "grapes.png"),
-               "--db", db) == "Labelled 3 items as 'fruit' (0 newly imported).\n"
+    labelled = run(capsys, "label", "fruit", str(shop / "banana.png"), str(shop / "red_apple.png"), str(shop / "grapes.png"),
+                   "--db", db)
+    assert labelled.startswith("Labelled 3 items as 'fruit' (") and "0 newly imported)" in labelled
     run(capsys, "label", "music", str(shop / "guitar.png"), str(shop / "violin.png"), str(shop / "trumpet.png"), "--db", db)
     classified = re.search(r"Classified (\d+) items .*; (\d+) unassigned", run(capsys, "classify", "--db", db, "--threshold", "0.4"))
     assert classified and int(classified[1]) == images and 0 < int(classified[2]) < images - 6, classified
