@@ -35,7 +35,7 @@ class Item(Base):
     __tablename__ = "items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text, index=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str | None] = mapped_column(Text)
     width: Mapped[int] = mapped_column(Integer)

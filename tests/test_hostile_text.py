@@ -37,6 +37,8 @@ MESSAGES = {
     "Category names cannot contain line breaks, tabs or control characters.",
     "Category names cannot contain invisible text-direction controls.",
     "Category names must be valid Unicode text.",
+    "Category names cannot start with an accent or other combining mark.",
+    "Category names cannot contain invisible characters such as zero-width spaces.",
 }
 any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=200)
 """Everything, lone surrogates included (what a non-UTF-8 command-line argument becomes)."""
