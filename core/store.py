@@ -46,6 +46,8 @@ DIRECTION_MARKS = frozenset("\u200e\u200f\u061c")
 JOINERS = frozenset("\u200c\u200d")
 """ZWNJ and ZWJ shape emoji sequences and Persian or Indic words; between two ASCII characters
 they only make "Fr\u200duit" look like "Fruit", so there they are refused."""
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for another's write lock before giving up with "the catalog is busy"."""
 APPLICATION_ID = 0x50534846  # "PSHF", set by migration 0005
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -57,7 +59,7 @@ class StoreError(UserError):
 def _on_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
@@ -73,7 +75,7 @@ def make_engine(path: Path) -> Engine:
     # Built from the path, never pasted into a URL string: "sale%20items.sqlite" or "what?.sqlite"
     # must open exactly that file.
     engine = create_engine(
-        URL.create("sqlite", database=str(path)), connect_args={"check_same_thread": False, "timeout": 30}
+        URL.create("sqlite", database=str(path)), connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
     )
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
@@ -99,7 +101,7 @@ def check_catalog_file(path: Path) -> None:
     from core.migrations import known_revisions
 
     try:
-        with contextlib.closing(sqlite3.connect(path, timeout=30)) as raw:
+        with contextlib.closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as raw:
             application_id = raw.execute("PRAGMA application_id").fetchone()[0]
             tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             version = (raw.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0]
