@@ -39,7 +39,7 @@ def open_regular_file(path: Path):
     """The file opened for reading, once its type and size are checked and before a byte is read:
     a FIFO, /dev/zero or an 8 GB sparse file must be refused, not read (O_NONBLOCK: opening a
     FIFO does not wait for a writer)."""
-    handle = open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK))
+    handle = open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0)))
     try:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):

@@ -221,7 +221,7 @@ def read_titles_csv(csv_path: str | Path) -> TitlesFile:
 def _open_bounded(path: Path) -> io.TextIOWrapper:
     """A text file the user named, refused unless it is a regular file of a sane size: a FIFO or
     /dev/zero would otherwise hang the import or fill the memory."""
-    handle = open(path, "rb", buffering=0, opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK))
+    handle = open(path, "rb", buffering=0, opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0)))
     try:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):

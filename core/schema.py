@@ -82,7 +82,7 @@ class Embedding(Base):
 
 
 class EmbeddingVersion(Base):
-    """Bumped by triggers on every change to a model's vectors; names the vector cache's files."""
+    """A random token that triggers rewrite on every change to a model's vectors; names the vector cache's files."""
 
     __tablename__ = "embedding_versions"
 

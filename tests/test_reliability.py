@@ -6,7 +6,6 @@ SQLite files gained our tables, moved folders could never be fixed, and so on.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import shutil
@@ -28,7 +27,7 @@ from core.cli import build_parser, main, shown
 from core.duplicates import export_duplicates
 from core.errors import DISK_FULL, BUSY, user_message
 from core.export import export_csv
-from core.images import ImageError, MAX_FILE_BYTES, file_sha256
+from core.images import MAX_FILE_BYTES, file_sha256
 from core.importer import TitlesFile, apply_titles_file, import_images, read_titles_csv
 from core.safe_output import OutputRefused
 from core.store import APPLICATION_ID, Store, StoreError
