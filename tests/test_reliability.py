@@ -441,9 +441,18 @@ def test_9_similar_on_a_fifo_answers_at_once(tmp_path, capsys):
     with Store(tmp_path / "c.sqlite") as store:
         ids = seed_titles(store, [None] * 2)
         store.save_embeddings("toy", ids, np.eye(2, 4, dtype=np.float32))
-    done = run_python("import sys; from core.cli import main; sys.exit(main(sys.argv[1:]))",
-                      "similar", str(fifo), "--backbone", "toy", "--db", str(tmp_path / "c.sqlite"), timeout=60, memory=None)
-    assert done.returncode == 2 and "not a regular file" in done.stderr and "Traceback" not in done.stderr
+
+    def hung(_signum, _frame):
+        raise TimeoutError("similar waited for a writer on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)  # a blocked open() is interrupted, not endless
+    signal.alarm(20)
+    try:
+        code = main(["similar", str(fifo), "--backbone", "toy", "--db", str(tmp_path / "c.sqlite")])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert code == 2 and "not a regular file" in one_line_error(capsys)
 
 
 # --- 10. titles CSVs that never end ---------------------------------------------------------------
