@@ -25,7 +25,7 @@ from conftest import seed_titles, write_image
 from core import vector_cache
 from core.cli import build_parser, main, shown
 from core.duplicates import export_duplicates
-from core.errors import DISK_FULL, BUSY, user_message
+from core.errors import BUSY, DISK_FULL, READ_ONLY, user_message
 from core.export import export_csv
 from core.images import MAX_FILE_BYTES, file_sha256
 from core.importer import TitlesFile, apply_titles_file, import_images, read_titles_csv
@@ -344,9 +344,10 @@ def test_6_failures_are_one_line_and_the_traceback_comes_with_debug(tmp_path, ca
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_6_disk_full_and_busy_from_sqlite_read_as_such():
+def test_6_disk_full_busy_and_read_only_from_sqlite_read_as_such():
     assert user_message(sqlite3.OperationalError("database or disk is full")) == DISK_FULL
     assert user_message(sqlite3.OperationalError("database is locked")) == BUSY
+    assert user_message(sqlite3.OperationalError("attempt to write a readonly database")) == READ_ONLY
     wrapped = RuntimeError("wrapper")
     wrapped.orig = sqlite3.OperationalError("disk I/O error")
     assert user_message(wrapped) == DISK_FULL
