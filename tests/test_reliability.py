@@ -130,7 +130,7 @@ def test_1_export_keeps_the_mode_and_writes_through_a_symlink(store, tmp_path):
     link.symlink_to(target)
     assert export_csv(store, link) == 1
     assert link.is_symlink() and os.readlink(link) == str(target)
-    assert target.read_text().startswith("item_id,")
+    assert target.read_text().startswith("product_id,item_id,")
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
