@@ -75,4 +75,6 @@ def user_message(exc: BaseException) -> str:
             return DISK_FULL
         if isinstance(cause, OSError) and cause.errno is not None:
             return _os_message(cause)
+    if isinstance(exc, OSError) and str(exc):  # no errno to go by: its own words
+        return " ".join(str(exc).split())
     return f"unexpected error ({type(exc).__name__}: {exc}); run again with --debug to see the details"

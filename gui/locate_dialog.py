@@ -55,7 +55,7 @@ class LocateMissingDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.buttons)
         self.result_text = ""
-        session.jobs.run("Looking for missing images", first_missing, kind="locate", on_finished=self._on_found)
+        session.jobs.run("Looking for missing images", first_missing, kind="locate", after=self._on_found)
 
     @Slot(object)
     def _on_found(self, task: Task) -> None:
@@ -83,7 +83,7 @@ class LocateMissingDialog(QDialog):
             self.status.setText("Give both folders: where the images were, and where they are now.")
             return
         self.relocate_button.setEnabled(False)
-        self.session.jobs.run("Relocating images", relocate_job, old, new, kind="locate", on_finished=self._on_relocated)
+        self.session.jobs.run("Relocating images", relocate_job, old, new, kind="locate", after=self._on_relocated)
 
     @Slot(object)
     def _on_relocated(self, task: Task) -> None:
