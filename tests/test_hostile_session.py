@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import write_image
 from core.cli import main
 from core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # starts CLI processes
 ODD_NAMES = ["sale%20shoe.png", "what?.png", "evil\x1b]0;owned\x07.png", "new\nline.png", "ümlaut café.png"]
 
 

@@ -134,6 +134,7 @@ def test_1_export_keeps_the_mode_and_writes_through_a_symlink(store, tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
+@pytest.mark.slow  # a child process
 def test_1_sigterm_mid_export_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "out.csv"
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
@@ -370,6 +371,7 @@ def test_6_ctrl_c_during_start_up_is_a_message(monkeypatch, capsys):
 
 # --- 7. processes opening one catalog at once ----------------------------------------------------
 
+@pytest.mark.slow  # six child processes
 @pytest.mark.parametrize("start_from", [None, "0002"])
 def test_7_processes_first_opening_a_catalog_at_once_all_succeed(tmp_path, start_from):
     path = tmp_path / "c.sqlite"
