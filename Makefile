@@ -1,4 +1,5 @@
-# `make run` opens the app on the demo catalog; `make test` runs the test suite.
+# `make run` opens the app on the demo catalog; `make test` runs the test suite, `make test-fast`
+# all but the slow tests (pytest -m "not slow").
 # Each creates the virtual environment it needs on first use.
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: run test bench venv
+.PHONY: run test test-fast bench venv
 venv: $(STAMP)
 
 run: $(STAMP)
@@ -19,6 +20,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

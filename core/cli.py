@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
+import traceback
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,7 @@ from core.constants import (
     DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD, PICTURE_DUPLICATE_THRESHOLD, SUGGEST_STRATEGIES,
     default_catalog_path,
 )
+from core.errors import UserError, user_message
 from core.progress import Progress
 
 
@@ -29,6 +33,17 @@ def open_store(path: Path):
     from core.store import Store
 
     return Store(path)
+
+
+def shown(value: object) -> str:
+    """Text from outside (file names, titles, category names, error messages) made safe to print:
+    control, format and line-separator characters are spelled out (\\x1b, \\u202e), so a crafted
+    file name can neither forge a line of output nor send escape sequences to the terminal."""
+    return "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch
+        for ch in str(value)
+    )
 
 
 @contextmanager
@@ -73,9 +88,9 @@ def cmd_import(args) -> int:
     with open_store(args.db) as store, progress_bar("import") as bar:
         report, problems = import_with_titles(store, args.sources, args.titles, bar)
     for path, reason in report.skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        print(f"skipped {shown(path)}: {shown(reason)}", file=sys.stderr)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(shown(problem), file=sys.stderr)
     print(f"Import: {report.summary()}.")
     return 0
 
@@ -107,7 +122,7 @@ def cmd_embed(args) -> int:
                     batch_size=args.batch_size, progress=bar,
                 )
             except RayUnavailable as exc:
-                print(f"protoshelf: {exc}", file=sys.stderr)
+                print(f"protoshelf: {shown(exc)}", file=sys.stderr)
                 return 2
         else:
             report = embed_catalog(
@@ -115,9 +130,9 @@ def cmd_embed(args) -> int:
                 workers=args.workers, progress=bar,
             )
     for path, reason in report.failed:
-        print(f"failed {path}: {reason}", file=sys.stderr)
+        print(f"failed {shown(path)}: {shown(reason)}", file=sys.stderr)
     for note in report.notes:
-        print(note, file=sys.stderr)
+        print(shown(note), file=sys.stderr)
     print(f"Embedded {report.embedded} items with {report.backbone} on {report.device}; "
           f"{len(report.failed)} failed.")
     if not args.no_titles:
@@ -135,20 +150,26 @@ def cmd_label(args) -> int:
     note, when a file of that name exists too."""
     from core.importer import import_images
 
+    from core.store import validate_category_name
+
+    name = validate_category_name(args.category)  # a bad name changes nothing, not even the import
     with open_store(args.db) as store:
         by_product = store.item_ids_by_product_id(args.images)
-        for name in by_product:
-            if Path(name).exists():
-                print(f"{name} is both a product id and a file: labelled product {name} "
-                      f"(write ./{name} for the file)", file=sys.stderr)
-        paths = [name for name in args.images if name not in by_product]
-        category_id = store.ensure_category(args.category)
+        for product in by_product:
+            if Path(product).exists():
+                print(f"{shown(product)} is both a product id and a file: labelled product {shown(product)} "
+                      f"(write ./{shown(product)} for the file)", file=sys.stderr)
+        paths = [image for image in args.images if image not in by_product]
         report = import_images(store, paths) if paths else None
+        for path, reason in report.skipped if report else ():
+            print(f"skipped {shown(path)}: {shown(reason)}", file=sys.stderr)
         item_ids = list(by_product.values()) + (report.item_ids if report else [])
+        if not item_ids:  # a label command that labels nothing creates no category either
+            raise UserError("nothing labelled: none of the images could be imported (see above); "
+                            "no category was created")
+        category_id = store.ensure_category(name)
         store.set_labels(item_ids, category_id)
-    for path, reason in report.skipped if report else ():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"Labelled {len(item_ids)} items as {args.category!r} ({len(by_product)} by product id, "
+    print(f"Labelled {len(item_ids)} items as {shown(name)!r} ({len(by_product)} by product id, "
           f"{len(report.added) if report else 0} newly imported).")
     return 0
 
@@ -159,10 +180,10 @@ def cmd_categories(args) -> int:
     if not rows:
         print("No categories yet: create one with `protoshelf label CATEGORY IMAGE...`.")
         return 0
-    width = max(len(r.name) for r in rows)
+    width = max(len(shown(r.name)) for r in rows)
     print(f"{'category':<{width}}  examples  predicted")
     for r in rows:
-        print(f"{r.name:<{width}}  {r.examples:>8}  {r.predicted:>9}")
+        print(f"{shown(r.name):<{width}}  {r.examples:>8}  {r.predicted:>9}")
     return 0
 
 
@@ -180,7 +201,7 @@ def cmd_classify(args) -> int:
             names=None if args.no_names else NameEncoder(args.device),
         )
     if missing:
-        print(f"{missing} items have no {args.backbone} embedding yet; run `protoshelf embed`.",
+        print(f"{missing} items have no {shown(args.backbone)} embedding yet; run `protoshelf embed`.",
               file=sys.stderr)
     if predictions is None:
         print("Nothing to learn from: label a few embedded items first (or embed titles, so that "
@@ -199,7 +220,7 @@ def cmd_export(args) -> int:
     with open_store(args.db) as store, progress_bar("export") as bar:
         rows = export_csv(store, args.out, top=args.top_k, excel_bom=args.excel, progress=bar,
                           format=args.format, include_unassigned=args.include_unassigned)
-    print(f"Wrote {rows} rows to {args.out}.")
+    print(f"Wrote {rows} rows to {shown(args.out)}.")
     return 0
 
 
@@ -223,11 +244,11 @@ def cmd_finetune(args) -> int:
             config = FineTuneConfig(epochs=args.epochs, l2sp=args.l2sp, blocks=args.blocks)
             name = FineTuning(config).adapt_catalog(store, args.backbone, args.device, bar)
     if name == args.backbone:
-        print(f"Fine-tuning did not beat the pretrained weights on held-out examples; keeping {name} "
+        print(f"Fine-tuning did not beat the pretrained weights on held-out examples; keeping {shown(name)} "
               "(nothing saved, nothing re-embedded).")
         return 0
-    print(f"Fine-tuned backbone {name}; the catalog is embedded with it, and the {args.backbone} "
-          f"embeddings are kept. Classify with: protoshelf classify --backbone {name}")
+    print(f"Fine-tuned backbone {shown(name)}; the catalog is embedded with it, and the {shown(args.backbone)} "
+          f"embeddings are kept. Classify with: protoshelf classify --backbone {shown(name)}")
     return 0
 
 
@@ -275,7 +296,7 @@ def cmd_suggest(args) -> int:
     print("rank  item_id  uncertainty  why  path")
     for rank, suggestion in enumerate(suggestions, start=1):
         print(f"{rank:>4}  {suggestion.item_id:>7}  {suggestion.uncertainty:>11.3f}  "
-              f"{suggestion.reason(names)}  {items[suggestion.item_id].path}")
+              f"{shown(suggestion.reason(names))}  {shown(items[suggestion.item_id].path)}")
     return 0
 
 
@@ -286,12 +307,12 @@ def cmd_similar(args) -> int:
     with open_store(args.db) as store:
         vectors = store.load_embeddings(args.backbone)
         if not len(vectors):
-            print(f"No {args.backbone} embeddings yet: run `protoshelf embed`.", file=sys.stderr)
+            print(f"No {shown(args.backbone)} embeddings yet: run `protoshelf embed`.", file=sys.stderr)
             return 1
         search = SimilaritySearch(vectors)
         item_id = store.item_id_by_hash(file_sha256(args.image))
         if item_id is not None and item_id in vectors.item_ids:
-            print(f"{args.image} is item {item_id} of the catalog.")
+            print(f"{shown(args.image)} is item {item_id} of the catalog.")
             neighbours = search.similar_to_item(item_id, args.k)
         else:
             from core.backbones import load_backbone, resolve_device
@@ -303,7 +324,7 @@ def cmd_similar(args) -> int:
         items = store.items([n.item_id for n in neighbours])
     print("rank  item_id  similarity  path")
     for rank, neighbour in enumerate(neighbours, start=1):
-        print(f"{rank:>4}  {neighbour.item_id:>7}  {neighbour.similarity:>10.4f}  {items[neighbour.item_id].path}")
+        print(f"{rank:>4}  {neighbour.item_id:>7}  {neighbour.similarity:>10.4f}  {shown(items[neighbour.item_id].path)}")
     return 0
 
 
@@ -317,8 +338,23 @@ def cmd_duplicates(args) -> int:
         groups = duplicate_groups(vectors, args.threshold, bar, same_picture=hashes)
         rows = export_duplicates(store, groups, args.out)
     print(f"{len(groups)} groups of near-duplicates ({rows} of {len(vectors)} embedded items) at "
-          f"cosine >= {args.threshold}{'' if args.embedding_only else ' with matching pictures'}; wrote {args.out}.")
+          f"cosine >= {args.threshold}{'' if args.embedding_only else ' with matching pictures'}; wrote {shown(args.out)}.")
     return 0
+
+
+def cmd_relocate(args) -> int:
+    from core.importer import relocate
+
+    with open_store(args.db) as store:
+        result = relocate(store, args.old_prefix, args.new_prefix)
+    for path in result.not_found[:20]:
+        print(f"not found (kept its old path): {shown(path)}", file=sys.stderr)
+    if len(result.not_found) > 20:
+        print(f"... and {len(result.not_found) - 20} more not found", file=sys.stderr)
+    print(f"Relocated {result.moved} items; {len(result.not_found)} not found at the new place.")
+    if not result.moved and not result.not_found:
+        print(f"No item's path starts with {shown(args.old_prefix)}.", file=sys.stderr)
+    return 0 if result.moved and not result.not_found else 1
 
 
 def cmd_bench(args) -> int:
@@ -340,17 +376,40 @@ def cmd_install_desktop(args) -> int:
 
 
 def confidence(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("a confidence lies between 0 and 1 (e.g. 0.8 for 80%)")
-    return value
+    return number_between(0.0, 1.0, "a confidence lies between 0 and 1 (e.g. 0.8 for 80%)")(text)
 
 
 def similarity_threshold(text: str) -> float:
-    value = float(text)
-    if not -1 <= value <= 1:
-        raise argparse.ArgumentTypeError("a cosine similarity lies between -1 and 1")
-    return value
+    return number_between(-1.0, 1.0, "a cosine similarity lies between -1 and 1")(text)
+
+
+def number_between(low: float, high: float, meaning: str | None = None):
+    """An argparse type: a finite number within [low, high] (`nan` and `inf` are not numbers here)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(meaning or f"give a number from {low:g} to {high:g}, not {text}")
+        return value
+
+    return parse
+
+
+def whole_number(low: int, high: int):
+    """An argparse type: a whole number within [low, high], so a typo cannot ask for a 100-million
+    column export or a zero batch and fail later with MemoryError or a traceback."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"give a whole number from {low} to {high}, not {value}")
+        return value
+
+    return parse
 
 
 def method_name(text: str) -> str:
@@ -369,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", type=Path, default=argparse.SUPPRESS,
                         help=f"catalog file (default: {default_catalog_path()})")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback when something fails")
     backbone = argparse.ArgumentParser(add_help=False)
     backbone.add_argument("--backbone", default=DEFAULT_BACKBONE)
     device = argparse.ArgumentParser(add_help=False)
@@ -376,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="protoshelf", description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, default=None, help="catalog file")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback when something fails")
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("gui", parents=[common], help="open the desktop app")
@@ -389,8 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser("embed", parents=[common, backbone, device], help="compute missing embeddings")
-    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: 16 on a CPU, 64 on a GPU)")
-    p.add_argument("--workers", type=int, default=None, help="image decoding processes")
+    p.add_argument("--batch-size", type=whole_number(1, 4096), default=None,
+                   help="images per batch (default: 16 on a CPU, 64 on a GPU)")
+    p.add_argument("--workers", type=whole_number(0, 256), default=None, help="image decoding processes")
     p.add_argument("--no-titles", action="store_true", help="skip the product-title embeddings")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="ray: spread the image embedding over a Ray cluster (pip install 'protoshelf[ray]')")
@@ -419,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common], help="write predictions to CSV")
     p.add_argument("out", type=Path)
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=whole_number(0, 1000), default=3, help="ranked categories per row")
     p.add_argument("--excel", action="store_true", help="UTF-8 with BOM, for Excel")
     p.add_argument("--format", choices=["protoshelf", "google", "shopify"], default="protoshelf",
                    help="google: a Merchant Center supplemental feed (id, product_type); "
@@ -431,14 +494,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", parents=[common, backbone, device], help="few-shot accuracy on an ImageFolder tree")
     p.add_argument("folder", type=Path, nargs="?")
     p.add_argument("--query", type=Path, help="a second tree to take queries from")
-    p.add_argument("--shots", type=int, default=5, help="examples per category; 0: from the category names alone")
+    p.add_argument("--shots", type=whole_number(0, 10_000), default=5,
+                   help="examples per category; 0: from the category names alone")
     p.add_argument("--no-names", action="store_true", help="leave the category (sub-folder) names out")
     p.add_argument("--threshold", type=confidence, default=DEFAULT_THRESHOLD,
                    help=f"assign when at least this sure (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--episodes", type=whole_number(1, 1_000_000), default=100)
     p.add_argument("--method", default=DEFAULT_METHOD, type=method_name, help=METHOD_HELP)
     p.add_argument("--list-methods", action="store_true", help="print the method names, one a line")
-    p.add_argument("--ways", type=int, help="categories per episode (default: all)")
+    p.add_argument("--ways", type=whole_number(2, 100_000), help="categories per episode (default: all)")
     p.add_argument("--meta-train", type=Path, metavar="FOLDER",
                    help="a tree of other categories that meta-learning methods learn from first")
     p.add_argument("--seed", type=int, default=0)
@@ -452,20 +516,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", parents=[common, backbone, device],
                        help="fine-tune the backbone on the labelled images and re-embed the catalog")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--l2sp", type=float, default=0.01, help="pull toward the pretrained weights")
-    p.add_argument("--blocks", type=int, default=1, help="trunk stages to unfreeze")
+    p.add_argument("--epochs", type=whole_number(1, 1000), default=8)
+    p.add_argument("--l2sp", type=number_between(0.0, 1e6), default=0.01, help="pull toward the pretrained weights")
+    p.add_argument("--blocks", type=whole_number(1, 16), default=1, help="trunk stages to unfreeze")
     p.add_argument("--resume", metavar="NAME", help="only embed missing items with fine-tuned backbone NAME")
     p.set_defaults(run=cmd_finetune)
 
     p = sub.add_parser("suggest", parents=[common, backbone], help="items to label next")
-    p.add_argument("-n", type=int, default=20, help="how many suggestions")
+    p.add_argument("-n", type=whole_number(1, 100_000), default=20, help="how many suggestions")
     p.add_argument("--strategy", default="margin", choices=SUGGEST_STRATEGIES, help="how uncertainty is measured")
     p.set_defaults(run=cmd_suggest)
 
     p = sub.add_parser("similar", parents=[common, backbone, device], help="catalog items that look like an image")
     p.add_argument("image", type=Path, help="an image file, in the catalog or not")
-    p.add_argument("-k", type=int, default=10, help="how many items")
+    p.add_argument("-k", type=whole_number(1, 100_000), default=10, help="how many items")
     p.set_defaults(run=cmd_similar)
 
     p = sub.add_parser("duplicates", parents=[common, backbone], help="write groups of near-duplicate items to CSV")
@@ -480,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("install-desktop", help="add ProtoShelf to the desktop's application menu (a .desktop file and icon)"
                    ).set_defaults(run=cmd_install_desktop)
 
+    p = sub.add_parser("relocate", parents=[common], help="re-point items after their image folder moved")
+    p.add_argument("old_prefix", help="the folder as the catalog recorded it (it need not exist any more)")
+    p.add_argument("new_prefix", help="the folder the same files are in now")
+    p.set_defaults(run=cmd_relocate)
+
     p = sub.add_parser("bench", help="run the speed benchmarks; prints one JSON object")
     p.add_argument("--quick", action="store_true", help="100k items instead of 1M, fewer images")
     p.add_argument("--only", nargs="+", choices=["embedding", "rescoring", "grid"])
@@ -488,28 +557,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """Errors reported in one line; a backbone error can only come from a command that loaded backbones."""
+    """Errors whose own text is the message; a backbone error can only come from a command that loaded backbones."""
     backbones = sys.modules.get("core.backbones")
-    return (ValueError, OSError, *([backbones.BackboneError] if backbones else []))  # StoreError is a ValueError
+    return (ValueError, *([backbones.BackboneError] if backbones else []))  # StoreError is a ValueError
 
 
 def main(argv: list[str] | None = None, open_app=None) -> int:
-    """`open_app(db_path_or_None, demo=...)` opens the desktop app; gui.launcher passes it."""
-    args = build_parser().parse_args(argv)
-    args.open_app = open_app
-    args.db_given = args.db is not None
-    args.db = args.db or default_catalog_path()
-    args.demo = getattr(args, "demo", False)
-    run = getattr(args, "run", cmd_gui)
+    """The one error policy: any failure is one line saying what went wrong and what to do, and a
+    non-zero exit; the traceback is printed only with --debug. `open_app(db_path_or_None,
+    demo=...)` opens the desktop app; gui.launcher passes it."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
     try:
-        return run(args)
+        args = build_parser().parse_args(argv)
+        args.open_app = open_app
+        args.db_given = args.db is not None
+        args.db = args.db or default_catalog_path()
+        args.demo = getattr(args, "demo", False)
+        return getattr(args, "run", cmd_gui)(args)
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         print("\nInterrupted. Finished batches are saved; run the command again to continue.",
               file=sys.stderr)
         return 130
-    except user_errors() as exc:
-        print(f"protoshelf: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - the top of the program: say it in one line
+        if debug:
+            traceback.print_exc()
+        known = isinstance(exc, user_errors())
+        message = user_message(exc) if isinstance(exc, ValueError) or not known else " ".join(str(exc).split())
+        print(f"protoshelf: {shown(message)}", file=sys.stderr)
+        return 2 if known else 1
 
 
 if __name__ == "__main__":

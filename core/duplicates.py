@@ -13,8 +13,6 @@ products that look alike (axe and hammer, red and green apple: <= 0.89).
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from scipy.sparse.csgraph import connected_components
 
 from core.export import neutralise
 from core.progress import Progress, no_progress
+from core.safe_output import replace_safely
 from core.similar import inverse_norms, unit_rows
 from core.store import Store, Vectors
 
@@ -175,22 +174,16 @@ def export_duplicates(store: Store, groups: list[DuplicateGroup], out_path: str 
     """One CSV row per grouped item; the file appears only once it is complete. Returns rows."""
     out_path = Path(out_path).expanduser()
     items = store.items([i for g in groups for i in g.item_ids])
-    fd, tmp_name = tempfile.mkstemp(prefix=".duplicates-", suffix=".csv", dir=out_path.parent)
     written = 0
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["group", "group_size", "item_id", "path", "title", "similarity_to_first"])
-            for number, group in enumerate(groups, start=1):
-                for item_id, similarity in zip(group.item_ids, group.similarities):
-                    item = items.get(item_id)
-                    writer.writerow([
-                        number, len(group), item_id, neutralise(item.path if item else ""),
-                        neutralise(item.title if item else ""), f"{similarity:.4f}",
-                    ])
-                    written += 1
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+    with replace_safely(out_path, [store.path]) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "group_size", "item_id", "path", "title", "similarity_to_first"])
+        for number, group in enumerate(groups, start=1):
+            for item_id, similarity in zip(group.item_ids, group.similarities):
+                item = items.get(item_id)
+                writer.writerow([
+                    number, len(group), item_id, neutralise(item.path if item else ""),
+                    neutralise(item.title if item else ""), f"{similarity:.4f}",
+                ])
+                written += 1
     return written

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -33,9 +35,25 @@ class ImageError(ValueError):
     """An image that cannot be used, with the reason in words a merchandiser understands."""
 
 
+def open_regular_file(path: Path):
+    """The file opened for reading, once its type and size are checked and before a byte is read:
+    a FIFO, /dev/zero or an 8 GB sparse file must be refused, not read (O_NONBLOCK: opening a
+    FIFO does not wait for a writer)."""
+    handle = open(path, "rb", opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0)))
+    try:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError("not a regular file (a folder, device or pipe)")
+        check_file_size(info.st_size)
+        return handle
+    except BaseException:
+        handle.close()
+        raise
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular_file(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -55,8 +73,7 @@ def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image
         if isinstance(source, (bytes, bytearray)):
             handle = io.BytesIO(source)
         else:
-            check_file_size(Path(source).stat().st_size)
-            handle = open(source, "rb")
+            handle = open_regular_file(Path(source))
         with handle, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(handle, formats=PLUGINS)

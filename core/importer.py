@@ -3,26 +3,31 @@
 Files are hashed, and only content the catalog lacks is decoded, in a small thread pool (hashlib
 and Pillow release the GIL) and written in batches, one transaction each, so a killed import keeps
 every finished batch and a rerun skips them by content hash without decoding them again. Bad files
-never stop an import: each one is reported with its reason.
+never stop an import: each one is reported with its reason. Content already in the catalog under
+a path that no longer exists is re-pointed to where it is now (a moved folder), and new content at
+a path an item holds updates that item (a file changed in place).
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import select
-
+from core.errors import UserError
 from core.images import IMAGE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
 from core.progress import Progress, no_progress
-from core.schema import Category, Item, Label
-from core.store import Store
+from core.store import ImportedFile, Relocation, Store
 
 BATCH_SIZE = 256
+MAX_TITLES_BYTES = 1 << 30
+"""A titles CSV is read whole into memory; a million rows of long titles stay far below this."""
+MAX_TITLES_LINE = 1 << 20
 
 
 @dataclass
@@ -31,16 +36,24 @@ class ImportReport:
     existing: list[int] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ids_by_path: dict[str, int] = field(default_factory=dict)
+    moved: list[int] = field(default_factory=list)
+    """Among `existing`: items whose file had gone from its recorded path, now pointing here."""
+    changed: list[int] = field(default_factory=list)
+    """Items whose file changed in place: new hash and thumbnail, image vectors to redo."""
 
     @property
     def item_ids(self) -> list[int]:
-        """Every imported or already present item, in input order."""
-        return self.existing + self.added
+        """Every imported or already present item."""
+        return self.existing + self.changed + self.added
 
     def summary(self) -> str:
+        extra = "".join(
+            f", {len(ids)} {what}" for ids, what in
+            ((self.moved, "found at a new place"), (self.changed, "changed since imported, updated")) if ids
+        )
         return (
             f"{len(self.added)} added, {len(self.existing)} already in the catalog, "
-            f"{len(self.skipped)} skipped"
+            f"{len(self.skipped)} skipped{extra}"
         )
 
 
@@ -139,9 +152,7 @@ def import_images(
             progress(start, len(paths))
             batch = paths[start : start + BATCH_SIZE]
             examined = list(pool.map(_examine, batch))
-            hashes = [e.sha256 for e in examined if not e.error]
-            with store.read() as s:
-                known = set(s.scalars(select(Item.sha256).where(Item.sha256.in_(hashes))))
+            known = store.known_hashes([e.sha256 for e in examined if not e.error])
             new = {e.sha256: e for e in examined if not e.error and e.sha256 not in known}  # first copy of each
             decoded = dict(zip(new, pool.map(_decode, new.values())))
             _write_batch(store, [_outcome(p, e, decoded) for p, e in zip(batch, examined)], titles, report)
@@ -161,26 +172,14 @@ def _outcome(path: Path, examined: _Decoded, decoded: dict[str, _Decoded]) -> _D
 
 
 def _write_batch(store: Store, batch: list[_Decoded], titles: dict[str, str], report: ImportReport) -> None:
-    good = [d for d in batch if not d.error]
     report.skipped.extend((d.path, d.error) for d in batch if d.error)
-    with store.write() as s:
-        known = dict(
-            s.execute(select(Item.sha256, Item.id).where(Item.sha256.in_([d.sha256 for d in good]))).all()
-        )
-        for d in good:
-            if d.sha256 in known:
-                report.existing.append(known[d.sha256])
-                report.ids_by_path[d.path] = known[d.sha256]
-                continue
-            item = Item(
-                path=d.path, sha256=d.sha256, title=titles.get(d.path), width=d.width,
-                height=d.height, file_size=d.file_size, thumbnail=d.thumbnail,
-            )
-            s.add(item)
-            s.flush()
-            known[d.sha256] = item.id
-            report.added.append(item.id)
-            report.ids_by_path[d.path] = item.id
+    files = [ImportedFile(d.path, d.sha256, d.width, d.height, d.file_size, d.thumbnail) for d in batch if not d.error]
+    lists = {"added": report.added, "existing": report.existing, "moved": report.existing, "changed": report.changed}
+    for path, item_id, outcome in store.save_imported(files, titles):
+        lists[outcome].append(item_id)
+        if outcome == "moved":
+            report.moved.append(item_id)
+        report.ids_by_path[path] = item_id
 
 
 @dataclass
@@ -197,8 +196,8 @@ def read_titles_csv(csv_path: str | Path) -> TitlesFile:
     titles: dict[str, str] = {}
     categories: dict[str, str] = {}
     problems: list[str] = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+    with _open_bounded(csv_path) as handle:
+        reader = csv.DictReader(_bounded_lines(handle, csv_path))
         try:
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"{csv_path}: the first row must name the columns path,title[,category]")
@@ -219,30 +218,47 @@ def read_titles_csv(csv_path: str | Path) -> TitlesFile:
     return TitlesFile(titles, categories, problems)
 
 
+def _open_bounded(path: Path) -> io.TextIOWrapper:
+    """A text file the user named, refused unless it is a regular file of a sane size: a FIFO or
+    /dev/zero would otherwise hang the import or fill the memory."""
+    handle = open(path, "rb", buffering=0, opener=lambda p, flags: os.open(p, flags | getattr(os, "O_NONBLOCK", 0)))
+    try:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is not a regular file (a folder, device or pipe); give a CSV file")
+        if info.st_size > MAX_TITLES_BYTES:
+            raise UserError(f"{path} is larger than {MAX_TITLES_BYTES >> 20} MB; split it into smaller CSV files")
+        return io.TextIOWrapper(io.BufferedReader(handle), encoding="utf-8-sig", newline="")
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _bounded_lines(handle: io.TextIOWrapper, path: Path) -> Iterator[str]:
+    """The file's lines, none longer than MAX_TITLES_LINE characters, MAX_TITLES_BYTES in all
+    (a file can grow after its size was checked)."""
+    total = 0
+    while line := handle.readline(MAX_TITLES_LINE + 1):
+        total += len(line)
+        if len(line) > MAX_TITLES_LINE or total > MAX_TITLES_BYTES:
+            raise UserError(f"{path} has a line longer than {MAX_TITLES_LINE >> 20} MB or is too large: "
+                            "is it really a titles CSV?")
+        yield line
+
+
 def apply_titles_file(store: Store, titles_file: TitlesFile) -> tuple[int, list[str]]:
     """Set titles and labels on items already imported; labels only name existing categories."""
-    updated = 0
-    problems = list(titles_file.problems)
-    with store.write() as s:
-        by_path = {
-            p: i
-            for i, p in s.execute(
-                select(Item.id, Item.path).where(
-                    Item.path.in_(list(titles_file.titles) + list(titles_file.categories))
-                )
-            )
-        }
-        category_ids = dict(s.execute(select(Category.name, Category.id)).all())
-        for path, title in titles_file.titles.items():
-            if path in by_path:
-                s.get(Item, by_path[path]).title = title
-                updated += 1
-        for path, name in titles_file.categories.items():
-            if name not in category_ids:
-                problems.append(f"{path}: category {name!r} does not exist; label skipped")
-            elif path in by_path:
-                s.merge(Label(item_id=by_path[path], category_id=category_ids[name]))
-    return updated, problems
+    updated, problems = store.apply_titles(titles_file.titles, titles_file.categories)
+    return updated, titles_file.problems + problems
+
+
+def relocate(store: Store, old_prefix: str | Path, new_prefix: str | Path) -> Relocation:
+    """Re-point items after their folder moved: `old_prefix` as recorded (it need not exist any more),
+    `new_prefix` where the files are now."""
+    new = Path(new_prefix).expanduser()
+    if not new.is_dir():
+        raise UserError(f"{new} is not a folder; give the folder the images are in now")
+    return store.relocate(os.path.abspath(Path(old_prefix).expanduser()), str(new.resolve()))
 
 
 def import_with_titles(

@@ -35,7 +35,7 @@ class Item(Base):
     __tablename__ = "items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text, index=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str | None] = mapped_column(Text)
     width: Mapped[int] = mapped_column(Integer)
@@ -82,7 +82,7 @@ class Embedding(Base):
 
 
 class EmbeddingVersion(Base):
-    """Bumped by triggers on every change to a model's vectors; names the vector cache's files."""
+    """A random token that triggers rewrite on every change to a model's vectors; names the vector cache's files."""
 
     __tablename__ = "embedding_versions"
 

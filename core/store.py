@@ -7,8 +7,11 @@ two threads upgrade their read locks at once. Sessions are cheap: make one per t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,12 +20,14 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import URL, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import vector_cache
 from core.constants import default_catalog_path  # noqa: F401 - where callers have always found it
+from core.errors import UserError, user_message
 from core.progress import Progress, no_progress
 from core.schema import Category, Embedding, Item, Label, ModelRun, Prediction
 
@@ -36,16 +41,25 @@ BULK_ROWS = 20_000
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Embeddings, overrides and isolates: they make "\u202eseohS" display as "Shoes" (Trojan Source).
 Right-to-left scripts and the plain RLM/LRM marks do not need them."""
+DIRECTION_MARKS = frozenset("\u200e\u200f\u061c")
+"""LRM, RLM, ALM: the plain marks right-to-left text needs; every other format character is refused."""
+JOINERS = frozenset("\u200c\u200d")
+"""ZWNJ and ZWJ shape emoji sequences and Persian or Indic words; between two ASCII characters
+they only make "Fr\u200duit" look like "Fruit", so there they are refused."""
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for another's write lock before giving up with "the catalog is busy"."""
+APPLICATION_ID = 0x50534846  # "PSHF", set by migration 0005
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A request the catalog refuses, with a message meant for the user."""
 
 
 def _on_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
@@ -58,19 +72,57 @@ def _on_begin(connection) -> None:
 
 
 def make_engine(path: Path) -> Engine:
+    # Built from the path, never pasted into a URL string: "sale%20items.sqlite" or "what?.sqlite"
+    # must open exactly that file.
     engine = create_engine(
-        f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 30}
+        URL.create("sqlite", database=str(path)), connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
     )
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
     return engine
 
 
+def check_catalog_file(path: Path) -> None:
+    """Refuse, before anything is written to it, a path that is neither new, nor empty, nor a
+    ProtoShelf catalog: another program's SQLite file must never gain our tables or WAL mode."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder: give a catalog file, e.g. --db {path / 'catalog.sqlite'}")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path} is not a regular file, so it cannot be a catalog")
+    if info.st_size == 0:
+        return
+    with open(path, "rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise StoreError(f"{path} is not a ProtoShelf catalog (not an SQLite database); it was left untouched")
+    from core.migrations import known_revisions
+
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as raw:
+            application_id = raw.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = (raw.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0]
+                       if "alembic_version" in tables else None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {user_message(exc)}") from exc
+    made_by_us = application_id == APPLICATION_ID or (  # catalogs from before migration 0005
+        application_id == 0 and "items" in tables and version in known_revisions()
+    )
+    if not made_by_us and (tables or application_id):
+        raise StoreError(f"{path} is another program's SQLite database, not a ProtoShelf catalog; "
+                         "it was left untouched")
+    if made_by_us and version is not None and version not in known_revisions():
+        raise StoreError(f"{path} was made by a newer version of ProtoShelf: upgrade ProtoShelf to open it")
+
+
 def validate_category_name(name: str) -> str:
     """Return the cleaned name or raise StoreError saying what is wrong with it."""
     cleaned = unicodedata.normalize("NFC", name).strip()
     kinds = {unicodedata.category(ch) for ch in cleaned}
-    if all(kind[0] in "ZC" for kind in kinds):
+    if all(kind[0] in "ZCM" for kind in kinds):  # nothing visible, or accents on nothing
         raise StoreError("A category needs a name.")
     if len(cleaned) > MAX_NAME_LENGTH:
         raise StoreError(f"Category names are limited to {MAX_NAME_LENGTH} characters.")
@@ -80,7 +132,27 @@ def validate_category_name(name: str) -> str:
         raise StoreError("Category names must be valid Unicode text.")
     if BIDI_CONTROLS.intersection(cleaned):
         raise StoreError("Category names cannot contain invisible text-direction controls.")
+    if unicodedata.category(cleaned[0])[0] == "M":
+        raise StoreError("Category names cannot start with an accent or other combining mark.")
+    if any(_invisible(cleaned, at) for at in range(len(cleaned))):
+        raise StoreError("Category names cannot contain invisible characters such as zero-width spaces.")
     return cleaned
+
+
+def _invisible(text: str, at: int) -> bool:
+    char = text[at]
+    if unicodedata.category(char) != "Cf" or char in DIRECTION_MARKS:
+        return False
+    if char in JOINERS and 0 < at < len(text) - 1:
+        return text[at - 1].isascii() and text[at + 1].isascii()
+    return True
+
+
+def name_key(name: str) -> str:
+    """What two category names must not share: they would look the same in a list, or differ only
+    in case ("Fruit" and " fruit "), compatibility forms or direction marks."""
+    visible = "".join(ch for ch in name if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFKC", visible).casefold().strip()
 
 
 @dataclass(frozen=True)
@@ -105,6 +177,24 @@ class Vectors:
         return len(self.item_ids)
 
 
+@dataclass(frozen=True)
+class ImportedFile:
+    """A hashed (and, when its content is new, decoded) image file, ready to be stored."""
+
+    path: str
+    sha256: str
+    width: int = 0
+    height: int = 0
+    file_size: int = 0
+    thumbnail: bytes = b""
+
+
+@dataclass
+class Relocation:
+    moved: int
+    not_found: list[str]
+
+
 def vector_to_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, "<f4").tobytes()
 
@@ -114,12 +204,17 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().resolve()
+        check_catalog_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.path)
         self._writer = self.engine.execution_options(immediate=True)
         from core.migrations import upgrade
 
-        upgrade(self.engine)
+        try:
+            upgrade(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open {self.path}: {user_message(exc)}") from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -147,8 +242,7 @@ class Store:
         """A new category numbered after the last one."""
         name = validate_category_name(name)
         with self.write() as s:
-            clash = _name_clash(s, name)
-            if clash is not None:
+            if (clash := _same_name(s, name)) is not None:
                 raise StoreError(f"A category named {clash[1]!r} already exists.")
             count = s.scalar(select(func.count(Category.id))) or 0
             last = s.scalar(select(func.max(Category.position))) or 0
@@ -162,17 +256,15 @@ class Store:
         return existing if existing is not None else self.create_category(name)
 
     def category_id(self, name: str) -> int | None:
-        """The category of this name, or of this name in another case ("fruit" finds "Fruit")."""
-        name = unicodedata.normalize("NFC", name).strip()  # as validate_category_name stored it
+        """The category this name means: the same name up to case, spaces and Unicode form."""
         with self.read() as s:
-            exact = s.scalar(select(Category.id).where(Category.name == name))
-            clash = _name_clash(s, name) if exact is None else None
-            return exact if exact is not None else (clash[0] if clash else None)
+            found = _same_name(s, name)
+            return None if found is None else found[0]
 
     def rename_category(self, category_id: int, name: str) -> None:
         name = validate_category_name(name)
         with self.write() as s:
-            clash = _name_clash(s, name, category_id)
+            clash = _same_name(s, name, besides=category_id)
             if clash is not None:
                 raise StoreError(f"A category named {clash[1]!r} already exists.")
             s.execute(update(Category).where(Category.id == category_id).values(name=name))
@@ -325,6 +417,155 @@ class Store:
         with self.write() as s:
             s.execute(update(Item).where(Item.id == item_id).values(title=title or None))
 
+    # --- import -------------------------------------------------------------------------
+
+    def known_hashes(self, hashes: Sequence[str]) -> set[str]:
+        with self.read() as s:
+            return {h for chunk in _chunks(list(hashes)) for h in s.scalars(select(Item.sha256).where(Item.sha256.in_(chunk)))}
+
+    def save_imported(self, files: Sequence[ImportedFile], titles: dict[str, str]) -> list[tuple[str, int, str]]:
+        """Store one batch of files in one transaction; returns (path, item id, outcome) each.
+
+        Outcomes: "added"; "existing" (its content is in the catalog already); "moved" (content
+        whose stored path no longer exists: the item is re-pointed to this path, or a moved
+        folder could never be fixed); "changed" (new content at a path an item holds: that item
+        takes the new hash, size and thumbnail and loses its image vectors, so thumbnail, hash
+        and vector never disagree).
+        """
+        outcomes = []
+        with self.write() as s:
+            hashes = [f.sha256 for f in files]
+            known = {}
+            for chunk in _chunks(hashes):
+                known.update((h, (i, p)) for h, i, p in s.execute(
+                    select(Item.sha256, Item.id, Item.path).where(Item.sha256.in_(chunk))))
+            new_paths = [f.path for f in files if f.sha256 not in known]
+            holders = {}
+            for chunk in _chunks(new_paths):
+                holders.update(s.execute(select(Item.path, Item.id).where(Item.path.in_(chunk))).all())
+            for f in files:
+                if f.sha256 in known:
+                    item_id, stored_path = known[f.sha256]
+                    if stored_path != f.path and not os.path.exists(stored_path):
+                        s.execute(update(Item).where(Item.id == item_id).values(path=f.path))
+                        known[f.sha256] = (item_id, f.path)
+                        outcomes.append((f.path, item_id, "moved"))
+                    else:
+                        outcomes.append((f.path, item_id, "existing"))
+                    continue
+                content = dict(sha256=f.sha256, width=f.width, height=f.height, file_size=f.file_size,
+                               thumbnail=f.thumbnail)
+                if f.path in holders:
+                    item_id = holders[f.path]
+                    s.execute(update(Item).where(Item.id == item_id).values(**content))
+                    s.execute(delete(Embedding).where(Embedding.item_id == item_id, ~Embedding.model.startswith("text:")))
+                    outcome = "changed"
+                else:
+                    item = Item(path=f.path, title=titles.get(f.path), **content)
+                    s.add(item)
+                    s.flush()
+                    item_id, outcome = item.id, "added"
+                known[f.sha256] = (item_id, f.path)
+                outcomes.append((f.path, item_id, outcome))
+        return outcomes
+
+    def apply_titles(self, titles: dict[str, str], categories: dict[str, str]) -> tuple[int, list[str]]:
+        """Set titles and labels, by item path, in one transaction; returns (items titled, problems).
+
+        Paths go through a temporary table rather than IN-lists, so a million-row titles CSV
+        neither hits SQLite's bound-variable cap nor scans the items once per chunk. Labels only
+        name existing categories (compared as category names are: case and spaces aside).
+        """
+        ids_by_key = {}
+        with self.read() as s:
+            ids_by_key = {name_key(n): i for i, n in s.execute(select(Category.id, Category.name))}
+        problems, category_ids = [], {}
+        for path, name in categories.items():
+            if (found := ids_by_key.get(name_key(name))) is None:
+                problems.append(f"{path}: category {name!r} does not exist; label skipped")
+            else:
+                category_ids[path] = found
+        with self.write() as s:
+            raw = s.connection().connection.driver_connection
+            raw.execute("CREATE TEMP TABLE IF NOT EXISTS given_titles (path TEXT PRIMARY KEY, title TEXT, category_id INTEGER)")
+            raw.execute("DELETE FROM given_titles")
+            raw.executemany(
+                "INSERT INTO given_titles VALUES (?, ?, ?)",
+                ((p, titles.get(p), category_ids.get(p)) for p in dict.fromkeys([*titles, *category_ids])),
+            )
+            updated = raw.execute(
+                "UPDATE items SET title = (SELECT title FROM given_titles WHERE given_titles.path = items.path)"
+                " WHERE path IN (SELECT path FROM given_titles WHERE title IS NOT NULL)"
+            ).rowcount
+            labelled = raw.execute(
+                "SELECT items.id, given_titles.category_id FROM items JOIN given_titles USING (path)"
+                " WHERE given_titles.category_id IS NOT NULL"
+            ).fetchall()
+            raw.execute("DELETE FROM given_titles")
+            for block in _chunks(labelled, BULK_ROWS):
+                s.execute(Label.__table__.insert().prefix_with("OR REPLACE"),
+                          [{"item_id": i, "category_id": c} for i, c in block])
+        return updated, problems
+
+    def relocate(self, old_prefix: str, new_prefix: str) -> Relocation:
+        """Point the items under folder `old_prefix` at the same relative path under `new_prefix`.
+
+        An item moves only when a file of its recorded size is at the new place; the others keep
+        their path and are listed, so a typo in a prefix changes nothing instead of breaking links.
+        """
+        old, new = os.path.normpath(old_prefix), os.path.normpath(new_prefix)
+        under = old if old.endswith(os.sep) else old + os.sep
+        with self.read() as s:
+            rows = s.execute(
+                select(Item.id, Item.path, Item.file_size).where(
+                    (Item.path == old) | (func.substr(Item.path, 1, len(under)) == under)
+                )
+            ).all()
+        moves, not_found = {}, []
+        for item_id, path, size in rows:
+            target = new if path == old else os.path.join(new, path[len(under):])
+            try:
+                fits = os.path.isfile(target) and os.path.getsize(target) == size
+            except OSError:
+                fits = False
+            if fits:
+                moves[item_id] = target
+            else:
+                not_found.append(target)
+        with self.write() as s:
+            for item_id, target in moves.items():
+                s.execute(update(Item).where(Item.id == item_id).values(path=target))
+        return Relocation(len(moves), not_found)
+
+    def missing_files(self, limit: int = 1) -> list[str]:
+        """Up to `limit` item paths whose file no longer exists, in item order."""
+        missing = []
+        with self.read() as s:
+            for (path,) in s.execute(select(Item.path).order_by(Item.id)).yield_per(1000):
+                if not os.path.exists(path):
+                    missing.append(path)
+                    if len(missing) >= limit:
+                        break
+        return missing
+
+    # --- export -------------------------------------------------------------------------
+
+    def export_rows(self, item_ids: Sequence[int] | None = None) -> Iterator[tuple]:
+        """(id, path, title, label name, predicted name, score, ranking JSON, product id) per item, by
+        id, streamed.
+
+        A scope of ids goes through a temporary table, which has no bound-variable cap."""
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            if item_ids is None:
+                yield from _fetch(raw.execute(_EXPORT_QUERY.format(where="")))
+                return
+            raw.execute("CREATE TEMP TABLE IF NOT EXISTS export_ids (id INTEGER PRIMARY KEY)")
+            raw.execute("DELETE FROM export_ids")
+            raw.executemany("INSERT OR IGNORE INTO export_ids VALUES (?)", ((int(i),) for i in item_ids))
+            yield from _fetch(raw.execute(_EXPORT_QUERY.format(where="WHERE items.id IN (SELECT id FROM export_ids)")))
+            raw.execute("DELETE FROM export_ids")
+
     def thumbnail(self, item_id: int) -> bytes | None:
         with self.read() as s:
             return s.scalar(select(Item.thumbnail).where(Item.id == item_id))
@@ -474,12 +715,30 @@ class Store:
             return conn.exec_driver_sql("PRAGMA integrity_check").scalar_one()
 
 
-def _name_clash(session: Session, name: str, category_id: int | None = None) -> tuple[int, str] | None:
-    """Another category whose name differs only in case ("Fruit" and "fruit" would be one shelf)."""
-    folded = name.casefold()
-    for other_id, other in session.execute(select(Category.id, Category.name)).all():
-        if other_id != category_id and other.casefold() == folded:
-            return other_id, other
+_EXPORT_QUERY = """
+SELECT items.id, items.path, items.title, labelled.name, predicted.name,
+       predictions.score, predictions.ranking, items.product_id
+FROM items
+LEFT JOIN labels ON labels.item_id = items.id
+LEFT JOIN categories AS labelled ON labelled.id = labels.category_id
+LEFT JOIN predictions ON predictions.item_id = items.id
+LEFT JOIN categories AS predicted ON predicted.id = predictions.category_id
+{where}
+ORDER BY items.id
+"""
+
+
+def _fetch(cursor, rows: int = 5000) -> Iterator[tuple]:
+    while batch := cursor.fetchmany(rows):
+        yield from batch
+
+
+def _same_name(session: Session, name: str, besides: int | None = None) -> tuple[int, str] | None:
+    """(id, name) of the category whose name_key equals this name's; categories are few."""
+    key = name_key(name)
+    for category_id, existing in session.execute(select(Category.id, Category.name)):
+        if category_id != besides and name_key(existing) == key:
+            return category_id, existing
     return None
 
 

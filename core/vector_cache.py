@@ -2,10 +2,12 @@
 
 Reading 1M x 1280 vectors out of SQLite takes tens of seconds; mapping a .npy file of the same
 matrix takes milliseconds, and its pages come from the OS page cache without a second copy in
-the process. SQLite stays the source of truth: the copy is a cache, named after the model's
-version counter (see migration 0003), which triggers bump on every change to its vectors. A file
-whose name carries the current version was made from exactly the rows the catalog holds now; any
-other file is stale and is deleted when a new copy is written. Files are written to a temporary
+the process. SQLite stays the source of truth: the copy is a cache, named after the model's state
+token (migrations 0003 and 0004): triggers write a fresh random token in the same transaction as
+every change to the model's vectors. A file whose name carries the current token was made from
+exactly the rows the catalog holds now, even after a backup is restored (a counter would count up
+again from the backup's value and name a copy of other vectors); any other file is stale and is
+deleted when a new copy is written. Files are written to a temporary
 name and renamed into place, so a crash leaves no half-written file under a valid name; anything
 that cannot be read or written is simply a cache miss.
 """

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core.demo import build_demo_catalog
 from core.desktop import APP_ID, ICON
+from core.errors import user_message
 from core.store import default_catalog_path
 from gui.main_window import MainWindow
 from gui.session import CatalogSession
@@ -54,7 +55,7 @@ class App(QObject):
             session = CatalogSession(path, **self.session_options)
         except Exception as exc:  # noqa: BLE001 - any unreadable file: say so, keep what is open
             log.exception("cannot open %s", path)
-            QMessageBox.warning(previous, "Cannot open the catalog", f"{path}:\n{exc}")
+            QMessageBox.warning(previous, "Cannot open the catalog", f"{path}:\n{user_message(exc)}")
             return None
         self.window = MainWindow(session, self.settings)
         self.window.catalog_requested.connect(self.open_catalog)
@@ -71,7 +72,7 @@ def show_uncaught(exc_type, exc, tb) -> None:
     text = "".join(traceback.format_exception(exc_type, exc, tb))
     log.error("Uncaught exception:\n%s", text)
     if QApplication.instance() is not None:
-        box = QMessageBox(QMessageBox.Icon.Critical, "Unexpected error", f"{exc_type.__name__}: {exc}")
+        box = QMessageBox(QMessageBox.Icon.Critical, "Something went wrong", user_message(exc))
         box.setDetailedText(text)
         box.exec()
 

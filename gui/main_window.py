@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
             ("Import f&iles…", "Ctrl+Shift+I", self.import_files),
             ("Import &titles CSV…", None, self.import_titles),
             ("Import product f&eed…", None, self.import_feed),
+            ("&Locate missing images…", None, self.locate_missing),
             None,
             ("&Export CSV…", "Ctrl+E", self.export_csv),
             None,
@@ -446,6 +447,13 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "New catalog", "", CATALOG_FILTER)
         if path:
             self.catalog_requested.emit(path if Path(path).suffix else f"{path}.sqlite")
+
+    @Slot()
+    def locate_missing(self) -> None:
+        from gui.locate_dialog import LocateMissingDialog
+
+        self.locate_dialog = LocateMissingDialog(self.session, self)
+        self.locate_dialog.show()
 
     @Slot()
     def open_catalog(self) -> None:

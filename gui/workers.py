@@ -32,6 +32,14 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 
+def failure_text(error: BaseException) -> str:
+    """What a failed task's dialog says: a refusal's own words, else core.errors' one sentence
+    ("the disk is full…", "the catalog is busy…") instead of a database driver's message."""
+    from core.errors import user_message
+
+    return str(error) if isinstance(error, ValueError) else user_message(error)
+
+
 class TaskKind(str, Enum):
     """What a task is, for cancelling by kind and for the status bar; equal to its string value."""
 
@@ -254,7 +262,7 @@ class TaskRunner(QObject):
             outcome.on_success(task.result)
         elif task.outcome == "failed":
             if outcome.failure_title is not None:
-                self.problem.emit(outcome.failure_title, str(task.error))
+                self.problem.emit(outcome.failure_title, failure_text(task.error))
             if outcome.on_failure is not None:
                 outcome.on_failure(task.error)
         elif task.outcome == "cancelled" and outcome.on_cancel is not None:

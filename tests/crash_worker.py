@@ -2,8 +2,9 @@
 
     python tests/crash_worker.py SCENARIO CATALOG [ARG]
 
-It prints one line per committed step (flushed), so the test can pick a random moment to kill it
-and afterwards knows exactly which steps had committed. Scenarios:
+It prints one line per committed step (flushed), then waits for a line on stdin before the next
+step: the test, not the clock, decides how far the worker gets, so it always kills a live worker
+within the steps it allowed, and afterwards knows exactly which steps had committed. Scenarios:
 
     import FOLDER   import a folder in small batches          -> "batch DONE TOTAL"
     embed           embed with the real backbone, batch of 4   -> "batch DONE TOTAL"
@@ -27,8 +28,10 @@ CLASSIFY_BACKBONE = "random-vectors"
 
 
 def say(*words) -> None:
+    """Report a step, then wait until the test lets the worker take the next one."""
     sys.stdout.write(" ".join(map(str, words)) + "\n")
     sys.stdout.flush()
+    sys.stdin.readline()
 
 
 def label_ops(seed: int, item_ids: list[int], category_ids: list[int], count: int = 10_000):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 
 import pytest
@@ -23,19 +24,28 @@ def run(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_import_embed_label_classify_export(tmp_path, shop, capsys):
     db = str(tmp_path / "c.sqlite")
-    assert "80 added" in run(capsys, "import", str(shop), "--db", db) or True
-    assert "already in the catalog" in run(capsys, "import", str(shop), "--db", db)
-    assert "failed" in run(capsys, "embed", "--db", db, "--device", "cpu", "--batch-size", "32")
-    run(capsys, "label", "fruit", str(shop / "banana.png"), str(shop / "red_apple.png"), str(shop / "grapes.png"), "--db", db)
+    images = len(list(shop.glob("*.png")))
+    assert images == 77
+    assert run(capsys, "import", str(shop), "--db", db) == f"Import: {images} added, 0 already in the catalog, 0 skipped.\n"
+    assert run(capsys, "import", str(shop), "--db", db) == f"Import: 0 added, {images} already in the catalog, 0 skipped.\n"
+    embedded = run(capsys, "embed", "--db", db, "--device", "cpu", "--batch-size", "32")
+    assert f"Embedded {images} items with efficientnet_lite0 on cpu; 0 failed." in embedded
+    labelled = run(capsys, "label", "fruit", str(shop / "banana.png"), str(shop / "red_apple.png"), str(shop / "grapes.png"),
+                   "--db", db)
+    assert labelled.startswith("Labelled 3 items as 'fruit' (") and "0 newly imported)" in labelled
     run(capsys, "label", "music", str(shop / "guitar.png"), str(shop / "violin.png"), str(shop / "trumpet.png"), "--db", db)
-    assert "Classified" in run(capsys, "classify", "--db", db, "--threshold", "0.4")
-    listing = run(capsys, "categories", "--db", db)
-    assert "fruit" in listing and "music" in listing
+    classified = re.search(r"Classified (\d+) items .*; (\d+) unassigned", run(capsys, "classify", "--db", db, "--threshold", "0.4"))
+    assert classified and int(classified[1]) == images and 0 < int(classified[2]) < images - 6, classified
+    listing = {line.split()[0]: line.split()[1:] for line in run(capsys, "categories", "--db", db).splitlines()[1:]}
+    assert set(listing) == {"fruit", "music"} and listing["fruit"][0] == listing["music"][0] == "3"
+    assert 0 < int(listing["fruit"][1]) + int(listing["music"][1]) == images - 6 - int(classified[2])
     out = tmp_path / "out.csv"
-    run(capsys, "export", str(out), "--db", db, "--top-k", "2")
+    assert run(capsys, "export", str(out), "--db", db, "--top-k", "2") == f"Wrote {images} rows to {out}.\n"
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out.open())}
+    assert len(rows) == images
     assert rows["banana.png"]["labelled_category"] == "fruit"
     assert rows["cherries.png"]["predicted_category"] == "fruit"
     assert rows["lemon.png"]["predicted_category"] == "fruit"

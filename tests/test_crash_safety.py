@@ -2,8 +2,11 @@
 mid-schema-creation; the catalog must pass `PRAGMA integrity_check`, keep every committed step,
 hold all-or-nothing batches, and let the rerun finish without duplicates.
 
-The child is tests/crash_worker.py; it prints a line after each commit, and the test kills it a
-random moment after a random line. PROTOSHELF_FUZZ=long runs many more seeds.
+The child is tests/crash_worker.py; it prints a line after each commit and waits for the test's
+go-ahead before the next. The test lets it run to a random step, allows a few more, and kills it a
+random moment later: inside one of those steps or, if they were quick, while the worker waits for
+more, but never after it has finished, however fast or loaded the machine. PROTOSHELF_FUZZ=long
+runs many more seeds.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from core.schema import Embedding, Item, ModelRun, Prediction
 from core.store import Store
 from crash_worker import CLASSIFY_BACKBONE, EMBED_BATCH, IMPORT_BATCH, apply_op, label_ops
 
+pytestmark = pytest.mark.slow  # each test starts a Python process, most load torch
 WORKER = Path(__file__).with_name("crash_worker.py")
 LONG = os.environ.get("PROTOSHELF_FUZZ") == "long"
 SEEDS = range(20) if LONG else range(3)
@@ -39,13 +43,15 @@ EMBED_SEEDS, CLASSIFY_SEEDS = (SEEDS, SEEDS) if LONG else (range(1), range(2))
 """Embedding and classify workers load torch (seconds each), so CI kills them fewer times."""
 
 
-def kill_midway(scenario: str, catalog: Path, *args, after_line, jitter: float, rng, timeout=120.0) -> list[str]:
-    """Start the worker, SIGKILL it `jitter`-ish seconds after the first line where `after_line`
-    is true, and return every line it printed (including those after the chosen one)."""
+def kill_midway(scenario: str, catalog: Path, *args, after_line, extra_steps: int, jitter: float, rng,
+                timeout=120.0) -> list[str]:
+    """Start the worker, let it run step by step up to the first line where `after_line` is true,
+    allow it `extra_steps` more, SIGKILL it up to `jitter` seconds later, and return every line it
+    printed (including those after the chosen one)."""
     errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), scenario, str(catalog), *map(str, args)],
-        stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -55,28 +61,39 @@ def kill_midway(scenario: str, catalog: Path, *args, after_line, jitter: float, 
                 lines.put(line.strip())
         lines.put(None)
 
+    def go_on(steps=1):
+        try:
+            proc.stdin.write("go\n" * steps)
+            proc.stdin.flush()
+        except BrokenPipeError:  # the worker died; the next line read says so
+            pass
+
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     seen: list[str] = []
-    deadline = time.monotonic() + timeout
     try:
         while True:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            line = lines.get(timeout=timeout)
             if line is None:
                 errors.seek(0)
                 pytest.fail(f"worker ended before the kill point ({proc.wait()}): {errors.read()[-2000:]}")
             seen.append(line)
             if after_line(line):
                 break
-        time.sleep(rng.uniform(0, jitter))
+            go_on()
+        chosen = len(seen)
+        go_on(extra_steps)
+        time.sleep(rng.uniform(0, jitter))  # somewhere in the steps just allowed, or after them
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         returncode = proc.wait()
+        proc.stdin.close()
     while (line := lines.get(timeout=10)) is not None:
         seen.append(line)
-    assert returncode == -signal.SIGKILL, f"the worker was not killed mid-way: {seen[-3:]}"
+    assert returncode == -signal.SIGKILL, f"the worker ended by itself ({returncode}): {seen[-3:]}"
+    assert len(seen) <= chosen + extra_steps, f"the worker ran past the steps allowed: {seen[-3:]}"
     return seen
 
 
@@ -111,7 +128,7 @@ def test_killed_import_keeps_whole_batches_and_resumes_without_duplicates(tmp_pa
 
     target = int(rng.integers(1, 6)) * IMPORT_BATCH
     kill_midway("import", catalog, folder, after_line=lambda l: l.startswith("batch") and int(l.split()[1]) >= target,
-                jitter=0.05, rng=rng)
+                extra_steps=2, jitter=0.05, rng=rng)  # at most 56 of the 62 files: never done
 
     assert_sound(catalog)
     files = list(find_images([folder]))
@@ -147,7 +164,7 @@ def test_killed_embedding_keeps_whole_batches_and_resumes_without_duplicates(tmp
 
     target = int(rng.integers(1, 3)) * EMBED_BATCH
     kill_midway("embed", catalog, after_line=lambda l: l.startswith("batch") and int(l.split()[1]) >= target,
-                jitter=0.4, rng=rng)
+                extra_steps=1, jitter=0.4, rng=rng)  # at most 12 of the 16 images: never done
 
     assert_sound(catalog)
     model = extractor.backbone.name
@@ -186,7 +203,9 @@ def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
             store.set_labels([ids[j] for j in np.flatnonzero(truth == k)[:8]], category)
         labels = store.labels()
 
-    kill_midway("classify", catalog, after_line=lambda l: l == "ready", jitter=1.5, rng=rng)
+    first_run_saved = seed % 2 == 1  # even seeds kill the first run, odd ones the run replacing it
+    kill_midway("classify", catalog, after_line=lambda l: l == ("saved" if first_run_saved else "ready"),
+                extra_steps=1, jitter=1.5, rng=rng)
 
     assert_sound(catalog)
     with Store(catalog) as store:
@@ -194,8 +213,8 @@ def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
         with store.read() as s:
             runs = s.execute(select(Prediction.model_run_id, func.count()).group_by(Prediction.model_run_id)).all()
             latest_run = s.scalar(select(func.max(ModelRun.id)))
-        assert runs == [] or (len(runs) == 1 and runs[0][1] == n), f"predictions torn across runs: {runs}"
-        if runs:
+        if first_run_saved or runs:
+            assert len(runs) == 1 and runs[0][1] == n, f"predictions torn across runs: {runs}"
             assert runs[0][0] == latest_run, "a model run was committed without its predictions"
 
         classify_catalog(store, backbone=CLASSIFY_BACKBONE)
@@ -219,7 +238,8 @@ def test_killed_label_changes_lose_nothing_committed(tmp_path, seed):
         categories = [c.id for c in store.categories()]
 
     target = int(rng.integers(5, 80))
-    lines = kill_midway("label", catalog, seed, after_line=lambda l: l == f"acked {target}", jitter=0.05, rng=rng)
+    lines = kill_midway("label", catalog, seed, after_line=lambda l: l == f"acked {target}",
+                        extra_steps=1000, jitter=0.05, rng=rng)
 
     acked = max(int(l.split()[1]) for l in lines if l.startswith("acked"))
     states = [{}]
@@ -239,7 +259,8 @@ def test_killed_schema_creation_leaves_a_catalog_that_opens(tmp_path, seed):
     rng = np.random.default_rng(seed)
     catalog = tmp_path / "new.sqlite"
     target = int(rng.integers(1, 6))
-    lines = kill_midway("open", catalog, after_line=lambda l: l == f"opening {target}", jitter=0.15, rng=rng)
+    lines = kill_midway("open", catalog, after_line=lambda l: l == f"opening {target}",
+                        extra_steps=1000, jitter=0.15, rng=rng)
 
     created = sorted(tmp_path.glob("new-*.sqlite"))
     assert len(created) >= len([l for l in lines if l.startswith("opening")]) - 1

@@ -59,6 +59,7 @@ def test_failed_export_leaves_no_partial_file(store, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".csv"] == ["keep.csv"]
 
 
+@pytest.mark.slow
 def test_a_big_export_streams_in_bounded_memory_and_scoped_ids_beyond_sqlite_limits(tmp_path):
     """Exports that fail on big sets are a complaint we must not earn: 40,000 items with predictions
     write every row while Python holds a few MB, and a scope of 35,000 ids (past SQLite's 32,766

@@ -53,6 +53,7 @@ def test_ways_draws_that_many_categories_per_episode():
     assert len({im.category for im in support}) == 2 and {im.category for im in queries} <= {im.category for im in support}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [*feature_method_names(), "auto"])
 def test_every_embedding_method_evaluates_from_the_cli(method, tmp_path, capsys):
     tree = make_tree(tmp_path / "tree", COLOURS)
@@ -61,6 +62,7 @@ def test_every_embedding_method_evaluates_from_the_cli(method, tmp_path, capsys)
     assert result["accuracy"] >= 0.6 and result["fit_seconds"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["meta-maml", "matching", "relation", "reptile"])
 def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(method, tmp_path, capsys):
     tree = make_tree(tmp_path / "tree", COLOURS)
@@ -79,17 +81,31 @@ def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(method, tmp_
     assert "does not meta-train" in refused("prototypes", others)
 
 
-def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path):
+def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path, monkeypatch):
     from core.evaluate import evaluate_folder
+    from core.methods import finetune as finetuning
     from core.methods.finetune import FineTuneConfig, FineTuning
 
+    tuned, embedded_with = [], []
+    real_finetune, real_embed = finetuning.finetune, finetuning.embed_images
+
+    def spy_finetune(base, images, labels, *args, **kwargs):
+        result = real_finetune(base, images, labels, *args, **kwargs)
+        tuned.append((len(images), len(set(labels)), result.backbone))
+        return result
+
+    monkeypatch.setattr(finetuning, "finetune", spy_finetune)
+    monkeypatch.setattr(finetuning, "embed_images",
+                        lambda extractor, images: embedded_with.append(extractor.backbone) or real_embed(extractor, images))
     tree = make_tree(tmp_path / "tree", COLOURS, per_class=3)
     result = evaluate_folder(
-        tree, shots=1, episodes=1, ways=2, method="finetune", device="cpu", cache=tmp_path / "c.sqlite",
+        tree, shots=1, episodes=2, ways=2, method="finetune", device="cpu", cache=tmp_path / "c.sqlite",
         adapter=FineTuning(FineTuneConfig(epochs=1, batch_size=2)),
     )
-    assert result.method == "finetune" and result.ways == 2 and result.fit_seconds > 0
-    assert 0.0 <= result.accuracy <= 1.0
+    assert result.method == "finetune" and result.ways == 2 and result.episodes == 2 and result.fit_seconds > 0
+    assert [(images, ways) for images, ways, _ in tuned] == [(2, 2), (2, 2)]  # one fine-tune per episode
+    first, second = tuned[0][2], tuned[1][2]
+    assert first is not second and embedded_with == [first, first, second, second]  # support, then queries
 
 
 def test_auto_picks_a_method_for_the_catalogs_typical_shots(store):

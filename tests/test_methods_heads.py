@@ -77,11 +77,27 @@ def test_linear_probe_chooses_its_penalty_on_held_out_shots():
     assert LinearProbe().fit(one_shot, one_label).penalty_ == ONE_SHOT_PENALTY
 
 
-def test_linear_probe_feature_augmentation_adds_noisy_copies():
+def test_linear_probe_feature_augmentation_adds_noisy_copies(monkeypatch):
     support, labels, _ = blobs(per_class=2)
     pool, _, _ = blobs(per_class=20, seed=2)
+    x, y = LinearProbe(augment=4).augmented(support, labels, pool, np.random.default_rng(0))
+    assert len(x) == len(y) == 5 * len(support)
+    np.testing.assert_array_equal(x[: len(support)], support)
+    np.testing.assert_array_equal(y, np.concatenate([labels, np.repeat(labels, 4)]))
+    noise = x[len(support):] - np.repeat(support, 4, axis=0)
+    assert (np.linalg.norm(noise, axis=1) > 0).all()
+    assert np.linalg.norm(noise, axis=1).mean() < 0.5 * np.linalg.norm(support, axis=1).mean()
+
+    import core.methods.linear_probe as linear_probe
+
+    trained_on = []
+    real_train_head = linear_probe.train_head
+    monkeypatch.setattr(linear_probe, "train_head", lambda x, *a, **k: trained_on.append(len(x)) or real_train_head(x, *a, **k))
     model = LinearProbe(augment=4).fit(support, labels, unlabelled=pool)
+    assert trained_on[-1] == 5 * len(support)  # the final head is trained on the support and its copies
     assert len(model.losses_) and (model.classes_[model.predict(support).argmax(axis=1)] == labels).all()
+    LinearProbe().fit(support, labels, unlabelled=pool)
+    assert trained_on[-1] == len(support)
 
 
 def ring(angles_deg, per_class, spread, seed):
@@ -110,9 +126,12 @@ def test_transductive_refinement_follows_a_shifted_catalog():
 
 
 def test_recommended_method_depends_on_shots():
-    assert recommended_method(1) in METHODS and recommended_method(10) in METHODS
-    assert resolve_method("auto", 1) == recommended_method(1)
-    assert resolve_method("prototypes", 1) == "prototypes"
+    few, many = recommended_method(1), recommended_method(10)
+    assert {few, many} <= set(METHODS) and few != many
+    picks = [recommended_method(shots) for shots in range(1, 21)]
+    assert picks == sorted(picks, key=[few, many].index)  # one switch, from the few-shot method to the other
+    assert resolve_method("auto", 1) == few and resolve_method("auto", 10) == many
+    assert resolve_method("prototypes", 1) == resolve_method("prototypes", 10) == "prototypes"
 
 
 @pytest.mark.parametrize("method", ["linear-probe", "transductive", "meta-maml", "matching", "relation", "reptile"])

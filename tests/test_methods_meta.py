@@ -45,6 +45,7 @@ def test_the_registry_has_the_meta_learners_of_the_literature():
     assert {"meta-maml", "matching", "relation", "reptile"} <= set(META_LEARNERS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", META_LEARNERS)
 def test_meta_training_lowers_held_out_episode_loss_and_it_transfers(trained, method):
     state = trained[method]
@@ -55,11 +56,13 @@ def test_meta_training_lowers_held_out_episode_loss_and_it_transfers(trained, me
     assert meta > plain + 0.05, (plain, meta)
 
 
+@pytest.mark.slow
 def test_proto_maml_learns_to_ignore_noise_features(trained):
     gain = trained["meta-maml"].module.projection.log_gain.exp().numpy()
     assert gain[:SIGNAL].mean() > 1.2 * gain[SIGNAL:].mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", META_LEARNERS)
 def test_fresh_copies_start_from_the_adopted_state_and_a_refit_keeps_it(trained, method):
     state = trained[method]
@@ -119,6 +122,7 @@ def test_meta_training_reports_progress_and_can_be_cancelled(method):
     assert seen == [(1, 50), (2, 50), (3, 50)]
 
 
+@pytest.mark.slow
 def test_a_state_for_other_features_or_another_method_is_refused(trained):
     with pytest.raises(ValueError, match="dimension"):
         make_method("meta-maml", meta_states=(trained["meta-maml"],)).fit(np.ones((2, 3), np.float32), [0, 1])

@@ -41,6 +41,7 @@ def twin_catalogs(tmp_path, count: int):
     return folder, catalogs
 
 
+@pytest.mark.slow
 @needs_ray
 def test_ray_vectors_equal_local_vectors_and_failures_are_reported(tmp_path, extractor, local_ray):
     from core.ray_engine import embed_catalog_on_ray

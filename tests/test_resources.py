@@ -56,6 +56,7 @@ def rss_peak(run) -> tuple[object, int]:
 
 # --- loading a catalog's embeddings ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_loading_embeddings_peaks_near_the_matrix_itself(store):
     n, dim = 20_000, 256
     with store.write() as s:

@@ -12,6 +12,8 @@ from core.cli import main
 from core.store import Store
 from core.text import TEXT_EMBEDDING
 
+pytestmark = pytest.mark.slow  # the image and the title model on every demo picture
+
 
 def run(capsys, *argv) -> str:
     assert main([str(a) for a in argv]) == 0

@@ -15,7 +15,7 @@ _ALEMBIC = threading.Lock()
 catalogs at once would tear each other's state down (KeyError: 'config')."""
 
 
-def alembic_config(engine: Engine):
+def alembic_config(engine: Engine | None = None):
     from alembic.config import Config
 
     config = Config()
@@ -25,9 +25,9 @@ def alembic_config(engine: Engine):
 
 
 @lru_cache(maxsize=1)
-def head_revision() -> str | None:
-    """The newest revision, read from the version files' text: importing Alembic to learn it would
-    cost a third of a second on every `protoshelf categories`."""
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """(revisions, their parents), read from the version files' text: importing Alembic to learn
+    them would cost a third of a second on every `protoshelf categories`."""
     revisions, parents = set(), set()
     for path in (HERE / "versions").glob("*.py"):
         source = path.read_text(encoding="utf-8")
@@ -35,8 +35,18 @@ def head_revision() -> str | None:
         down = re.search(r"^down_revision\s*=\s*['\"]([^'\"]+)", source, re.MULTILINE)
         revisions.update([revision[1]] if revision else [])
         parents.update([down[1]] if down else [])
+    return frozenset(revisions), frozenset(parents)
+
+
+def head_revision() -> str | None:
+    revisions, parents = _revisions()
     heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
+def known_revisions() -> frozenset[str]:
+    """Every schema version this ProtoShelf knows; a catalog at another one was made by a newer one."""
+    return _revisions()[0]
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -47,6 +57,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`. A catalog already at head is only read, so opening one never
+    waits for another process's write lock; otherwise env.py takes that lock before anything else."""
     if revision == "head" and head_revision() is not None and current_revision(engine) == head_revision():
         return
     from alembic import command

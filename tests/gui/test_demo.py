@@ -55,6 +55,7 @@ def test_first_run_opens_the_demo_in_the_user_data_folder(tmp_path, monkeypatch)
     assert choose_catalog(None, True, settings) == path
 
 
+@pytest.mark.slow
 def test_demo_opens_embeds_and_predicts_the_intended_categories(qtbot, open_window, tmp_path, extractor):
     """End to end with the real backbone: open the demo, wait for embedding and predictions."""
     path = build_demo_catalog(tmp_path / "demo.sqlite")
@@ -80,4 +81,5 @@ def test_demo_opens_embeds_and_predicts_the_intended_categories(qtbot, open_wind
             wrong += 1
     assert right + wrong + unassigned == len(intended) - len(session.labels)
     assert right >= 2 * wrong, (right, wrong, unassigned)
+    assert right + wrong > (right + wrong + unassigned) // 4, (right, wrong, unassigned)  # not by assigning nothing
     assert Path(window.session.path) == path.resolve()

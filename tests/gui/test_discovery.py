@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-import time
+import threading
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -110,17 +110,17 @@ def test_near_duplicates_are_found_shown_and_exported(qtbot, open_window, fake_c
     dialog.close()
 
 
-def fake_finetune(calls: list, slow: bool = False):
-    """Stands in for core's fine-tuning: reports progress (for up to 10 s when slow, so there is
-    time to cancel), then saves "fine-tuned" vectors (the pretrained ones, scaled) under a new name."""
+def fake_finetune(calls: list, until: threading.Event | None = None):
+    """Stands in for core's fine-tuning: reports progress (given `until`, on and on until that is
+    set or the task is cancelled, so there is time to cancel however slow the machine), then saves
+    "fine-tuned" vectors (the pretrained ones, scaled) under a new name."""
 
     def run(store, labels=None, base=DEFAULT_BACKBONE, config=None, device="auto", progress=None):
         calls.append((base, device, labels))
-        steps = 500 if slow else 10
-        for step in range(steps):
-            progress(step, steps)
-            if slow:
-                time.sleep(0.02)
+        step = 0
+        while step < 10 or (until is not None and not until.wait(0.01)):
+            progress(min(step, 9), 10)  # raises Cancelled once the task is cancelled
+            step += 1
         vectors = store.load_embeddings(base)
         name = f"{base}+ft-test"
         store.save_embeddings(name, vectors.item_ids, vectors.matrix * 2)
@@ -158,14 +158,18 @@ def test_choosing_finetune_switches_the_classifier_to_the_new_backbone(qtbot, op
 
 def test_finetuning_can_be_cancelled(qtbot, open_window, fake_catalog, monkeypatch):
     path, truth, categories = fake_catalog
-    monkeypatch.setattr(finetune_module, "finetune_catalog", fake_finetune([], slow=True))
+    never_done = threading.Event()
+    monkeypatch.setattr(finetune_module, "finetune_catalog", fake_finetune([], until=never_done))
     window = open_window(path)
     session = window.session
     label_examples(qtbot, window, truth, categories)
     task = session.adapt_backbone("finetune")
-    qtbot.waitUntil(lambda: window.task_status.isVisible(), timeout=5_000)
-    with qtbot.waitSignal(task.finished, timeout=10_000):
-        window.task_status.cancel_button.click()
+    try:
+        qtbot.waitUntil(lambda: window.task_status.isVisible(), timeout=5_000)
+        with qtbot.waitSignal(task.finished, timeout=10_000):
+            window.task_status.cancel_button.click()
+    finally:
+        never_done.set()  # a fine-tune the cancel did not stop ends now, failing the outcome check
     assert task.outcome == "cancelled"
     assert session.backbone == DEFAULT_BACKBONE
     wait_idle(qtbot, session)

@@ -17,6 +17,7 @@ def big_catalog(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_scrolling_100k_items_loads_only_what_is_shown(qtbot, open_window, big_catalog, monkeypatch):
     window = open_window(big_catalog)
     qtbot.waitExposed(window)
