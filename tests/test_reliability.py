@@ -492,7 +492,7 @@ def test_10_lines_are_bounded(tmp_path, monkeypatch):
     ["export", "out.csv", "--top-k", "100000000"], ["export", "out.csv", "--top-k", "-1"],
     ["classify", "--threshold", "nan"], ["classify", "--threshold", "1.5"], ["suggest", "-n", "0"],
     ["similar", "x.png", "-k", "-3"], ["finetune", "--epochs", "0"], ["finetune", "--l2sp", "inf"],
-    ["embed", "--batch-size", "0"], ["evaluate", "f", "--shots", "0"], ["duplicates", "o.csv", "--threshold", "nan"],
+    ["embed", "--batch-size", "0"], ["evaluate", "f", "--shots", "-1"], ["duplicates", "o.csv", "--threshold", "nan"],
 ])
 def test_11_out_of_range_arguments_are_refused_by_the_parser(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
