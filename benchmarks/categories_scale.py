@@ -39,11 +39,11 @@ def measure(categories: int, items: int, folder: Path) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from benchmarks.gui_catalog import make_fake_catalog
-    from core.export import export_csv
-    from core.store import Store
-    from gui.category_picker import CategoryPicker
-    from gui.main_window import MainWindow
-    from gui.session import CatalogSession
+    from protoshelf.core.export import export_csv
+    from protoshelf.core.store import Store
+    from protoshelf.gui.category_picker import CategoryPicker
+    from protoshelf.gui.main_window import MainWindow
+    from protoshelf.gui.session import CatalogSession
 
     app = QApplication.instance() or QApplication([])
     path = folder / f"c{categories}.sqlite"

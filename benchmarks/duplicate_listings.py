@@ -76,7 +76,7 @@ def score(found, truth_pairs, kind_of_copy, original_of) -> tuple[float, float, 
 
 def hardest_look_alikes(vectors, truth, hashes, count: int = 6):
     """Pairs of pictures of different products with the highest cosine, and their hash distance."""
-    from core.picture_hash import hash_distance
+    from protoshelf.core.picture_hash import hash_distance
 
     group_of = {i: k for k, g in enumerate(truth) for i in g}
     unit = vectors.matrix / np.linalg.norm(vectors.matrix, axis=1, keepdims=True)
@@ -95,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", action="store_true", help="also print a grid of cosine thresholds and hash distances")
     args = parser.parse_args(argv)
 
-    import core.picture_hash
-    from core.duplicates import DEFAULT_THRESHOLD, PICTURE_THRESHOLD, duplicate_groups
-    from core.embedding import embed_catalog
-    from core.images import open_image
-    from core.importer import import_images
-    from core.picture_hash import PictureHashes
-    from core.store import Store
+    import protoshelf.core.picture_hash
+    from protoshelf.core.duplicates import DEFAULT_THRESHOLD, PICTURE_THRESHOLD, duplicate_groups
+    from protoshelf.core.embedding import embed_catalog
+    from protoshelf.core.images import open_image
+    from protoshelf.core.importer import import_images
+    from protoshelf.core.picture_hash import PictureHashes
+    from protoshelf.core.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         report_rule(f"cosine >= {DEFAULT_THRESHOLD} alone (before)", found, time.perf_counter() - started)
         started = time.perf_counter()
         found = duplicate_groups(vectors, PICTURE_THRESHOLD, same_picture=hashes.same_picture)
-        report_rule(f"cosine >= {PICTURE_THRESHOLD}, phash distance <= {core.picture_hash.MAX_DISTANCE} and colour "
-                    f"shift <= {core.picture_hash.MAX_COLOUR_SHIFT} (now)",
+        report_rule(f"cosine >= {PICTURE_THRESHOLD}, phash distance <= {protoshelf.core.picture_hash.MAX_DISTANCE} and colour "
+                    f"shift <= {protoshelf.core.picture_hash.MAX_COLOUR_SHIFT} (now)",
                     found, time.perf_counter() - started)
         names = {ids[path]: path.stem for path in everything}
         look_alikes = hardest_look_alikes(vectors, truth, hashes)

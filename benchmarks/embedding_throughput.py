@@ -19,7 +19,7 @@ store), measured one after the other in this process, says where the difference 
 """
 from __future__ import annotations
 
-import core  # noqa: F401  - first: it sets OpenMP's wait policy, which torch reads when it loads
+import protoshelf.core  # noqa: F401  - first: it sets OpenMP's wait policy, which torch reads when it loads
 import argparse
 import io
 import os
@@ -38,12 +38,12 @@ from multiprocessing.reduction import ForkingPickler
 from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import report
-from core.backbones import DEFAULT_BACKBONE, load_backbone
-from core.embedding import FeatureExtractor, default_batch_size, embed_catalog
-from core.model_input import collate, to_model_input
-from core.images import file_sha256, open_image
-from core.schema import Item
-from core.store import Store
+from protoshelf.core.backbones import DEFAULT_BACKBONE, load_backbone
+from protoshelf.core.embedding import FeatureExtractor, default_batch_size, embed_catalog
+from protoshelf.core.model_input import collate, to_model_input
+from protoshelf.core.images import file_sha256, open_image
+from protoshelf.core.schema import Item
+from protoshelf.core.store import Store
 
 
 def product_photo(seed: int, side: int = 1000) -> bytes:
@@ -255,7 +255,7 @@ def command_run(images: int, kind: str) -> dict:
         batch = torch.zeros(default_batch_size(extractor.device), 3, 224, 224, dtype=torch.uint8)
         forward_rate = lambda: _rate(extractor, batch)  # noqa: E731 - before and after the run, averaged
         before = forward_rate()
-        command = [sys.executable, "-m", "core.cli", "embed", "--db", str(catalog), "--device", "cpu", "--no-titles"]
+        command = [sys.executable, "-m", "protoshelf.core.cli", "embed", "--db", str(catalog), "--device", "cpu", "--no-titles"]
         with Clock() as embed:
             subprocess.run(command, check=True, capture_output=True)
         rate = (before + forward_rate()) / 2

@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--downloads", type=int, default=400)
     args = parser.parse_args(argv)
 
-    from core.downloads import ImageDownloader
-    from core.export import export_csv
-    from core.feed_import import import_feed
-    from core.store import Store
+    from protoshelf.core.downloads import ImageDownloader
+    from protoshelf.core.export import export_csv
+    from protoshelf.core.feed_import import import_feed
+    from protoshelf.core.store import Store
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} CPU cores, load average {load} before starting")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     "INSERT INTO skip VALUES (?)", ((int(i),) for i in keep))
                 s.connection().exec_driver_sql(
                     "INSERT INTO embeddings (model, item_id, vector) SELECT 'efficientnet_lite0', id, zeroblob(5120) FROM skip")
-            from core.embedding import embed_catalog  # torch: after the memory figures above
+            from protoshelf.core.embedding import embed_catalog  # torch: after the memory figures above
 
             timed(f"embed (CPU, {args.embed} of the feed's pictures)", args.embed,
                   lambda: embed_catalog(store, device="cpu", workers=0))

@@ -11,7 +11,7 @@ forward-only and end-to-end with their ratio for the README. Without CUDA it say
 """
 from __future__ import annotations
 
-import core  # noqa: F401  - first: it sets OpenMP's wait policy before torch loads
+import protoshelf.core  # noqa: F401  - first: it sets OpenMP's wait policy before torch loads
 import argparse
 import json
 import os
@@ -26,8 +26,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from benchmarks.embedding_throughput import new_catalog, run
-from core.backbones import describe_device
-from core.methods.finetune import FineTuneConfig, finetune_catalog
+from protoshelf.core.backbones import describe_device
+from protoshelf.core.methods.finetune import FineTuneConfig, finetune_catalog
 
 SHAPES = {"red circles": ((200, 40, 40), "ellipse"), "green boxes": ((40, 170, 70), "rectangle"),
           "blue circles": ((40, 60, 200), "ellipse")}

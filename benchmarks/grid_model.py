@@ -32,10 +32,10 @@ def run(items: int = 1_000_000, pages: int = 100, jumps: int = 50, keep: Path | 
     from PySide6.QtWidgets import QApplication
 
     from benchmarks.gui_catalog import make_fake_catalog
-    from core.store import Store
-    from gui.catalog_model import CatalogModel
-    from gui.catalog_view import CatalogView
-    from gui.thumbnails import ThumbnailCache
+    from protoshelf.core.store import Store
+    from protoshelf.gui.catalog_model import CatalogModel
+    from protoshelf.gui.catalog_view import CatalogView
+    from protoshelf.gui.thumbnails import ThumbnailCache
 
     app = QApplication.instance() or QApplication([])
     folder = keep or Path(tempfile.mkdtemp(prefix="protoshelf-grid-"))

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.constants import DEFAULT_BACKBONE
-from core.store import Store, vector_to_bytes
+from protoshelf.core.constants import DEFAULT_BACKBONE
+from protoshelf.core.store import Store, vector_to_bytes
 
 
 def tiny_jpeg(colour=(90, 140, 200), side: int = 96) -> bytes:

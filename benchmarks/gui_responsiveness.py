@@ -25,10 +25,10 @@ from PySide6.QtWidgets import QApplication
 
 from benchmarks.gui_catalog import make_fake_catalog
 from benchmarks.screenshot import pump, wait_until
-from core.importer import import_images
-from core.store import Store
-from gui.main_window import MainWindow
-from gui.session import CatalogSession
+from protoshelf.core.importer import import_images
+from protoshelf.core.store import Store
+from protoshelf.gui.main_window import MainWindow
+from protoshelf.gui.session import CatalogSession
 
 TICK_MS = 10
 

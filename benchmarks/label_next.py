@@ -2,7 +2,7 @@
 
 A simulated merchandiser starts with one labelled image per category of the Twemoji subcategory
 tree (benchmarks/datasets.py), then in each round labels N more items with their true category:
-either the N that core.suggest ranks first, or N random ones. After each round the default
+either the N that protoshelf.core.suggest ranks first, or N random ones. After each round the default
 method is refitted and its accuracy measured on a held-out 30% of the tree that is never
 labelled, and on the catalog as the merchandiser sees it (the other 70%: labelled items count as
 right, the rest as predicted). Curves are averaged over several seeds (splits, first labels).
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.backbones import DEFAULT_BACKBONE
-from core.evaluate import default_cache_path, embed_tree
-from core.methods import DEFAULT_METHOD, make_method
-from core.store import Store
-from core.similar import unit_rows
-from core.suggest import NEAR_COPY, rank_for_labelling, uncertainty
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.evaluate import default_cache_path, embed_tree
+from protoshelf.core.methods import DEFAULT_METHOD, make_method
+from protoshelf.core.store import Store
+from protoshelf.core.similar import unit_rows
+from protoshelf.core.suggest import NEAR_COPY, rank_for_labelling, uncertainty
 
 STRATEGIES = ("random", "margin", "suggest", "entropy", "margin+MMR")
 MMR_WEIGHT = 0.3

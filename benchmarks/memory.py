@@ -48,7 +48,7 @@ def measure(work):
     return result, time.perf_counter() - started, kib("VmHWM") - before
 
 task, catalog, model = sys.argv[1], sys.argv[2], sys.argv[3]
-from core.store import Store
+from protoshelf.core.store import Store
 if task.startswith("load"):
     store = Store(catalog)
 if task == "load":
@@ -59,7 +59,7 @@ elif task == "load-old":
     (ids, matrix), seconds, peak = measure(lambda: load_embeddings_before_issue_7(store, model))
     out = {"rows": len(ids), "matrix": matrix.nbytes + ids.nbytes}
 else:
-    from core.methods import make_method
+    from protoshelf.core.methods import make_method
     support_n, unlabelled_n, dim = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((20, dim), dtype=np.float32)
@@ -87,7 +87,7 @@ def load_embeddings_before_issue_7(store, model: str):
 
 def build_catalog(path: Path, items: int, dim: int) -> None:
     """A catalog of `items` fake items with clustered random unit vectors, written in big chunks."""
-    from core.store import Store
+    from protoshelf.core.store import Store
 
     Store(path).close()
     rng = np.random.default_rng(0)
@@ -148,7 +148,7 @@ def main() -> None:
         report("load_embeddings", child("load", catalog))
         if args.compare_old:
             report("loader before issue 7", child("load-old", catalog))
-        from core.methods import feature_method_names
+        from protoshelf.core.methods import feature_method_names
 
         for name in feature_method_names():
             report(f"fit {name} on {args.support:,} examples (+{args.fit_unlabelled:,} unlabelled)",

@@ -12,7 +12,7 @@ meta-learners learn from every Twemoji subcategory: other categories, from anoth
 all a new catalog of photos could offer. Every method sees the same episodes (same seed).
 Backbone adapters (fine-tuning) train the backbone per episode, so they run fewer, 5-way episodes
 on Twemoji, next to prototypes on those same episodes. Embeddings come from the evaluation cache:
-only the first run embeds images. Every method in core.methods' registry is measured.
+only the first run embeds images. Every method in protoshelf.core.methods' registry is measured.
 
 Torch runs on one thread: this CPU is shared, and tiny training steps lose more to thread
 synchronisation than they gain. Fit times are per episode, on this machine; a meta-learner's
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from benchmarks.datasets import OPENMOJI, PHOTOS, TWEMOJI, build_all
-from core.backbones import DEFAULT_BACKBONE
-from core.evaluate import (
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.evaluate import (
     EmbeddedTree,
     EvalResult,
     default_cache_path,
@@ -42,7 +42,7 @@ from core.evaluate import (
     evaluate_trees,
     meta_train_params,
 )
-from core.methods import (
+from protoshelf.core.methods import (
     DEFAULT_METHOD,
     METHODS,
     BackboneAdapter,
@@ -51,7 +51,7 @@ from core.methods import (
     make_adapter,
     recommended_method,
 )
-from core.store import Store
+from protoshelf.core.store import Store
 
 SHOTS = (1, 5, 10)
 ADAPTER_WAYS = 5

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import platformdirs
 
-from core.backbones import DEFAULT_BACKBONE
-from core.calibration import DEFAULT_THRESHOLD
-from core.evaluate import default_cache_path, embed_tree, evaluate_trees, read_titles, title_encoder
-from core.names import name_vectors
-from core.store import Store
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.calibration import DEFAULT_THRESHOLD
+from protoshelf.core.evaluate import default_cache_path, embed_tree, evaluate_trees, read_titles, title_encoder
+from protoshelf.core.names import name_vectors
+from protoshelf.core.store import Store
 
 DATA = Path(platformdirs.user_cache_dir("protoshelf")) / "datasets"
 SETS = {

@@ -37,9 +37,9 @@ import numpy as np
 
 from benchmarks import report
 
-from core import vector_cache
-from core.backbones import DEFAULT_BACKBONE
-from core.store import Store
+from protoshelf.core import vector_cache
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.store import Store
 
 MODEL = DEFAULT_BACKBONE
 SHOTS = 5
@@ -156,8 +156,8 @@ def best_of(repeats: int, work) -> tuple[float, object]:
 
 
 def scoring(matrix: np.ndarray, truth: np.ndarray, categories: int, repeats: int) -> dict:
-    from core.methods.centred_rows import CentredRows  # after the load's peak: it brings torch
-    from core.methods.prototypes import PrototypeClassifier, scores_with_rejection
+    from protoshelf.core.methods.centred_rows import CentredRows  # after the load's peak: it brings torch
+    from protoshelf.core.methods.prototypes import PrototypeClassifier, scores_with_rejection
 
     support_rows = np.concatenate([np.flatnonzero(truth == c)[:SHOTS] for c in range(categories)])
     started = time.perf_counter()

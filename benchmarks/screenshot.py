@@ -18,9 +18,9 @@ from pathlib import Path
 from PySide6.QtCore import QEventLoop, QSize, QTimer
 from PySide6.QtWidgets import QApplication
 
-from core.demo import build_demo_catalog, intended_categories
-from gui.main_window import MainWindow
-from gui.session import CatalogSession
+from protoshelf.core.demo import build_demo_catalog, intended_categories
+from protoshelf.gui.main_window import MainWindow
+from protoshelf.gui.session import CatalogSession
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
 

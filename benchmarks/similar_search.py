@@ -1,4 +1,4 @@
-"""Exact cosine search (core.similar) against approximate indexes, on synthetic 1280-d vectors.
+"""Exact cosine search (protoshelf.core.similar) against approximate indexes, on synthetic 1280-d vectors.
 
 For each size it prints, per method: build time, single-query latency (median and p95 over the
 queries, one query at a time as "Show similar" asks), recall@10 against the exact answer, and
@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from core.similar import SimilaritySearch
-from core.store import Vectors
+from protoshelf.core.similar import SimilaritySearch
+from protoshelf.core.store import Vectors
 
 DIM = 1280
 K = 10
@@ -149,24 +149,24 @@ def with_copies(matrix: np.ndarray, share: float = 0.02, seed: int = 1) -> np.nd
 
 def bench_duplicates(n: int) -> None:
     """Near-duplicate grouping on clustered vectors with planted near-copies: the k-means-cell search
-    that core.duplicates uses from BLOCKED_FROM_ROWS items, against all pairs where that is feasible."""
-    import core.duplicates
-    from core.duplicates import duplicate_groups
+    that protoshelf.core.duplicates uses from BLOCKED_FROM_ROWS items, against all pairs where that is feasible."""
+    import protoshelf.core.duplicates
+    from protoshelf.core.duplicates import duplicate_groups
 
     matrix = with_copies(make_data("clustered", n, 1)[0])
     vectors = Vectors(np.arange(n, dtype=np.int64), matrix)
-    threshold = core.duplicates.DEFAULT_THRESHOLD
-    switch = core.duplicates.BLOCKED_FROM_ROWS
-    core.duplicates.BLOCKED_FROM_ROWS = 0
+    threshold = protoshelf.core.duplicates.DEFAULT_THRESHOLD
+    switch = protoshelf.core.duplicates.BLOCKED_FROM_ROWS
+    protoshelf.core.duplicates.BLOCKED_FROM_ROWS = 0
     blocked, blocked_s = timed(duplicate_groups, vectors, threshold)
     print(f"duplicate_groups on {n:,} clustered vectors with {int(n * 0.02):,} planted near-copies, within "
           f"k-means cells: {blocked_s:.1f} s, {len(blocked)} groups", flush=True)
     if n > EXACT_DUPLICATES_UP_TO:
-        core.duplicates.BLOCKED_FROM_ROWS = switch
+        protoshelf.core.duplicates.BLOCKED_FROM_ROWS = switch
         return
-    core.duplicates.BLOCKED_FROM_ROWS = n + 1
+    protoshelf.core.duplicates.BLOCKED_FROM_ROWS = n + 1
     exact, exact_s = timed(duplicate_groups, vectors, threshold)
-    core.duplicates.BLOCKED_FROM_ROWS = switch
+    protoshelf.core.duplicates.BLOCKED_FROM_ROWS = switch
     group_of = {i: k for k, g in enumerate(blocked) for i in g.item_ids}
     pairs = [(g.item_ids[0], i) for g in exact for i in g.item_ids[1:]]
     kept = sum(group_of.get(a, -1) == group_of.get(b, -2) for a, b in pairs)

@@ -25,8 +25,8 @@ APP = r"""
 import json, sys, time
 start = time.perf_counter()
 from PySide6.QtWidgets import QApplication
-from gui.main_window import MainWindow
-from gui.session import CatalogSession
+from protoshelf.gui.main_window import MainWindow
+from protoshelf.gui.session import CatalogSession
 app = QApplication([])
 session = CatalogSession(sys.argv[1], embed_titles=False)
 window = MainWindow(session)
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout to time (default: this one)")
     args = parser.parse_args(argv)
     source = args.source.resolve()
-    cli = [sys.executable, "-m", "core.cli"]
+    cli = [sys.executable, "-m", "protoshelf.core.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "demo.sqlite"
         env = {**os.environ, "PYTHONPATH": str(source)}  # built by the timed code: its schema
-        subprocess.run([sys.executable, "-c", "import sys; from core.demo import build_demo_catalog; "
-                        "from core.store import Store; from core.embedding import embed_catalog; "
+        subprocess.run([sys.executable, "-c", "import sys; from protoshelf.core.demo import build_demo_catalog; "
+                        "from protoshelf.core.store import Store; from protoshelf.core.embedding import embed_catalog; "
                         "p = build_demo_catalog(sys.argv[1]); s = Store(p); embed_catalog(s, device='cpu'); s.close()",
                         str(catalog)], cwd=source, env=env, check=True, capture_output=True)
         timed([*cli, "--db", str(catalog), "categories"], source)  # upgrade the schema once, outside the timing

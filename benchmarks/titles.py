@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.datasets import OPENMOJI, TWEMOJI, DatasetError, build_all
-from core.backbones import DEFAULT_BACKBONE
-from core.classify import CatalogClassifier
-from core.evaluate import EvalResult, default_cache_path, embed_tree, evaluate_trees, read_titles
-from core.methods import DEFAULT_METHOD
-from core.schema import Item
-from core.store import Store
-from core.text import TEXT_EMBEDDING, TitleEncoder
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.classify import CatalogClassifier
+from protoshelf.core.evaluate import EvalResult, default_cache_path, embed_tree, evaluate_trees, read_titles
+from protoshelf.core.methods import DEFAULT_METHOD
+from protoshelf.core.schema import Item
+from protoshelf.core.store import Store
+from protoshelf.core.text import TEXT_EMBEDDING, TitleEncoder
 
 MODALITIES = ("image", "text", "fused")
 

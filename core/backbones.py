@@ -15,7 +15,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from core.constants import DEFAULT_BACKBONE
+from protoshelf.core.constants import DEFAULT_BACKBONE
 
 
 class BackboneError(RuntimeError):

@@ -20,8 +20,8 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
-from core.constants import DEFAULT_THRESHOLD  # noqa: F401 - the calibrated default, shared with the CLI
-from core.progress import Progress, no_progress
+from protoshelf.core.constants import DEFAULT_THRESHOLD  # noqa: F401 - the calibrated default, shared with the CLI
+from protoshelf.core.progress import Progress, no_progress
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
 """A log-spaced grid: one parameter, a few dozen held-out rows, so a grid is exact enough and cannot diverge."""

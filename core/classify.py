@@ -11,17 +11,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from core.backbones import DEFAULT_BACKBONE
-from core.calibration import Calibrated
-from core.fusion import CV_UNLABELLED, USES, LateFusion, ModalFeatures
-from core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
-from core.names import NAME_SPACES, NameEncoder, concept_model
-from core.progress import Progress, no_progress
-from core.quality import QualityReport, quality_report
-from core.store import Store, Vectors
-from core.text import TEXT_EMBEDDING
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.calibration import Calibrated
+from protoshelf.core.fusion import CV_UNLABELLED, USES, LateFusion, ModalFeatures
+from protoshelf.core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
+from protoshelf.core.names import NAME_SPACES, NameEncoder, concept_model
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.quality import QualityReport, quality_report
+from protoshelf.core.store import Store, Vectors
+from protoshelf.core.text import TEXT_EMBEDDING
 
-from core.constants import DEFAULT_THRESHOLD
+from protoshelf.core.constants import DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)

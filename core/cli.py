@@ -20,17 +20,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.constants import (
+from protoshelf.core.constants import (
     DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD, PICTURE_DUPLICATE_THRESHOLD, SUGGEST_STRATEGIES,
     default_catalog_path,
 )
-from core.errors import UserError, user_message
-from core.progress import Progress
+from protoshelf.core.errors import UserError, user_message
+from protoshelf.core.progress import Progress
 
 
 def open_store(path: Path):
     """The catalog; SQLAlchemy loads here, not for `--help`."""
-    from core.store import Store
+    from protoshelf.core.store import Store
 
     return Store(path)
 
@@ -67,14 +67,14 @@ def progress_bar(description: str) -> Iterator[Progress]:
 
 def cmd_gui(args) -> int:
     if args.open_app is None:
-        print("protoshelf: the desktop app starts from the `protoshelf` command (gui.launcher); "
+        print("protoshelf: the desktop app starts from the `protoshelf` command (protoshelf.gui.launcher); "
               "give a subcommand here, e.g. `categories`.", file=sys.stderr)
         return 2
     return args.open_app(args.db if args.db_given else None, demo=args.demo)
 
 
 def cmd_import(args) -> int:
-    from core.feeds import is_feed
+    from protoshelf.core.feeds import is_feed
 
     feeds = [source for source in args.sources if is_feed(source)]
     if feeds:
@@ -83,7 +83,7 @@ def cmd_import(args) -> int:
                   "not both", file=sys.stderr)
             return 2
         return import_feeds(args, feeds)
-    from core.importer import import_with_titles
+    from protoshelf.core.importer import import_with_titles
 
     with open_store(args.db) as store, progress_bar("import") as bar:
         report, problems = import_with_titles(store, args.sources, args.titles, bar)
@@ -96,7 +96,7 @@ def cmd_import(args) -> int:
 
 
 def import_feeds(args, feeds: list[str]) -> int:
-    from core.feed_import import import_feed
+    from protoshelf.core.feed_import import import_feed
 
     for feed in feeds:
         with open_store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
@@ -110,11 +110,11 @@ def import_feeds(args, feeds: list[str]) -> int:
 
 
 def cmd_embed(args) -> int:
-    from core.embedding import embed_catalog
+    from protoshelf.core.embedding import embed_catalog
 
     with open_store(args.db) as store, progress_bar("embed") as bar:
         if args.engine == "ray":
-            from core.ray_engine import RayUnavailable, embed_catalog_on_ray
+            from protoshelf.core.ray_engine import RayUnavailable, embed_catalog_on_ray
 
             try:
                 report = embed_catalog_on_ray(
@@ -136,7 +136,7 @@ def cmd_embed(args) -> int:
     print(f"Embedded {report.embedded} items with {report.backbone} on {report.device}; "
           f"{len(report.failed)} failed.")
     if not args.no_titles:
-        from core.text import embed_titles
+        from protoshelf.core.text import embed_titles
 
         with open_store(args.db) as store, progress_bar("titles") as bar:
             text = embed_titles(store, device=args.device, progress=bar)
@@ -148,9 +148,9 @@ def cmd_embed(args) -> int:
 def cmd_label(args) -> int:
     """Each argument is a product id of the catalog or an image path; a product id wins, with a
     note, when a file of that name exists too."""
-    from core.importer import import_images
+    from protoshelf.core.importer import import_images
 
-    from core.store import validate_category_name
+    from protoshelf.core.store import validate_category_name
 
     name = validate_category_name(args.category)  # a bad name changes nothing, not even the import
     with open_store(args.db) as store:
@@ -188,9 +188,9 @@ def cmd_categories(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from core.classify import classify_catalog
-    from core.methods import AUTO, is_backbone_adapter
-    from core.names import NameEncoder
+    from protoshelf.core.classify import classify_catalog
+    from protoshelf.core.methods import AUTO, is_backbone_adapter
+    from protoshelf.core.names import NameEncoder
 
     if is_backbone_adapter(args.method):
         args.backbone, args.method = adapt_backbone(args), AUTO
@@ -215,7 +215,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from core.export import export_csv
+    from protoshelf.core.export import export_csv
 
     with open_store(args.db) as store, progress_bar("export") as bar:
         rows = export_csv(store, args.out, top=args.top_k, excel_bom=args.excel, progress=bar,
@@ -226,7 +226,7 @@ def cmd_export(args) -> int:
 
 def adapt_backbone(args) -> str:
     """`classify --method ADAPTER`: train the backbone (defaults), embed the catalog; the new name."""
-    from core.methods import make_adapter
+    from protoshelf.core.methods import make_adapter
 
     adapter = make_adapter(args.method)
     with open_store(args.db) as store, progress_bar(f"{adapter.name}, then embed") as bar:
@@ -234,7 +234,7 @@ def adapt_backbone(args) -> str:
 
 
 def cmd_finetune(args) -> int:
-    from core.methods.finetune import FineTuneConfig, FineTuning, embed_finetuned
+    from protoshelf.core.methods.finetune import FineTuneConfig, FineTuning, embed_finetuned
 
     with open_store(args.db) as store, progress_bar("fine-tune, then embed") as bar:
         if args.resume:
@@ -253,8 +253,8 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from core.evaluate import evaluate_folder
-    from core.methods import method_names
+    from protoshelf.core.evaluate import evaluate_folder
+    from protoshelf.core.methods import method_names
 
     if args.list_methods:
         print("\n".join(method_names()))
@@ -283,7 +283,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_suggest(args) -> int:
-    from core.suggest import suggest_for_catalog
+    from protoshelf.core.suggest import suggest_for_catalog
 
     with open_store(args.db) as store:
         suggestions = suggest_for_catalog(store, args.backbone, args.n, args.strategy)
@@ -301,8 +301,8 @@ def cmd_suggest(args) -> int:
 
 
 def cmd_similar(args) -> int:
-    from core.images import file_sha256, open_image
-    from core.similar import SimilaritySearch
+    from protoshelf.core.images import file_sha256, open_image
+    from protoshelf.core.similar import SimilaritySearch
 
     with open_store(args.db) as store:
         vectors = store.load_embeddings(args.backbone)
@@ -315,8 +315,8 @@ def cmd_similar(args) -> int:
             print(f"{shown(args.image)} is item {item_id} of the catalog.")
             neighbours = search.similar_to_item(item_id, args.k)
         else:
-            from core.backbones import load_backbone, resolve_device
-            from core.embedding import FeatureExtractor
+            from protoshelf.core.backbones import load_backbone, resolve_device
+            from protoshelf.core.embedding import FeatureExtractor
 
             extractor = FeatureExtractor(load_backbone(args.backbone), resolve_device(args.device))
             query = extractor.embed_images([open_image(args.image)])
@@ -329,8 +329,8 @@ def cmd_similar(args) -> int:
 
 
 def cmd_duplicates(args) -> int:
-    from core.duplicates import duplicate_groups, export_duplicates
-    from core.picture_hash import PictureHashes
+    from protoshelf.core.duplicates import duplicate_groups, export_duplicates
+    from protoshelf.core.picture_hash import PictureHashes
 
     with open_store(args.db) as store, progress_bar("compare") as bar:
         vectors = store.load_embeddings(args.backbone)
@@ -343,7 +343,7 @@ def cmd_duplicates(args) -> int:
 
 
 def cmd_relocate(args) -> int:
-    from core.importer import relocate
+    from protoshelf.core.importer import relocate
 
     with open_store(args.db) as store:
         result = relocate(store, args.old_prefix, args.new_prefix)
@@ -368,7 +368,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_install_desktop(args) -> int:
-    from core.desktop import install_desktop_entry
+    from protoshelf.core.desktop import install_desktop_entry
 
     entry, icon = install_desktop_entry()
     print(f"Wrote {entry} and {icon}; ProtoShelf now appears in your desktop's application menu.")
@@ -414,7 +414,7 @@ def whole_number(low: int, high: int):
 
 def method_name(text: str) -> str:
     """Checked when given, so `--help` does not load the methods (and torch) to list them."""
-    from core.methods import method_names
+    from protoshelf.core.methods import method_names
 
     if text not in method_names():
         raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose one of: {', '.join(method_names())}")
@@ -558,14 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors whose own text is the message; a backbone error can only come from a command that loaded backbones."""
-    backbones = sys.modules.get("core.backbones")
+    backbones = sys.modules.get("protoshelf.core.backbones")
     return (ValueError, *([backbones.BackboneError] if backbones else []))  # StoreError is a ValueError
 
 
 def main(argv: list[str] | None = None, open_app=None) -> int:
     """The one error policy: any failure is one line saying what went wrong and what to do, and a
     non-zero exit; the traceback is printed only with --debug. `open_app(db_path_or_None,
-    demo=...)` opens the desktop app; gui.launcher passes it."""
+    demo=...)` opens the desktop app; protoshelf.gui.launcher passes it."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import platformdirs
 
-from core.importer import import_with_titles, read_titles_csv
-from core.store import Store
+from protoshelf.core.importer import import_with_titles, read_titles_csv
+from protoshelf.core.store import Store
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "resources" / "demo"
 EXAMPLES_PER_CATEGORY = 3

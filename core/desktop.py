@@ -37,7 +37,7 @@ def desktop_entry(command: str) -> str:
 def launch_command() -> str:
     """The interpreter that runs us, so the entry works inside a virtual environment too."""
     script = Path(sys.executable).with_name("protoshelf")
-    return f'"{script}" gui' if script.exists() else f'"{sys.executable}" -m gui.launcher gui'
+    return f'"{script}" gui' if script.exists() else f'"{sys.executable}" -m protoshelf.gui.launcher gui'
 
 
 def install_desktop_entry(home: Path | None = None, command: str | None = None) -> tuple[Path, Path]:

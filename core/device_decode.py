@@ -18,9 +18,9 @@ from PIL import Image
 from torch.nn import functional
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from core.backbones import Preprocessing
-from core.model_input import CatalogImages
-from core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image
+from protoshelf.core.backbones import Preprocessing
+from protoshelf.core.model_input import CatalogImages
+from protoshelf.core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image
 
 
 def plain_jpeg(path: Path) -> torch.Tensor | None:

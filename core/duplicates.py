@@ -21,13 +21,13 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from core.export import neutralise
-from core.progress import Progress, no_progress
-from core.safe_output import replace_safely
-from core.similar import inverse_norms, unit_rows
-from core.store import Store, Vectors
+from protoshelf.core.export import neutralise
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.safe_output import replace_safely
+from protoshelf.core.similar import inverse_norms, unit_rows
+from protoshelf.core.store import Store, Vectors
 
-from core.constants import DUPLICATE_THRESHOLD as DEFAULT_THRESHOLD, PICTURE_DUPLICATE_THRESHOLD as PICTURE_THRESHOLD
+from protoshelf.core.constants import DUPLICATE_THRESHOLD as DEFAULT_THRESHOLD, PICTURE_DUPLICATE_THRESHOLD as PICTURE_THRESHOLD
 TILE_ROWS = 2048
 TILE_COLUMNS = 16_384
 MAX_PENDING_LINKS = 2_000_000

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from core.backbones import DEFAULT_BACKBONE, Backbone, load_backbone, packaged_preprocessing, resolve_device
-from core.model_input import CatalogImages, collate, stack_images, to_model_input
-from core.progress import Progress, no_progress
-from core.store import Store
+from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, load_backbone, packaged_preprocessing, resolve_device
+from protoshelf.core.model_input import CatalogImages, collate, stack_images, to_model_input
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Store
 
 
 @dataclass
@@ -143,7 +143,7 @@ is built, and 20 MB of shared memory at 224 px (a container's /dev/shm may hold 
 def _loader(rows: list[tuple[int, str]], prep, batch_size: int, workers: int, on_gpu: bool) -> DataLoader:
     workers = min(workers, max(0, len(rows) // batch_size))
     if on_gpu:  # workers only read JPEG files; the GPU decodes them
-        from core import device_decode
+        from protoshelf.core import device_decode
 
         return DataLoader(device_decode.JpegFiles(rows, prep), batch_size=batch_size, num_workers=workers,
                           collate_fn=device_decode.collate, pin_memory=True)
@@ -185,7 +185,7 @@ def embed_catalog(
     features = _MemoryFallback(extractor, batch_size, report)
     done = 0
     if on_gpu:
-        from core import device_decode
+        from protoshelf.core import device_decode
     for ids, tensors, failed in batches:
         if on_gpu:
             ids, tensors, failed = device_decode.to_device_batch(ids, tensors, failed, prep, extractor.device)

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from core.backbones import DEFAULT_BACKBONE
-from core.calibration import DEFAULT_THRESHOLD, Calibrated, expected_calibration_error, precision_coverage
-from core.embedding import embed_catalog
-from core.fusion import USES, LateFusion, ModalFeatures
-from core.importer import find_images, import_images, read_titles_csv
-from core.methods import (
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.calibration import DEFAULT_THRESHOLD, Calibrated, expected_calibration_error, precision_coverage
+from protoshelf.core.embedding import embed_catalog
+from protoshelf.core.fusion import USES, LateFusion, ModalFeatures
+from protoshelf.core.importer import find_images, import_images, read_titles_csv
+from protoshelf.core.methods import (
     DEFAULT_METHOD,
     BackboneAdapter,
     is_backbone_adapter,
@@ -39,10 +39,10 @@ from core.methods import (
     make_method,
     resolve_method,
 )
-from core.names import NAME_SPACES, concept_model, embed_concepts, name_vectors
-from core.progress import Progress, no_progress
-from core.store import Store
-from core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
+from protoshelf.core.names import NAME_SPACES, concept_model, embed_concepts, name_vectors
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Store
+from protoshelf.core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
 
 
 def default_cache_path() -> Path:
@@ -361,10 +361,10 @@ def evaluate_adapter(
 ) -> EvalResult:
     """Train the backbone on each episode's support images, embed its images with the result, and
     score them with prototypes: what the app does after fine-tuning, on one episode at a time."""
-    from core.backbones import load_backbone, resolve_device
-    from core.embedding import FeatureExtractor
-    from core.images import open_image
-    from core.methods.finetune import embed_images
+    from protoshelf.core.backbones import load_backbone, resolve_device
+    from protoshelf.core.embedding import FeatureExtractor
+    from protoshelf.core.images import open_image
+    from protoshelf.core.methods.finetune import embed_images
 
     base = load_backbone(backbone)
     side = base.preprocessing.resize

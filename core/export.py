@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.progress import Progress, no_progress
-from core.safe_output import replace_safely
-from core.shop_formats import HEADERS, shop_row
-from core.store import Store
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.safe_output import replace_safely
+from protoshelf.core.shop_formats import HEADERS, shop_row
+from protoshelf.core.store import Store
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FETCH_ROWS = 5000

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from core.downloads import ImageDownloader
-from core.feeds import FeedRow, image_source, read_feed
-from core.images import ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
-from core.progress import Progress, no_progress
-from core.schema import Category, Embedding, Item, Label, Prediction
-from core.store import PALETTE, Store, StoreError, validate_category_name
+from protoshelf.core.downloads import ImageDownloader
+from protoshelf.core.feeds import FeedRow, image_source, read_feed
+from protoshelf.core.images import ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.schema import Category, Embedding, Item, Label, Prediction
+from protoshelf.core.store import PALETTE, Store, StoreError, validate_category_name
 
 BATCH_ROWS = 256
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.calibration import class_index, stratified_folds
-from core.methods import DEFAULT_METHOD, FewShotMethod, make_method
-from core.methods.base import encode_labels
-from core.names import NAME_SPACES
-from core.progress import Progress, no_progress
-from core.store import Vectors
+from protoshelf.core.calibration import class_index, stratified_folds
+from protoshelf.core.methods import DEFAULT_METHOD, FewShotMethod, make_method
+from protoshelf.core.methods.base import encode_labels
+from protoshelf.core.names import NAME_SPACES
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Vectors
 
 MODALITIES = ("image", "concept", "text")
 USES = {"image": ("image", "concept"), "text": ("text",), "fused": MODALITIES}

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core.errors import UserError
-from core.images import IMAGE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
-from core.progress import Progress, no_progress
-from core.store import ImportedFile, Relocation, Store
+from protoshelf.core.errors import UserError
+from protoshelf.core.images import IMAGE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import ImportedFile, Relocation, Store
 
 BATCH_SIZE = 256
 MAX_TITLES_BYTES = 1 << 30

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.fusion import ModalFeatures
-from core.methods import MetaTrained, make_meta_learner
-from core.progress import Progress, no_progress
-from core.store import Store
-from core.text import TEXT_EMBEDDING
+from protoshelf.core.fusion import ModalFeatures
+from protoshelf.core.methods import MetaTrained, make_meta_learner
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Store
+from protoshelf.core.text import TEXT_EMBEDDING
 
 
 def category_set_key(backbone: str, method: str, labels: dict[int, int]) -> tuple:

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from core.backbones import Preprocessing
-from core.images import ImageError, open_image
+from protoshelf.core.backbones import Preprocessing
+from protoshelf.core.images import ImageError, open_image
 
 
 def to_model_input(image: Image.Image, prep: Preprocessing) -> torch.Tensor:

@@ -5,7 +5,7 @@ model, so they compare directly with titles. Images reach the same space through
 head (ConSE, Norouzi et al., ICLR 2014): an image's "concept" vector is the average of the text
 embeddings of its most probable ImageNet class names, weighted by those probabilities. Both
 "text" and "concept" features then take each category's name as one more example (see
-`core.fusion`), which gives predictions from zero examples and a prior whose share fades as
+`protoshelf.core.fusion`), which gives predictions from zero examples and a prior whose share fades as
 examples are added.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from core.progress import Progress, no_progress
+from protoshelf.core.progress import Progress, no_progress
 
 CONCEPT_PREFIX = "concept:"
 CONCEPT_TOP = 10
@@ -84,7 +84,7 @@ def embed_concepts(store, backbone: str, load_encoder, progress: Progress = no_p
     `load_encoder()` gives the title model (None: unavailable); it is called only when there is work. Fine-tuned backbones have no ImageNet head that matches their features,
     so they get none.
     """
-    from core.backbones import BackboneError, load_backbone
+    from protoshelf.core.backbones import BackboneError, load_backbone
 
     vectors = store.load_embeddings(backbone)
     done = store.load_embeddings(concept_model(backbone)).item_ids
@@ -117,7 +117,7 @@ class NameEncoder:
 
     def model(self):
         if self.encoder is None and self.unavailable is None:
-            from core.text import TextModelError, TitleEncoder
+            from protoshelf.core.text import TextModelError, TitleEncoder
 
             try:
                 self.encoder = TitleEncoder(self.device)

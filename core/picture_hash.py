@@ -15,7 +15,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from core.store import Store
+from protoshelf.core.store import Store
 
 MAX_DISTANCE = 16
 MAX_COLOUR_SHIFT = 12

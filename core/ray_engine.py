@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.backbones import DEFAULT_BACKBONE, Preprocessing, load_backbone, resolve_device
-from core.embedding import CPU_BATCH, GPU_BATCH, EmbedReport, FeatureExtractor, to_model_input
-from core.images import ImageError, open_image
-from core.progress import Progress, no_progress
-from core.store import Store
+from protoshelf.core.backbones import DEFAULT_BACKBONE, Preprocessing, load_backbone, resolve_device
+from protoshelf.core.embedding import CPU_BATCH, GPU_BATCH, EmbedReport, FeatureExtractor, to_model_input
+from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Store
 
 INSTALL_HINT = "pip install 'protoshelf[ray]'"
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from core.errors import UserError
+from protoshelf.core.errors import UserError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 CATALOG_COMPANIONS = ("", "-wal", "-shm", "-journal")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.store import Vectors
+from protoshelf.core.store import Vectors
 
 CHUNK_ROWS = 65_536
 

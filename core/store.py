@@ -25,11 +25,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from core import vector_cache
-from core.constants import default_catalog_path  # noqa: F401 - where callers have always found it
-from core.errors import UserError, user_message
-from core.progress import Progress, no_progress
-from core.schema import Category, Embedding, Item, Label, ModelRun, Prediction
+from protoshelf.core import vector_cache
+from protoshelf.core.constants import default_catalog_path  # noqa: F401 - where callers have always found it
+from protoshelf.core.errors import UserError, user_message
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.schema import Category, Embedding, Item, Label, ModelRun, Prediction
 
 PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -98,7 +98,7 @@ def check_catalog_file(path: Path) -> None:
     with open(path, "rb") as handle:
         if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise StoreError(f"{path} is not a ProtoShelf catalog (not an SQLite database); it was left untouched")
-    from core.migrations import known_revisions
+    from protoshelf.core.migrations import known_revisions
 
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as raw:
@@ -208,7 +208,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.path)
         self._writer = self.engine.execution_options(immediate=True)
-        from core.migrations import upgrade
+        from protoshelf.core.migrations import upgrade
 
         try:
             upgrade(self.engine)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.classify import CatalogClassifier, CatalogPredictions
-from core.similar import unit_rows
-from core.store import Store, Vectors
+from protoshelf.core.classify import CatalogClassifier, CatalogPredictions
+from protoshelf.core.similar import unit_rows
+from protoshelf.core.store import Store, Vectors
 
-from core.constants import SUGGEST_STRATEGIES as STRATEGIES
+from protoshelf.core.constants import SUGGEST_STRATEGIES as STRATEGIES
 NEAR_COPY = 0.9
 BLOCK_FACTOR = 10
 """Candidates are checked for near-copies N × BLOCK_FACTOR at a time, most uncertain first."""

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.backbones import BackboneError, resolve_device
-from core.progress import Progress, no_progress
-from core.store import Store
+from protoshelf.core.backbones import BackboneError, resolve_device
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Store
 
 TEXT_MODEL = "all-MiniLM-L6-v2"
 TEXT_EMBEDDING = f"text:{TEXT_MODEL}"

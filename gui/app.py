@@ -15,12 +15,12 @@ from PySide6.QtCore import QObject, QSettings, QTimer, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from core.demo import build_demo_catalog
-from core.desktop import APP_ID, ICON
-from core.errors import user_message
-from core.store import default_catalog_path
-from gui.main_window import MainWindow
-from gui.session import CatalogSession
+from protoshelf.core.demo import build_demo_catalog
+from protoshelf.core.desktop import APP_ID, ICON
+from protoshelf.core.errors import user_message
+from protoshelf.core.store import default_catalog_path
+from protoshelf.gui.main_window import MainWindow
+from protoshelf.gui.session import CatalogSession
 
 log = logging.getLogger(__name__)
 

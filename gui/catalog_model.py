@@ -18,11 +18,11 @@ import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QPersistentModelIndex, Qt
 
-from core.constants import UNASSIGNED
-from core.store import Store
+from protoshelf.core.constants import UNASSIGNED
+from protoshelf.core.store import Store
 
 if TYPE_CHECKING:
-    from core.classify import CatalogPredictions
+    from protoshelf.core.classify import CatalogPredictions
 
 NOT_CLASSIFIED = -2
 NO_LABEL = -1

@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QAbstractItemView, QMenu, QRubberBand, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolTip,
 )
 
-from gui.catalog_model import (
+from protoshelf.gui.catalog_model import (
     MIME_TYPE, ConfidenceRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
 )
-from gui.drops import dropped_paths
-from gui.thumbnails import ThumbnailCache
+from protoshelf.gui.drops import dropped_paths
+from protoshelf.gui.thumbnails import ThumbnailCache
 
 THUMB = 128
 PAD = 8

@@ -18,11 +18,11 @@ from PySide6.QtWidgets import (
     QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
-from core.store import StoreError
-from gui.catalog_model import FILTER_UNASSIGNED
-from gui.catalog_view import UNASSIGNED_COLOUR
-from gui.drops import category_mime, dropped_category, dropped_item_ids, dropped_paths
-from gui.session import CatalogSession
+from protoshelf.core.store import StoreError
+from protoshelf.gui.catalog_model import FILTER_UNASSIGNED
+from protoshelf.gui.catalog_view import UNASSIGNED_COLOUR
+from protoshelf.gui.drops import category_mime, dropped_category, dropped_item_ids, dropped_paths
+from protoshelf.gui.session import CatalogSession
 
 UNASSIGNED_ROW = -1
 CategoryRole = Qt.ItemDataRole.UserRole + 10

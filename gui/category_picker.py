@@ -13,8 +13,8 @@ from PySide6.QtGui import QColor, QKeyEvent
 from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout
 from rapidfuzz import fuzz, utils
 
-from core.store import CategoryRow
-from gui.categories_panel import swatch
+from protoshelf.core.store import CategoryRow
+from protoshelf.gui.categories_panel import swatch
 
 SHOWN = 50
 MATCH_AT_LEAST = 50

@@ -12,11 +12,11 @@ from typing import Protocol
 
 from PySide6.QtGui import QUndoCommand
 
-from core.store import CategoryRow, Store
+from protoshelf.core.store import CategoryRow, Store
 
 
 class CatalogSession(Protocol):
-    """What a command needs of the session (gui.session.CatalogSession), named here so this module
+    """What a command needs of the session (protoshelf.gui.session.CatalogSession), named here so this module
     does not import the session that imports it."""
 
     labels: dict[int, int]

@@ -5,7 +5,7 @@ import json
 
 from PySide6.QtCore import QMimeData
 
-from gui.catalog_model import MIME_TYPE
+from protoshelf.gui.catalog_model import MIME_TYPE
 
 
 def dropped_item_ids(mime: QMimeData) -> list[int]:

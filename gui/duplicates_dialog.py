@@ -10,10 +10,10 @@ from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QFileDialog, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
 )
 
-from gui.session import CatalogSession
+from protoshelf.gui.session import CatalogSession
 
 if TYPE_CHECKING:
-    from core.duplicates import DuplicateGroup
+    from protoshelf.core.duplicates import DuplicateGroup
 
 
 class DuplicatesDialog(QDialog):

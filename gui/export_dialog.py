@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from gui.session import CatalogSession
+from protoshelf.gui.session import CatalogSession
 
 EXPORT_FORMATS = (
     ("ProtoShelf: predictions with scores", "protoshelf"),

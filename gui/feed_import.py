@@ -10,9 +10,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from core.feed_import import FeedReport, import_feed
-from gui.session import CatalogSession
-from gui.workers import Task, TaskKind, TaskProgress, WorkerContext
+from protoshelf.core.feed_import import FeedReport, import_feed
+from protoshelf.gui.session import CatalogSession
+from protoshelf.gui.workers import Task, TaskKind, TaskProgress, WorkerContext
 
 FEED_FILTER = "Product feeds (*.csv *.tsv *.txt *.xml)"
 MAX_LISTED = 200

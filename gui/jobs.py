@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gui.workers import TaskProgress, WorkerContext
+from protoshelf.gui.workers import TaskProgress, WorkerContext
 
 if TYPE_CHECKING:
-    from core.classify import CatalogClassifier, CatalogPredictions
-    from core.duplicates import DuplicateGroup
-    from core.embedding import EmbedReport, FeatureExtractor
-    from core.importer import ImportReport
-    from core.similar import Neighbour
-    from core.store import Store
-    from core.methods import MetaTrained
-    from core.suggest import Suggestion
-    from gui.export_dialog import ExportRequest
+    from protoshelf.core.classify import CatalogClassifier, CatalogPredictions
+    from protoshelf.core.duplicates import DuplicateGroup
+    from protoshelf.core.embedding import EmbedReport, FeatureExtractor
+    from protoshelf.core.importer import ImportReport
+    from protoshelf.core.similar import Neighbour
+    from protoshelf.core.store import Store
+    from protoshelf.core.methods import MetaTrained
+    from protoshelf.core.suggest import Suggestion
+    from protoshelf.gui.export_dialog import ExportRequest
 
 TITLE_BLOCK = 100_000
 
@@ -82,9 +82,9 @@ def extractor_key(backbone: str, device: str) -> tuple:
 
 def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> ModelInfo:
     """Import torch, timm and the classifier on the worker, and say what they offer."""
-    from core.backbones import BackboneError, available_backbones, describe_device, resolve_device
-    from core.classify import CatalogClassifier  # noqa: F401 - the import is the work
-    from core.methods import describe, is_backbone_adapter, method_names
+    from protoshelf.core.backbones import BackboneError, available_backbones, describe_device, resolve_device
+    from protoshelf.core.classify import CatalogClassifier  # noqa: F401 - the import is the work
+    from protoshelf.core.methods import describe, is_backbone_adapter, method_names
 
     devices = []
     for name in ("auto", "cpu", "cuda", "mps"):
@@ -98,7 +98,7 @@ def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> M
     except BackboneError as exc:
         description = str(exc)
     names = method_names()
-    from core.methods.finetune import finetuned_backbones
+    from protoshelf.core.methods.finetune import finetuned_backbones
 
     return ModelInfo(names, [*available_backbones(), *finetuned_backbones()], devices, description, {n: describe(n) for n in names},
                      frozenset(n for n in names if is_backbone_adapter(n)))
@@ -106,9 +106,9 @@ def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> M
 
 def extractor_for(context: WorkerContext, backbone: str, device: str) -> FeatureExtractor:
     """Fine-tuned backbones load from their saved weights, so new imports embed with them too."""
-    from core.backbones import load_backbone, resolve_device
-    from core.embedding import FeatureExtractor
-    from core.methods.finetune import is_finetuned, load_finetuned
+    from protoshelf.core.backbones import load_backbone, resolve_device
+    from protoshelf.core.embedding import FeatureExtractor
+    from protoshelf.core.methods.finetune import is_finetuned, load_finetuned
 
     def make() -> FeatureExtractor:
         network = load_finetuned(backbone) if is_finetuned(backbone) else load_backbone(backbone)
@@ -122,7 +122,7 @@ def embed_missing(
     workers: int | None = None,
 ) -> EmbedSummary:
     """Embed images (and titles) that have no vector yet; the expensive models load only if needed."""
-    from core.embedding import embed_catalog
+    from protoshelf.core.embedding import embed_catalog
 
     store = context.store
     summary = EmbedSummary()
@@ -133,7 +133,7 @@ def embed_missing(
             extractor=extractor_for(context, backbone, device),
         )
     if titles:
-        from core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
+        from protoshelf.core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
 
         if store.titles_without_embedding(TEXT_EMBEDDING):
             progress.stage("Embedding titles")
@@ -149,7 +149,7 @@ def embed_missing(
 
 def names_for(context: WorkerContext) -> "NameEncoder":
     """One name encoder per lane: a category's name is embedded once, and again only when renamed."""
-    from core.names import NameEncoder
+    from protoshelf.core.names import NameEncoder
 
     return context.cached("names", NameEncoder)
 
@@ -157,7 +157,7 @@ def names_for(context: WorkerContext) -> "NameEncoder":
 def classifier_for(context: WorkerContext, backbone: str, embeddings_version: int) -> CatalogClassifier:
     """The lane's classifier for a backbone, its in-memory embeddings reloaded only when the
     session says they changed."""
-    from core.classify import CatalogClassifier
+    from protoshelf.core.classify import CatalogClassifier
 
     classifier: CatalogClassifier = context.cached(
         ("classifier", backbone), lambda: CatalogClassifier(context.store, backbone, names_for(context))
@@ -171,9 +171,9 @@ def classifier_for(context: WorkerContext, backbone: str, embeddings_version: in
 
 def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> FitResult:
     """Refit on the current labels with the lane's cached classifier."""
-    from core.classify import available_modalities
-    from core.meta_training import states_for_fit
-    from core.methods import is_meta_learner
+    from protoshelf.core.classify import available_modalities
+    from protoshelf.core.meta_training import states_for_fit
+    from protoshelf.core.methods import is_meta_learner
 
     classifier = classifier_for(context, request.backbone, request.embeddings_version)
     modalities = available_modalities(context.store, request.backbone)
@@ -191,7 +191,7 @@ def meta_train(
     context: WorkerContext, progress: TaskProgress, backbone: str, method: str, labels: dict[int, int]
 ) -> tuple[MetaTrained, ...]:
     """What a meta-learner learns from the catalog's labelled categories (minutes at most)."""
-    from core.meta_training import meta_train_catalog
+    from protoshelf.core.meta_training import meta_train_catalog
 
     progress.stage(f"Learning from your categories ({method})")
     return meta_train_catalog(context.store, backbone, method, labels, progress)
@@ -202,9 +202,9 @@ def try_image(
 ) -> list[tuple[int, float]]:
     """Every category's score for an image that is not in the catalog (nothing is imported), best
     first: the method fitted on the labelled items' image vectors, the image embedded by the backbone."""
-    from core.classify import typical_shots
-    from core.images import open_image
-    from core.methods import make_method, resolve_method
+    from protoshelf.core.classify import typical_shots
+    from protoshelf.core.images import open_image
+    from protoshelf.core.methods import make_method, resolve_method
 
     vectors = classifier_for(context, request.backbone, request.embeddings_version).vectors
     labels = context.store.labels()
@@ -223,7 +223,7 @@ def similar_items(
     context: WorkerContext, progress: TaskProgress, backbone: str, embeddings_version: int, item_id: int, k: int
 ) -> list[Neighbour]:
     """Nearest items by cosine over the classifier's vectors; the search is rebuilt only when they change."""
-    from core.similar import SimilaritySearch
+    from protoshelf.core.similar import SimilaritySearch
 
     vectors = classifier_for(context, backbone, embeddings_version).vectors
     built = context.cache.get(("similarity", backbone))
@@ -237,7 +237,7 @@ def suggestions(
     predictions: CatalogPredictions, labelled: list[int], n: int,
 ) -> list[Suggestion]:
     """The items most worth labelling next, near-copies told apart by the classifier's vectors."""
-    from core.suggest import suggest
+    from protoshelf.core.suggest import suggest
 
     vectors = classifier_for(context, backbone, embeddings_version).vectors
     return suggest(predictions, vectors, n=n, labelled=labelled)
@@ -246,8 +246,8 @@ def suggestions(
 def find_duplicates(
     context: WorkerContext, progress: TaskProgress, backbone: str, threshold: float
 ) -> list[DuplicateGroup]:
-    from core.duplicates import duplicate_groups
-    from core.picture_hash import PictureHashes
+    from protoshelf.core.duplicates import duplicate_groups
+    from protoshelf.core.picture_hash import PictureHashes
 
     hashes = PictureHashes(context.store)
     return duplicate_groups(context.store.load_embeddings(backbone), threshold, progress=progress,
@@ -257,7 +257,7 @@ def find_duplicates(
 def write_duplicates(
     context: WorkerContext, progress: TaskProgress, out_path: Path, groups: list[DuplicateGroup]
 ) -> int:
-    from core.duplicates import export_duplicates
+    from protoshelf.core.duplicates import export_duplicates
 
     return export_duplicates(context.store, groups, out_path)
 
@@ -265,7 +265,7 @@ def write_duplicates(
 def adapt_backbone(context: WorkerContext, progress: TaskProgress, method: str, base: str, device: str) -> str:
     """Train the backbone on the labelled images (e.g. fine-tuning) and re-embed the catalog;
     returns the new backbone's name."""
-    from core.methods import make_adapter
+    from protoshelf.core.methods import make_adapter
 
     adapter = make_adapter(method)
     progress.stage(f"Training the backbone ({adapter.name})")
@@ -276,14 +276,14 @@ def persist_predictions(
     context: WorkerContext, progress: TaskProgress, predictions: CatalogPredictions, backbone: str, threshold: float
 ) -> None:
     """What the CLI's `categories` and `export` read; cancelled (rolled back) when a label change comes."""
-    from core.classify import save_predictions
+    from protoshelf.core.classify import save_predictions
 
     save_predictions(context.store, predictions, backbone, threshold, progress=progress)
 
 
 def export(context: WorkerContext, progress: TaskProgress, request: ExportRequest) -> int:
     """The export dialog's request, passed whole: a new option is one field there and one use here."""
-    from core.export import export_csv
+    from protoshelf.core.export import export_csv
 
     return export_csv(context.store, request.path, top=request.top, excel_bom=request.excel_bom,
                       item_ids=request.item_ids, progress=progress,
@@ -293,14 +293,14 @@ def export(context: WorkerContext, progress: TaskProgress, request: ExportReques
 def import_files(
     context: WorkerContext, progress: TaskProgress, sources: list[str], category_id: int | None = None
 ) -> ImportResult:
-    from core.importer import import_images
+    from protoshelf.core.importer import import_images
 
     return ImportResult(import_images(context.store, sources, progress=progress), category_id)
 
 
 def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str) -> tuple[int, list[str]]:
     """Titles (and labels) for items already in the catalog, from a path,title[,category] CSV."""
-    from core.importer import apply_titles_file, read_titles_csv
+    from protoshelf.core.importer import apply_titles_file, read_titles_csv
 
     return apply_titles_file(context.store, read_titles_csv(csv_path))
 

@@ -1,4 +1,4 @@
-"""The `protoshelf` command's entry point: a subcommand runs headless (core.cli), none opens the app.
+"""The `protoshelf` command's entry point: a subcommand runs headless (protoshelf.core.cli), none opens the app.
 
 The app's imports start only once we know a window is wanted, and first we check that Qt's X11
 plugin can load: on a fresh Debian/Ubuntu desktop it lacks a few system libraries, and Qt's own
@@ -96,7 +96,7 @@ def open_app(db_path, demo: bool = False) -> int:
         print(f"protoshelf: {problem}", file=sys.stderr)
         return 1
     try:
-        from gui.app import run_app
+        from protoshelf.gui.app import run_app
     except ImportError as exc:
         print(f"protoshelf: the desktop app cannot start: {exc}", file=sys.stderr)
         return 1
@@ -104,7 +104,7 @@ def open_app(db_path, demo: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import main as cli_main
+    from protoshelf.core.cli import main as cli_main
 
     return cli_main(argv, open_app=open_app)
 

@@ -2,7 +2,7 @@
 
 The dialog looks for the first item whose image file is gone (on the jobs lane: it may stat many
 files), proposes that file's folder as the old place, and asks where the files are now. The
-relocation itself is `core.importer.relocate` on the same lane: an item moves only when a file of
+relocation itself is `protoshelf.core.importer.relocate` on the same lane: an item moves only when a file of
 its recorded size is at the new place, so a wrong folder changes nothing. Items that move and have
 no vectors yet are embedded next.
 """
@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.errors import user_message
-from core.importer import relocate
-from gui.workers import Task
+from protoshelf.core.errors import user_message
+from protoshelf.core.importer import relocate
+from protoshelf.gui.workers import Task
 
 
 def first_missing(context, progress) -> list[str]:

@@ -15,27 +15,27 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
+from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
 
-from gui.catalog_model import (
+from protoshelf.gui.catalog_model import (
     ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
     SORT_MOST_CONFIDENT,
 )
-from gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView
-from gui.categories_panel import CategoriesPanel, swatch
-from gui.category_picker import CategoryPicker, category_text, rank_categories
-from gui.duplicates_dialog import DuplicatesDialog
-from gui.export_dialog import ExportDialog
-from gui.feed_import import FEED_FILTER, FeedImporter
-from gui.jobs import ImportResult
-from gui.model_controls import ModelControls
-from gui.preview import PreviewDialog
-from gui.problems_dialog import ProblemsDialog
-from gui.quality_dialog import QualityDialog
-from gui.session import CatalogSession
-from gui.task_status import TaskStatus
-from gui.thumbnails import ThumbnailCache
-from gui.try_image import TryImage
+from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView
+from protoshelf.gui.categories_panel import CategoriesPanel, swatch
+from protoshelf.gui.category_picker import CategoryPicker, category_text, rank_categories
+from protoshelf.gui.duplicates_dialog import DuplicatesDialog
+from protoshelf.gui.export_dialog import ExportDialog
+from protoshelf.gui.feed_import import FEED_FILTER, FeedImporter
+from protoshelf.gui.jobs import ImportResult
+from protoshelf.gui.model_controls import ModelControls
+from protoshelf.gui.preview import PreviewDialog
+from protoshelf.gui.problems_dialog import ProblemsDialog
+from protoshelf.gui.quality_dialog import QualityDialog
+from protoshelf.gui.session import CatalogSession
+from protoshelf.gui.task_status import TaskStatus
+from protoshelf.gui.thumbnails import ThumbnailCache
+from protoshelf.gui.try_image import TryImage
 
 LABEL_MENU_ROWS = 15
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff)"
@@ -450,7 +450,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def locate_missing(self) -> None:
-        from gui.locate_dialog import LocateMissingDialog
+        from protoshelf.gui.locate_dialog import LocateMissingDialog
 
         self.locate_dialog = LocateMissingDialog(self.session, self)
         self.locate_dialog.show()

@@ -11,8 +11,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from gui.jobs import ModelInfo
-from gui.session import CatalogSession
+from protoshelf.gui.jobs import ModelInfo
+from protoshelf.gui.session import CatalogSession
 
 MODALITY_NAMES = {"fused": "Image + title", "image": "Image only", "text": "Title only"}
 

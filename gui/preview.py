@@ -10,11 +10,11 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout,
 )
 
-from core.quality import why
-from gui.catalog_model import ConfidenceRole, PredictionRole
-from gui.catalog_view import describe_prediction
-from gui.categories_panel import swatch
-from gui.session import CatalogSession
+from protoshelf.core.quality import why
+from protoshelf.gui.catalog_model import ConfidenceRole, PredictionRole
+from protoshelf.gui.catalog_view import describe_prediction
+from protoshelf.gui.categories_panel import swatch
+from protoshelf.gui.session import CatalogSession
 
 PREVIEW_SIDE = 420
 

@@ -11,8 +11,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from core.quality import expected_share_correct
-from gui.session import CatalogSession
+from protoshelf.core.quality import expected_share_correct
+from protoshelf.gui.session import CatalogSession
 
 
 def percent(value: float | None) -> str:

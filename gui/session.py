@@ -18,18 +18,18 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
-from core.constants import DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD
-from core.store import CategoryRow, Store, StoreError, validate_category_name
-from gui import jobs
-from gui.catalog_model import CatalogModel
-from gui.commands import (
+from protoshelf.core.constants import DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD
+from protoshelf.core.store import CategoryRow, Store, StoreError, validate_category_name
+from protoshelf.gui import jobs
+from protoshelf.gui.catalog_model import CatalogModel
+from protoshelf.gui.commands import (
     CreateCategory, DeleteCategory, LabelItems, RecolourCategory, RenameCategory, ReorderCategories, SetTitle,
 )
-from gui.workers import Task, TaskKind, TaskRunner
+from protoshelf.gui.workers import Task, TaskKind, TaskRunner
 
 if TYPE_CHECKING:
-    from core.classify import CatalogPredictions
-    from gui.export_dialog import ExportRequest
+    from protoshelf.core.classify import CatalogPredictions
+    from protoshelf.gui.export_dialog import ExportRequest
 
 FIT_DELAY_MS = 150
 SAVE_DELAY_MS = 3000
@@ -124,7 +124,7 @@ class CatalogSession(QObject):
     def device_description(self) -> str:
         if self.model_info is None:
             return "Loading the model…"
-        from core.backbones import BackboneError, describe_device, resolve_device
+        from protoshelf.core.backbones import BackboneError, describe_device, resolve_device
 
         try:
             return describe_device(resolve_device(self.device))
@@ -243,7 +243,7 @@ class CatalogSession(QObject):
         self.live.cancel(kind=TaskKind.FIT)
         self.live.cancel(kind=TaskKind.SAVE)
         self._save_timer.stop()
-        from core.methods import is_meta_learner
+        from protoshelf.core.methods import is_meta_learner
 
         meta_states = self._meta_states_for_fit() if is_meta_learner(self.method) else ()
         request = jobs.FitRequest(
@@ -315,7 +315,7 @@ class CatalogSession(QObject):
     def _meta_states_for_fit(self) -> tuple:
         """The meta-learner's state for the current category set, training it in the background
         when missing; until then the last one learned for this catalog (or none: untrained)."""
-        from core.meta_training import category_set_key
+        from protoshelf.core.meta_training import category_set_key
 
         key = category_set_key(self.backbone, self.method, self.labels)
         if key in self._meta_states or not self.labels:
@@ -332,7 +332,7 @@ class CatalogSession(QObject):
         return self._meta_states.get(("latest", self.backbone, self.method), ())
 
     def _on_meta_training_cancelled(self, key: tuple, backbone: str, method: str) -> None:
-        from core.meta_training import category_set_key
+        from protoshelf.core.meta_training import category_set_key
 
         if key == category_set_key(self.backbone, self.method, self.labels):
             self._meta_states[key] = self._meta_states.get(("latest", backbone, method), ())

@@ -10,8 +10,8 @@ import time
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from gui.session import CatalogSession
-from gui.workers import Task
+from protoshelf.gui.session import CatalogSession
+from protoshelf.gui.workers import Task
 
 SHOWN_KINDS = {"import", "embed", "export", "save-for-export", "duplicates", "backbone", "meta-train"}
 

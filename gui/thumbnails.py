@@ -17,7 +17,7 @@ from cachetools import LRUCache
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
 
-from core.store import Store
+from protoshelf.core.store import Store
 
 log = logging.getLogger(__name__)
 

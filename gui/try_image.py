@@ -10,9 +10,9 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, Slot
 from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from gui.catalog_view import describe_prediction
-from gui.drops import dropped_paths
-from gui.session import CatalogSession
+from protoshelf.gui.catalog_view import describe_prediction
+from protoshelf.gui.drops import dropped_paths
+from protoshelf.gui.session import CatalogSession
 
 SIDE = 72
 SHOWN = 3

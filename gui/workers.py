@@ -3,7 +3,7 @@
 A `TaskRunner` is one lane of work: a QThreadPool with a single thread, so its tasks run one at a
 time in submission order, plus a `WorkerContext` (its own Store, models loaded once) that only that
 lane's thread touches. A task's function receives a `TaskProgress` callback: it throttles progress
-signals to one per 0.1 % and raises `core.progress.Cancelled` once cancellation was requested, so
+signals to one per 0.1 % and raises `protoshelf.core.progress.Cancelled` once cancellation was requested, so
 core code stops at a batch boundary. Results, exceptions and cancellations come back as queued
 signals, delivered on the GUI thread. Torch's inference mode is thread-local; the core's
 FeatureExtractor enters it on the worker thread, where the inference runs.
@@ -26,16 +26,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 
-from core.progress import Cancelled
-from core.store import Store
+from protoshelf.core.progress import Cancelled
+from protoshelf.core.store import Store
 
 log = logging.getLogger(__name__)
 
 
 def failure_text(error: BaseException) -> str:
-    """What a failed task's dialog says: a refusal's own words, else core.errors' one sentence
+    """What a failed task's dialog says: a refusal's own words, else protoshelf.core.errors' one sentence
     ("the disk is full…", "the catalog is busy…") instead of a database driver's message."""
-    from core.errors import user_message
+    from protoshelf.core.errors import user_message
 
     return str(error) if isinstance(error, ValueError) else user_message(error)
 

@@ -13,8 +13,8 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.schema import Item  # noqa: E402
-from core.store import Store  # noqa: E402
+from protoshelf.core.schema import Item  # noqa: E402
+from protoshelf.core.store import Store  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
 
@@ -62,8 +62,8 @@ def extractor():
     """The default backbone on the CPU, loaded once for the whole run, with the network refused."""
     import torch
 
-    from core.backbones import load_backbone
-    from core.embedding import FeatureExtractor
+    from protoshelf.core.backbones import load_backbone
+    from protoshelf.core.embedding import FeatureExtractor
 
     with no_network():
         return FeatureExtractor(load_backbone(), torch.device("cpu"))

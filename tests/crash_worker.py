@@ -54,8 +54,8 @@ def apply_op(labels: dict[int, int], op) -> dict[int, int]:
 
 
 def run_import(catalog: Path, folder: str) -> None:
-    import core.importer as importer
-    from core.store import Store
+    import protoshelf.core.importer as importer
+    from protoshelf.core.store import Store
 
     importer.BATCH_SIZE = IMPORT_BATCH
     with Store(catalog) as store:
@@ -64,8 +64,8 @@ def run_import(catalog: Path, folder: str) -> None:
 
 
 def run_embed(catalog: Path) -> None:
-    from core.embedding import embed_catalog
-    from core.store import Store
+    from protoshelf.core.embedding import embed_catalog
+    from protoshelf.core.store import Store
 
     with Store(catalog) as store:
         embed_catalog(store, device="cpu", batch_size=EMBED_BATCH, workers=0,
@@ -74,8 +74,8 @@ def run_embed(catalog: Path) -> None:
 
 
 def run_classify(catalog: Path) -> None:
-    from core.classify import classify_catalog
-    from core.store import Store
+    from protoshelf.core.classify import classify_catalog
+    from protoshelf.core.store import Store
 
     with Store(catalog) as store:
         say("ready")
@@ -85,7 +85,7 @@ def run_classify(catalog: Path) -> None:
 
 
 def run_label(catalog: Path, seed: int) -> None:
-    from core.store import Store
+    from protoshelf.core.store import Store
 
     with Store(catalog) as store:
         items = store.item_ids().tolist()
@@ -97,7 +97,7 @@ def run_label(catalog: Path, seed: int) -> None:
 
 
 def run_open(catalog: Path) -> None:
-    from core.store import Store
+    from protoshelf.core.store import Store
 
     for n in range(10_000):
         path = catalog.with_name(f"{catalog.stem}-{n}.sqlite")

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import DEMO, no_network, write_image
-from core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
-from core.embedding import _glibc, embed_catalog, to_model_input
-from core.images import open_image
-from core.importer import import_images
-from core.progress import Cancelled
-from core.store import Store
+from protoshelf.core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
+from protoshelf.core.embedding import _glibc, embed_catalog, to_model_input
+from protoshelf.core.images import open_image
+from protoshelf.core.importer import import_images
+from protoshelf.core.progress import Cancelled
+from protoshelf.core.store import Store
 
 
 def top_classes(extractor, name: str, k: int) -> list[str]:
@@ -121,5 +121,5 @@ def test_batches_reuse_the_memory_of_the_ones_before(extractor):
 def test_nothing_to_embed_builds_no_backbone(store, tmp_path, extractor, monkeypatch):
     import_images(store, [write_image(tmp_path / "one.png")])
     embed_catalog(store, extractor=extractor, workers=0)
-    monkeypatch.setattr("core.embedding.load_backbone", lambda name: pytest.fail("built a backbone for nothing"))
+    monkeypatch.setattr("protoshelf.core.embedding.load_backbone", lambda name: pytest.fail("built a backbone for nothing"))
     assert embed_catalog(store, device="cpu").embedded == 0

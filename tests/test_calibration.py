@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from core.calibration import (
+from protoshelf.core.calibration import (
     Calibrated, expected_calibration_error, expected_precision, fit_temperature, precision_coverage, tempered,
 )
-from core.fusion import LateFusion, ModalFeatures
+from protoshelf.core.fusion import LateFusion, ModalFeatures
 
 
 def blobs(rng, classes: int, per_class: int, dim: int, spread: float) -> tuple[np.ndarray, np.ndarray]:

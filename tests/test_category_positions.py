@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from alembic import command
 
-from core.migrations import alembic_config, head_revision, upgrade
-from core.store import Store, StoreError
+from protoshelf.core.migrations import alembic_config, head_revision, upgrade
+from protoshelf.core.store import Store, StoreError
 
 
 def numbers(store: Store) -> dict[str, int]:

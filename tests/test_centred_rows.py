@@ -6,9 +6,9 @@ import gc
 import numpy as np
 import pytest
 
-from core.methods import centred_rows
-from core.methods.centred_rows import CentredRows
-from core.methods.prototypes import PrototypeClassifier, scores_with_rejection
+from protoshelf.core.methods import centred_rows
+from protoshelf.core.methods.centred_rows import CentredRows
+from protoshelf.core.methods.prototypes import PrototypeClassifier, scores_with_rejection
 
 ROWS, DIM, CLASSES = 3000, 64, 4
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from conftest import DEMO
-from core.cli import main
+from protoshelf.core.cli import main
 
 
 @pytest.fixture
@@ -79,6 +79,6 @@ def test_ctrl_c_is_reported_and_exits_130(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("core.importer.import_images", interrupted)
+    monkeypatch.setattr("protoshelf.core.importer.import_images", interrupted)
     assert main(["import", str(DEMO / "images"), "--db", str(tmp_path / "c.sqlite")]) == 130
     assert "Interrupted" in capsys.readouterr().err

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import write_image
-from core.importer import import_images
-from core.schema import Item
-from core.store import Store
+from protoshelf.core.importer import import_images
+from protoshelf.core.schema import Item
+from protoshelf.core.store import Store
 
 MODEL = "hammer"
 

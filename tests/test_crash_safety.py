@@ -27,12 +27,12 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import write_image
-from core.classify import classify_catalog
-from core.embedding import embed_catalog
-from core.images import file_sha256, open_image
-from core.importer import find_images, import_images
-from core.schema import Embedding, Item, ModelRun, Prediction
-from core.store import Store
+from protoshelf.core.classify import classify_catalog
+from protoshelf.core.embedding import embed_catalog
+from protoshelf.core.images import file_sha256, open_image
+from protoshelf.core.importer import find_images, import_images
+from protoshelf.core.schema import Embedding, Item, ModelRun, Prediction
+from protoshelf.core.store import Store
 from crash_worker import CLASSIFY_BACKBONE, EMBED_BATCH, IMPORT_BATCH, apply_op, label_ops
 
 pytestmark = pytest.mark.slow  # each test starts a Python process, most load torch

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from conftest import write_image
-from core.device_decode import JpegFiles, collate, to_device_batch
-from core.embedding import to_model_input
-from core.images import open_image
+from protoshelf.core.device_decode import JpegFiles, collate, to_device_batch
+from protoshelf.core.embedding import to_model_input
+from protoshelf.core.images import open_image
 
 CPU = torch.device("cpu")
 

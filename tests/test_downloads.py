@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from core.downloads import ImageDownloader
+from protoshelf.core.downloads import ImageDownloader
 from tests.image_server import ImageServer
 
 

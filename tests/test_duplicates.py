@@ -9,15 +9,15 @@ import pytest
 from PIL import Image
 from scipy.sparse.csgraph import connected_components
 
-import core.duplicates
+import protoshelf.core.duplicates
 from conftest import DEMO
-from core.cli import main
-from core.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, duplicate_groups, export_duplicates
-from core.embedding import embed_catalog
-from core.images import open_image
-from core.importer import import_images
-from core.progress import Cancelled
-from core.store import Store, Vectors
+from protoshelf.core.cli import main
+from protoshelf.core.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, duplicate_groups, export_duplicates
+from protoshelf.core.embedding import embed_catalog
+from protoshelf.core.images import open_image
+from protoshelf.core.importer import import_images
+from protoshelf.core.progress import Cancelled
+from protoshelf.core.store import Store, Vectors
 
 ORIGINALS = ("axe", "hammer", "red_apple", "green_apple")
 """Two pairs of different products that look alike: a threshold must keep each pair apart."""
@@ -44,9 +44,9 @@ def clustered():
 
 @pytest.mark.parametrize("tile_rows,tile_columns,max_pending", [(2048, 16384, 2_000_000), (7, 11, 0), (64, 5, 3)])
 def test_tiled_groups_match_brute_force(clustered, monkeypatch, tile_rows, tile_columns, max_pending):
-    monkeypatch.setattr(core.duplicates, "TILE_ROWS", tile_rows)
-    monkeypatch.setattr(core.duplicates, "TILE_COLUMNS", tile_columns)
-    monkeypatch.setattr(core.duplicates, "MAX_PENDING_LINKS", max_pending)
+    monkeypatch.setattr(protoshelf.core.duplicates, "TILE_ROWS", tile_rows)
+    monkeypatch.setattr(protoshelf.core.duplicates, "TILE_COLUMNS", tile_columns)
+    monkeypatch.setattr(protoshelf.core.duplicates, "MAX_PENDING_LINKS", max_pending)
     groups = duplicate_groups(clustered, threshold=0.95)
     expected = brute_force_groups(clustered, 0.95)
     assert len(expected) > 20
@@ -66,7 +66,7 @@ def test_a_chain_is_one_group_and_similarities_are_to_the_first_item():
 
 
 def test_progress_reaches_the_end_and_cancelling_stops(clustered, monkeypatch):
-    monkeypatch.setattr(core.duplicates, "TILE_ROWS", 16)
+    monkeypatch.setattr(protoshelf.core.duplicates, "TILE_ROWS", 16)
     seen = []
     duplicate_groups(clustered, 0.95, progress=lambda done, total: seen.append((done, total)))
     assert seen[0] == (0, len(clustered)) and seen[-1] == (len(clustered), len(clustered))
@@ -157,11 +157,11 @@ def planted_copies(rows: int = 3000, dim: int = 64, seed: int = 5) -> Vectors:
 
 def test_big_catalogs_compare_within_cells_and_find_the_same_groups(monkeypatch):
     vectors = planted_copies()
-    monkeypatch.setattr(core.duplicates, "BLOCKED_FROM_ROWS", 1000)
-    monkeypatch.setattr(core.duplicates, "ROWS_PER_CELL", 50)
+    monkeypatch.setattr(protoshelf.core.duplicates, "BLOCKED_FROM_ROWS", 1000)
+    monkeypatch.setattr(protoshelf.core.duplicates, "ROWS_PER_CELL", 50)
     compared = []
-    original = core.duplicates._links_within
-    monkeypatch.setattr(core.duplicates, "_links_within",
+    original = protoshelf.core.duplicates._links_within
+    monkeypatch.setattr(protoshelf.core.duplicates, "_links_within",
                         lambda m, inv, rows, t: compared.append(len(rows)) or original(m, inv, rows, t))
     seen = []
     groups = duplicate_groups(vectors, threshold=0.95, progress=lambda done, total: seen.append((done, total)))
@@ -175,8 +175,8 @@ def test_big_catalogs_compare_within_cells_and_find_the_same_groups(monkeypatch)
 
 def test_perceptual_hashes_keep_copies_and_part_look_alikes(shop):
     """With hashes confirming links, a looser cosine still finds every copy and no look-alike."""
-    from core.duplicates import PICTURE_THRESHOLD
-    from core.picture_hash import PictureHashes
+    from protoshelf.core.duplicates import PICTURE_THRESHOLD
+    from protoshelf.core.picture_hash import PictureHashes
 
     store, expected = shop
     vectors = store.load_embeddings("efficientnet_lite0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import write_image
-from core.evaluate import EmbeddedTree, Image, evaluate_folder, sample_episode
+from protoshelf.core.evaluate import EmbeddedTree, Image, evaluate_folder, sample_episode
 
 
 def tree(categories: dict[str, int]) -> EmbeddedTree:

@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from conftest import seed_titles
-from core.export import export_csv, header, neutralise
+from protoshelf.core.export import export_csv, header, neutralise
 
 
 @pytest.mark.parametrize("cell", ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", "=HYPERLINK(\"http://x\")"])
@@ -52,7 +52,7 @@ def test_failed_export_leaves_no_partial_file(store, tmp_path, monkeypatch):
     def explode(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("core.export._format", explode)
+    monkeypatch.setattr("protoshelf.core.export._format", explode)
     with pytest.raises(OSError):
         export_csv(store, out)
     assert out.read_text() == "previous export"
@@ -67,7 +67,7 @@ def test_a_big_export_streams_in_bounded_memory_and_scoped_ids_beyond_sqlite_lim
     import tracemalloc
 
     from benchmarks.gui_catalog import make_fake_catalog
-    from core.store import Store
+    from protoshelf.core.store import Store
 
     items = 40_000
     path = tmp_path / "big.sqlite"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from core.cli import main
+from protoshelf.core.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "resources" / "example_feed" / "products.csv"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.downloads import ImageDownloader
-from core.feed_import import import_feed
-from core.feeds import FeedError
-from core.progress import Cancelled
-from core.schema import Item
+from protoshelf.core.downloads import ImageDownloader
+from protoshelf.core.feed_import import import_feed
+from protoshelf.core.feeds import FeedError
+from protoshelf.core.progress import Cancelled
+from protoshelf.core.schema import Item
 from tests.conftest import write_image
 from tests.image_server import ImageServer
 
@@ -114,7 +114,7 @@ def test_urls_download_with_per_row_reasons(store, tmp_path, downloader):
 
 
 def test_cancelled_import_keeps_finished_batches_and_continues(store, tmp_path, downloader, monkeypatch):
-    monkeypatch.setattr("core.feed_import.BATCH_ROWS", 2)
+    monkeypatch.setattr("protoshelf.core.feed_import.BATCH_ROWS", 2)
     rows = [f"P{i},t{i},{write_image(tmp_path / f'{i}.png', (i * 40, 10, 10)).name}," for i in range(5)]
     feed = write_feed(tmp_path / "feed.csv", rows)
 
@@ -129,7 +129,7 @@ def test_cancelled_import_keeps_finished_batches_and_continues(store, tmp_path, 
 
 
 def test_a_picture_from_a_folder_becomes_the_product(store, tmp_path, downloader):
-    from core.importer import import_images
+    from protoshelf.core.importer import import_images
 
     picture = write_image(tmp_path / "a.png")
     (existing,) = import_images(store, [picture]).added
@@ -145,8 +145,8 @@ def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path)
 
     from sqlalchemy.exc import IntegrityError
 
-    from core.migrations import upgrade
-    from core.store import Store, make_engine
+    from protoshelf.core.migrations import upgrade
+    from protoshelf.core.store import Store, make_engine
 
     path = tmp_path / "old.sqlite"
     engine = make_engine(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.feeds import MAX_HEADER_CHARS, FeedError, image_source, read_feed
+from protoshelf.core.feeds import MAX_HEADER_CHARS, FeedError, image_source, read_feed
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:

@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import write_image
-from core.images import ImageError, open_image
-from core.importer import import_images
-from core.store import Store
+from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.importer import import_images
+from protoshelf.core.store import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # "corrupt EXIF", as meant
 
@@ -320,7 +320,7 @@ def _drop_root_file_powers() -> None:
 
 def _import_without_root_powers(catalog: Path, folder: Path) -> tuple[int, list[tuple[str, str]]]:
     code = (
-        "import json, sys; from core.store import Store; from core.importer import import_images;"
+        "import json, sys; from protoshelf.core.store import Store; from protoshelf.core.importer import import_images;"
         "r = import_images(Store(sys.argv[1]), [sys.argv[2]]);"
         "print(json.dumps([len(r.added), r.skipped]))"
     )

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from core.cli import main
-from core.store import Store
+from protoshelf.core.cli import main
+from protoshelf.core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # starts CLI processes
@@ -31,7 +31,7 @@ def cli(*argv: str, file_limit: int | None = None) -> subprocess.Popen:
         if file_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    return subprocess.Popen([sys.executable, "-m", "core.cli", *argv], cwd=ROOT, preexec_fn=limit,
+    return subprocess.Popen([sys.executable, "-m", "protoshelf.core.cli", *argv], cwd=ROOT, preexec_fn=limit,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import seed_titles, write_image
-from core.export import FORMULA_PREFIXES, export_csv, neutralise
-from core.importer import import_with_titles, read_titles_csv
-from core.schema import Item
-from core.store import MAX_NAME_LENGTH, StoreError, validate_category_name
+from protoshelf.core.export import FORMULA_PREFIXES, export_csv, neutralise
+from protoshelf.core.importer import import_with_titles, read_titles_csv
+from protoshelf.core.schema import Item
+from protoshelf.core.store import MAX_NAME_LENGTH, StoreError, validate_category_name
 
 SCALE = 20 if os.environ.get("PROTOSHELF_FUZZ") == "long" else 1
 TEXT = settings(max_examples=150 * SCALE, deadline=None, database=None,

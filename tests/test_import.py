@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import write_image
-from core.images import ImageError, open_image
-from core.importer import import_images, import_with_titles
+from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.importer import import_images, import_with_titles
 
 
 @pytest.mark.parametrize("suffix,fmt", [

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-import core.importer as importer
+import protoshelf.core.importer as importer
 from conftest import write_image
-from core.images import MAX_FILE_BYTES
-from core.importer import import_images
+from protoshelf.core.images import MAX_FILE_BYTES
+from protoshelf.core.importer import import_images
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import write_image
-from core.classify import CatalogClassifier, typical_shots
-from core.cli import main
-from core.evaluate import EmbeddedTree, Image, sample_episode
-from core.fusion import ModalFeatures
-from core.methods import feature_method_names, method_names, recommended_method
+from protoshelf.core.classify import CatalogClassifier, typical_shots
+from protoshelf.core.cli import main
+from protoshelf.core.evaluate import EmbeddedTree, Image, sample_episode
+from protoshelf.core.fusion import ModalFeatures
+from protoshelf.core.methods import feature_method_names, method_names, recommended_method
 
 COLOURS = {"reds": (220, 30, 30), "greens": (30, 200, 40), "blues": (30, 40, 220)}
 OTHERS = {"yellows": (220, 220, 30), "cyans": (30, 210, 210), "purples": (150, 30, 160)}
@@ -82,9 +82,9 @@ def test_meta_train_learns_from_a_disjoint_tree_and_refuses_overlap(method, tmp_
 
 
 def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path, monkeypatch):
-    from core.evaluate import evaluate_folder
-    from core.methods import finetune as finetuning
-    from core.methods.finetune import FineTuneConfig, FineTuning
+    from protoshelf.core.evaluate import evaluate_folder
+    from protoshelf.core.methods import finetune as finetuning
+    from protoshelf.core.methods.finetune import FineTuneConfig, FineTuning
 
     tuned, embedded_with = [], []
     real_finetune, real_embed = finetuning.finetune, finetuning.embed_images
@@ -109,7 +109,7 @@ def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path, monkeypatch
 
 
 def test_auto_picks_a_method_for_the_catalogs_typical_shots(store):
-    from core.schema import Item
+    from protoshelf.core.schema import Item
 
     rng = np.random.default_rng(0)
     with store.write() as s:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.backbones import load_backbone
-from core.methods.finetune import (
+from protoshelf.core.backbones import load_backbone
+from protoshelf.core.methods.finetune import (
     FineTuneConfig,
     finetune,
     finetune_catalog,
@@ -23,7 +23,7 @@ from core.methods.finetune import (
     trainable_modules,
     weights_file,
 )
-from core.progress import Cancelled
+from protoshelf.core.progress import Cancelled
 from tests.conftest import write_image
 
 
@@ -123,8 +123,8 @@ def test_saved_weights_reload_to_the_same_features(small_backbone, tmp_path):
 
 
 def test_finetune_catalog_reembeds_under_a_new_name_and_keeps_the_pretrained_vectors(store, tmp_path, extractor):
-    from core.embedding import embed_catalog
-    from core.importer import import_images
+    from protoshelf.core.embedding import embed_catalog
+    from protoshelf.core.importer import import_images
 
     paths = [write_image(tmp_path / f"{n}{i}.png", c, size=(32, 32)) for n, c in COLOURS.items() for i in range(2)]
     paths.append(write_image(tmp_path / "unlabelled.png", (200, 40, 40), size=(32, 32)))
@@ -145,7 +145,7 @@ def test_finetune_catalog_reembeds_under_a_new_name_and_keeps_the_pretrained_vec
 
 
 def test_a_cancelled_finetune_catalog_saves_no_weights(store, tmp_path):
-    from core.importer import import_images
+    from protoshelf.core.importer import import_images
 
     paths = [write_image(tmp_path / f"{n}{i}.png", c, size=(32, 32)) for n, c in COLOURS.items() for i in range(2)]
     report = import_images(store, paths)
@@ -169,8 +169,8 @@ def test_fine_tuning_runs_with_mixed_precision_on_cuda(small_backbone):
 
 
 def test_when_no_epoch_beats_the_pretrained_weights_finetune_catalog_keeps_them(store, tmp_path, extractor):
-    from core.embedding import embed_catalog
-    from core.importer import import_images
+    from protoshelf.core.embedding import embed_catalog
+    from protoshelf.core.importer import import_images
 
     paths = [write_image(tmp_path / f"{n}{i}.png", c, size=(32, 32)) for n, c in COLOURS.items() for i in range(3)]
     report = import_images(store, paths)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.methods import METHODS, feature_method_names, make_method, recommended_method, resolve_method
-from core.methods.linear_probe import ONE_SHOT_PENALTY, PENALTIES, LinearProbe, train_head
-from core.methods.meta import ProtoMAML
-from core.methods.transductive import TransductivePrototypes
-from core.progress import Cancelled
+from protoshelf.core.methods import METHODS, feature_method_names, make_method, recommended_method, resolve_method
+from protoshelf.core.methods.linear_probe import ONE_SHOT_PENALTY, PENALTIES, LinearProbe, train_head
+from protoshelf.core.methods.meta import ProtoMAML
+from protoshelf.core.methods.transductive import TransductivePrototypes
+from protoshelf.core.progress import Cancelled
 
 FAST = {name: {"episodes": 20} for name in ("meta-maml", "matching", "relation", "reptile")}
 
@@ -88,7 +88,7 @@ def test_linear_probe_feature_augmentation_adds_noisy_copies(monkeypatch):
     assert (np.linalg.norm(noise, axis=1) > 0).all()
     assert np.linalg.norm(noise, axis=1).mean() < 0.5 * np.linalg.norm(support, axis=1).mean()
 
-    import core.methods.linear_probe as linear_probe
+    import protoshelf.core.methods.linear_probe as linear_probe
 
     trained_on = []
     real_train_head = linear_probe.train_head

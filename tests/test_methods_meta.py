@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.methods import METHODS, MetaLearner, MetaTrained, make_method
-from core.methods.meta import MetaPrototypes, ProtoMAML
-from core.progress import Cancelled
+from protoshelf.core.methods import METHODS, MetaLearner, MetaTrained, make_method
+from protoshelf.core.methods.meta import MetaPrototypes, ProtoMAML
+from protoshelf.core.progress import Cancelled
 
 SIGNAL, NOISE = 8, 56
 META_LEARNERS = sorted(name for name, cls in METHODS.items() if issubclass(cls, MetaLearner))

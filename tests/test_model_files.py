@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.backbones import BackboneError, load_backbone
+from protoshelf.core.backbones import BackboneError, load_backbone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +123,7 @@ def test_no_module_loads_weights_in_a_way_that_can_run_code(module):
 
 @pytest.mark.parametrize("damage", ["truncated safetensors", "pickle instead of safetensors"])
 def test_a_tampered_title_model_is_refused_and_runs_nothing(monkeypatch, tmp_path, damage):
-    from core import text  # imported, not importorskip: a moved module must fail this test, not skip it
+    from protoshelf.core import text  # imported, not importorskip: a moved module must fail this test, not skip it
     model = tmp_path / "model"
     shutil.copytree(text.text_model_path(), model)
     weights = model / "model.safetensors"
@@ -143,7 +143,7 @@ def test_a_tampered_title_model_is_refused_and_runs_nothing(monkeypatch, tmp_pat
 @pytest.fixture
 def finetuned(tmp_path, extractor):
     """A saved fine-tune of the default backbone (its pretrained tensors, which is all loading needs)."""
-    from core.methods import finetune
+    from protoshelf.core.methods import finetune
     name = finetune.save_finetuned(extractor.backbone, "efficientnet_lite0", finetune.FineTuneConfig(), tmp_path)
     return finetune, name, finetune.weights_file(name, tmp_path)
 

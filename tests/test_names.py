@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.classify import CatalogClassifier
-from core.cli import main
-from core.fusion import LateFusion, ModalFeatures
-from core.names import NameEncoder, concept_vectors, readable
-from core.text import TEXT_EMBEDDING
+from protoshelf.core.classify import CatalogClassifier
+from protoshelf.core.cli import main
+from protoshelf.core.fusion import LateFusion, ModalFeatures
+from protoshelf.core.names import NameEncoder, concept_vectors, readable
+from protoshelf.core.text import TEXT_EMBEDDING
 from conftest import DEMO, seed_titles
 
 

@@ -5,9 +5,9 @@ import numpy as np
 from PIL import Image
 
 from conftest import DEMO
-from core.images import open_image
-from core.importer import import_images
-from core.picture_hash import PictureHashes
+from protoshelf.core.images import open_image
+from protoshelf.core.importer import import_images
+from protoshelf.core.picture_hash import PictureHashes
 
 
 def test_copies_match_and_colour_variants_and_other_products_do_not(store, tmp_path):

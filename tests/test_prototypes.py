@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.methods import UNASSIGNED, decide, make_method, top_k
-from core.methods.prototypes import PrototypeClassifier, l2_normalise
+from protoshelf.core.methods import UNASSIGNED, decide, make_method, top_k
+from protoshelf.core.methods.prototypes import PrototypeClassifier, l2_normalise
 
 
 def test_prototype_is_normalised_mean_of_centred_normalised_support():

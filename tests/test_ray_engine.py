@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from core.cli import main
-from core.embedding import embed_catalog
-from core.importer import import_images
-from core.store import Store
+from protoshelf.core.cli import main
+from protoshelf.core.embedding import embed_catalog
+from protoshelf.core.importer import import_images
+from protoshelf.core.store import Store
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="Ray is not installed: pip install 'protoshelf[ray]'"
@@ -44,7 +44,7 @@ def twin_catalogs(tmp_path, count: int):
 @pytest.mark.slow
 @needs_ray
 def test_ray_vectors_equal_local_vectors_and_failures_are_reported(tmp_path, extractor, local_ray):
-    from core.ray_engine import embed_catalog_on_ray
+    from protoshelf.core.ray_engine import embed_catalog_on_ray
 
     folder, (local, on_ray) = twin_catalogs(tmp_path, 6)
     (folder / "5.jpg").unlink()  # an original that went missing after import

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 
 from conftest import seed_titles, write_image
-from core import vector_cache
-from core.cli import build_parser, main, shown
-from core.duplicates import export_duplicates
-from core.errors import BUSY, DISK_FULL, READ_ONLY, user_message
-from core.export import export_csv
-from core.images import MAX_FILE_BYTES, file_sha256
-from core.importer import TitlesFile, apply_titles_file, import_images, read_titles_csv
-from core.safe_output import OutputRefused
-from core.store import APPLICATION_ID, Store, StoreError
+from protoshelf.core import vector_cache
+from protoshelf.core.cli import build_parser, main, shown
+from protoshelf.core.duplicates import export_duplicates
+from protoshelf.core.errors import BUSY, DISK_FULL, READ_ONLY, user_message
+from protoshelf.core.export import export_csv
+from protoshelf.core.images import MAX_FILE_BYTES, file_sha256
+from protoshelf.core.importer import TitlesFile, apply_titles_file, import_images, read_titles_csv
+from protoshelf.core.safe_output import OutputRefused
+from protoshelf.core.store import APPLICATION_ID, Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 AS_ROOT = os.geteuid() == 0
@@ -141,10 +141,10 @@ def test_1_sigterm_mid_export_leaves_no_temporary_file(tmp_path):
         import sys, time
         sys.path.insert(0, "tests")
         from conftest import seed_titles
-        import core.export
-        from core.export import export_csv
-        from core.store import Store
-        core.export.FETCH_ROWS = 1  # progress after every row, inside the write
+        import protoshelf.core.export
+        from protoshelf.core.export import export_csv
+        from protoshelf.core.store import Store
+        protoshelf.core.export.FETCH_ROWS = 1  # progress after every row, inside the write
         with Store(sys.argv[1]) as store:
             seed_titles(store, ["x"] * 3)
             def slow(done, total):
@@ -217,8 +217,8 @@ def test_4_another_programs_sqlite_file_is_refused_untouched(tmp_path, schema, c
 
 
 def test_4_catalogs_are_marked_and_old_ones_open_and_get_marked(tmp_path):
-    from core.migrations import upgrade
-    from core.store import make_engine
+    from protoshelf.core.migrations import upgrade
+    from protoshelf.core.store import make_engine
 
     with Store(tmp_path / "new.sqlite") as store:
         pass
@@ -312,9 +312,9 @@ def test_6_a_read_only_catalog_is_one_line(tmp_path, capsys):
 
 
 def test_6_a_lock_held_past_the_busy_timeout_is_one_line(tmp_path, capsys, monkeypatch):
-    import core.store
+    import protoshelf.core.store
 
-    monkeypatch.setattr(core.store, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(protoshelf.core.store, "BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "c.sqlite"
     Store(path).close()
     holder = sqlite3.connect(path, isolation_level=None)
@@ -332,12 +332,12 @@ def test_6_a_lock_held_past_the_busy_timeout_is_one_line(tmp_path, capsys, monke
     (RuntimeError("boom"), "--debug"),
 ])
 def test_6_failures_are_one_line_and_the_traceback_comes_with_debug(tmp_path, capsys, monkeypatch, failure, words):
-    import core.cli
+    import protoshelf.core.cli
 
     def fail(_args):
         raise failure
 
-    monkeypatch.setattr(core.cli, "cmd_categories", fail)
+    monkeypatch.setattr(protoshelf.core.cli, "cmd_categories", fail)
     db = str(tmp_path / "c.sqlite")
     assert main(["categories", "--db", db]) == 1
     assert words in one_line_error(capsys)
@@ -355,12 +355,12 @@ def test_6_disk_full_busy_and_read_only_from_sqlite_read_as_such():
 
 
 def test_6_ctrl_c_during_start_up_is_a_message(monkeypatch, capsys):
-    import core.cli
+    import protoshelf.core.cli
 
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(core.cli, "build_parser", interrupted)
+    monkeypatch.setattr(protoshelf.core.cli, "build_parser", interrupted)
     try:
         code = main(["categories"])
     except KeyboardInterrupt:
@@ -376,8 +376,8 @@ def test_6_ctrl_c_during_start_up_is_a_message(monkeypatch, capsys):
 def test_7_processes_first_opening_a_catalog_at_once_all_succeed(tmp_path, start_from):
     path = tmp_path / "c.sqlite"
     if start_from:
-        from core.migrations import upgrade
-        from core.store import make_engine
+        from protoshelf.core.migrations import upgrade
+        from protoshelf.core.store import make_engine
 
         engine = make_engine(path)
         upgrade(engine, start_from)
@@ -386,7 +386,7 @@ def test_7_processes_first_opening_a_catalog_at_once_all_succeed(tmp_path, start
     code = """
         import sys, time
         start = float(sys.argv[2])
-        from core.store import Store
+        from protoshelf.core.store import Store
         time.sleep(max(0, start - time.time()))
         with Store(sys.argv[1]) as store:
             store.create_category(f"C{sys.argv[3]}")
@@ -424,7 +424,7 @@ def test_9_fifos_devices_and_giant_sparse_files_are_refused_unread(tmp_path):
         handle.truncate(MAX_FILE_BYTES + 1)
     code = """
         import sys
-        from core.images import ImageError, file_sha256
+        from protoshelf.core.images import ImageError, file_sha256
         for path in sys.argv[1:]:
             try:
                 file_sha256(path)
@@ -465,7 +465,7 @@ def test_10_a_titles_file_that_is_a_device_or_fifo_is_refused(tmp_path):
     os.mkfifo(fifo)
     code = """
         import sys
-        from core.importer import read_titles_csv
+        from protoshelf.core.importer import read_titles_csv
         for path in sys.argv[1:]:
             try:
                 read_titles_csv(path)
@@ -477,9 +477,9 @@ def test_10_a_titles_file_that_is_a_device_or_fifo_is_refused(tmp_path):
 
 
 def test_10_lines_are_bounded(tmp_path, monkeypatch):
-    import core.importer
+    import protoshelf.core.importer
 
-    monkeypatch.setattr(core.importer, "MAX_TITLES_LINE", 1000)
+    monkeypatch.setattr(protoshelf.core.importer, "MAX_TITLES_LINE", 1000)
     path = tmp_path / "titles.csv"
     path.write_text("path,title\n" + "a.png," + "x" * 5000)
     with pytest.raises(ValueError, match="line longer"):

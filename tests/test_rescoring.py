@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.methods import prototypes
-from core.methods.prototypes import PrototypeClassifier, centred_cosine, l2_normalise
+from protoshelf.core.methods import prototypes
+from protoshelf.core.methods.prototypes import PrototypeClassifier, centred_cosine, l2_normalise
 
 
 def direct(queries, model):

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from conftest import write_image
-from core.backbones import Preprocessing
-from core.embedding import FeatureExtractor, embed_catalog
-from core.images import open_image
-from core.importer import import_images
-from core.methods import feature_method_names, is_meta_learner, make_method
-from core.schema import Item
+from protoshelf.core.backbones import Preprocessing
+from protoshelf.core.embedding import FeatureExtractor, embed_catalog
+from protoshelf.core.images import open_image
+from protoshelf.core.importer import import_images
+from protoshelf.core.methods import feature_method_names, is_meta_learner, make_method
+from protoshelf.core.schema import Item
 
 MB = 2**20
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import csv
 
 from conftest import seed_titles
-from core.export import export_csv
-from core.schema import Item
+from protoshelf.core.export import export_csv
+from protoshelf.core.schema import Item
 
 
 def with_product_ids(store, ids, product_ids):

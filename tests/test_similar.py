@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import core.similar
+import protoshelf.core.similar
 from conftest import DEMO
-from core.cli import main
-from core.embedding import embed_catalog
-from core.importer import import_images
-from core.similar import Neighbour, SimilaritySearch, similar_items
-from core.store import Vectors
+from protoshelf.core.cli import main
+from protoshelf.core.embedding import embed_catalog
+from protoshelf.core.importer import import_images
+from protoshelf.core.similar import Neighbour, SimilaritySearch, similar_items
+from protoshelf.core.store import Vectors
 
 
 def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def random_vectors():
 
 @pytest.mark.parametrize("chunk_rows", [1000, 97, 5])
 def test_nearest_matches_brute_force_across_chunk_boundaries(random_vectors, monkeypatch, chunk_rows):
-    monkeypatch.setattr(core.similar, "CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(protoshelf.core.similar, "CHUNK_ROWS", chunk_rows)
     search = SimilaritySearch(random_vectors)
     queries = np.random.default_rng(1).standard_normal((6, 24)).astype(np.float32)
     results = search.nearest(queries, k=12)
@@ -72,7 +72,7 @@ def test_cli_similar_finds_the_original_of_an_image_outside_the_catalog(tmp_path
     for name in ("axe", "hammer", "banana", "red_apple", "violin", "coat"):
         shutil.copy(DEMO / "images" / f"{name}.png", shop)
     db = tmp_path / "c.sqlite"
-    from core.store import Store
+    from protoshelf.core.store import Store
 
     with Store(db) as store:
         import_images(store, [shop])

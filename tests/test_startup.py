@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.desktop import install_desktop_entry
-from gui import launcher
+from protoshelf.core.desktop import install_desktop_entry
+from protoshelf.gui import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "timm", "sentence_transformers", "scipy", "PySide6")
@@ -25,14 +25,14 @@ def modules_after(code: str) -> set[str]:
 @pytest.mark.parametrize("argv", [["--help"], ["categories"], ["label", "--help"], ["export", "--help"]])
 def test_commands_without_a_model_import_no_torch(tmp_path, argv):
     db = tmp_path / "c.sqlite"
-    code = (f"import sys\nfrom gui.launcher import main\n"
+    code = (f"import sys\nfrom protoshelf.gui.launcher import main\n"
             f"try:\n    main([*{argv!r}, '--db', {str(db)!r}])\nexcept SystemExit:\n    pass")
     assert modules_after(code) == set()
 
 
 def test_the_app_window_imports_no_torch():
     """The window is built from these; torch loads on a worker after it is shown."""
-    assert "torch" not in modules_after("import gui.app, gui.main_window")
+    assert "torch" not in modules_after("import protoshelf.gui.app, protoshelf.gui.main_window")
 
 
 def test_a_missing_xcb_library_prints_the_apt_command(monkeypatch, capsys):

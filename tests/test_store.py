@@ -6,11 +6,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from core.store import Store, StoreError
+from protoshelf.core.store import Store, StoreError
 
 
 def add_items(store: Store, n: int) -> list[int]:
-    from core.schema import Item
+    from protoshelf.core.schema import Item
 
     with store.write() as s:
         items = [Item(path=f"/x/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(n)]
@@ -22,7 +22,7 @@ def add_items(store: Store, n: int) -> list[int]:
 def test_pragmas_and_schema_version_are_set(store):
     from alembic.script import ScriptDirectory
 
-    from core.migrations import alembic_config
+    from protoshelf.core.migrations import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(store.engine)).get_current_head()
     with store.engine.connect() as conn:
@@ -98,10 +98,10 @@ def test_predictions_replace_the_previous_run_and_count_per_category(store):
 
 
 def test_a_save_stopped_between_blocks_leaves_the_previous_predictions(store, monkeypatch):
-    import core.store
-    from core.progress import Cancelled
+    import protoshelf.core.store
+    from protoshelf.core.progress import Cancelled
 
-    monkeypatch.setattr(core.store, "BULK_ROWS", 3)
+    monkeypatch.setattr(protoshelf.core.store, "BULK_ROWS", 3)
     ids = add_items(store, 10)
     a, b = store.create_category("A"), store.create_category("B")
     store.save_predictions("prototypes", "m", {}, ids, [a] * 10, [0.9] * 10, [[(a, 0.9), (b, 0.1)]] * 10)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.classify import CatalogPredictions
-from core.cli import main
-from core.importer import import_images
-from core.store import Vectors
-from core.suggest import (
+from protoshelf.core.classify import CatalogPredictions
+from protoshelf.core.cli import main
+from protoshelf.core.importer import import_images
+from protoshelf.core.store import Vectors
+from protoshelf.core.suggest import (
     BLOCK_FACTOR,
     Suggestion,
     distinct_picks,

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from conftest import DEMO
-from core.cli import main
-from core.store import Store
-from core.text import TEXT_EMBEDDING
+from protoshelf.core.cli import main
+from protoshelf.core.store import Store
+from protoshelf.core.text import TEXT_EMBEDDING
 
 pytestmark = pytest.mark.slow  # the image and the title model on every demo picture
 

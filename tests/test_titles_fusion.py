@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.fusion import (
+from protoshelf.core.fusion import (
     LateFusion,
     ModalFeatures,
     log_scores,
@@ -12,9 +12,9 @@ from core.fusion import (
     pool,
     stratified_folds,
 )
-from core.methods import METHODS, FewShotMethod
-from core.methods.prototypes import PrototypeClassifier
-from core.store import Vectors
+from protoshelf.core.methods import METHODS, FewShotMethod
+from protoshelf.core.methods.prototypes import PrototypeClassifier
+from protoshelf.core.store import Vectors
 
 
 def clusters(rng, classes: int, per_class: int, dim: int, noise: float) -> tuple[np.ndarray, np.ndarray]:

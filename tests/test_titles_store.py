@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import no_network, write_image
-from core import text
-from core.classify import CatalogClassifier, available_modalities
-from core.importer import TitlesFile, apply_titles_file, import_images
-from core.progress import Cancelled
-from core.text import TEXT_EMBEDDING, TitleEncoder, embed_titles
+from protoshelf.core import text
+from protoshelf.core.classify import CatalogClassifier, available_modalities
+from protoshelf.core.importer import TitlesFile, apply_titles_file, import_images
+from protoshelf.core.progress import Cancelled
+from protoshelf.core.text import TEXT_EMBEDDING, TitleEncoder, embed_titles
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sqlalchemy import delete
 
-from core import vector_cache
-from core.migrations import upgrade
-from core.schema import Item
-from core.store import Store, make_engine
+from protoshelf.core import vector_cache
+from protoshelf.core.migrations import upgrade
+from protoshelf.core.schema import Item
+from protoshelf.core.store import Store, make_engine
 
 ROWS, DIM = 40, 6
 

@@ -7,8 +7,8 @@ method is one module plus one line in `REGISTERED`.
 """
 from __future__ import annotations
 
-from core.constants import AUTO, DEFAULT_METHOD
-from core.methods.base import (
+from protoshelf.core.constants import AUTO, DEFAULT_METHOD
+from protoshelf.core.methods.base import (
     UNASSIGNED,
     BackboneAdapter,
     FewShotMethod,
@@ -17,14 +17,14 @@ from core.methods.base import (
     decide,
     top_k,
 )
-from core.methods.finetune import FineTuning
-from core.methods.linear_probe import LinearProbe
-from core.methods.matching import MatchingNetworks
-from core.methods.meta import ProtoMAML
-from core.methods.prototypes import PrototypeClassifier
-from core.methods.relation import RelationNetwork
-from core.methods.reptile import Reptile
-from core.methods.transductive import TransductivePrototypes
+from protoshelf.core.methods.finetune import FineTuning
+from protoshelf.core.methods.linear_probe import LinearProbe
+from protoshelf.core.methods.matching import MatchingNetworks
+from protoshelf.core.methods.meta import ProtoMAML
+from protoshelf.core.methods.prototypes import PrototypeClassifier
+from protoshelf.core.methods.relation import RelationNetwork
+from protoshelf.core.methods.reptile import Reptile
+from protoshelf.core.methods.transductive import TransductivePrototypes
 
 REGISTERED = (
     PrototypeClassifier,

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from core.progress import Progress, no_progress
+from protoshelf.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
-    from core.backbones import Backbone
-    from core.store import Store
+    from protoshelf.core.backbones import Backbone
+    from protoshelf.core.store import Store
 
-from core.constants import UNASSIGNED
+from protoshelf.core.constants import UNASSIGNED
 
 
 class FewShotMethod(ABC):

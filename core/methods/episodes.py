@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.methods.base import MetaLearner, MetaTrained, encode_labels
-from core.methods.heads import HeadOnPrototypes, single_threaded
-from core.methods.prototypes import l2_normalise
-from core.progress import Progress, no_progress
+from protoshelf.core.methods.base import MetaLearner, MetaTrained, encode_labels
+from protoshelf.core.methods.heads import HeadOnPrototypes, single_threaded
+from protoshelf.core.methods.prototypes import l2_normalise
+from protoshelf.core.progress import Progress, no_progress
 
 VALIDATION_SHARE = 0.25
 VALIDATION_EPISODES = 20

@@ -32,13 +32,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.transforms import v2
 
-from core.backbones import DEFAULT_BACKBONE, Backbone, BackboneError, load_backbone, resolve_device
-from core.embedding import FeatureExtractor, embed_catalog, to_model_input
-from core.images import ImageError, open_image
-from core.methods.base import BackboneAdapter, encode_labels
-from core.methods.heads import balanced_class_weights
-from core.progress import Progress, no_progress
-from core.store import Store
+from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, BackboneError, load_backbone, resolve_device
+from protoshelf.core.embedding import FeatureExtractor, embed_catalog, to_model_input
+from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.methods.base import BackboneAdapter, encode_labels
+from protoshelf.core.methods.heads import balanced_class_weights
+from protoshelf.core.progress import Progress, no_progress
+from protoshelf.core.store import Store
 
 FORMAT = "protoshelf-finetune-1"
 SEPARATOR = "+ft"

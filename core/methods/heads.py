@@ -14,8 +14,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from core.methods.base import FewShotMethod
-from core.methods.prototypes import CHUNK_ROWS, PrototypeClassifier, l2_normalise
+from protoshelf.core.methods.base import FewShotMethod
+from protoshelf.core.methods.prototypes import CHUNK_ROWS, PrototypeClassifier, l2_normalise
 
 
 def balanced_class_weights(y: torch.Tensor, classes: int) -> torch.Tensor:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.methods.heads import HeadOnPrototypes, balanced_class_weights, class_means, single_threaded
-from core.progress import Progress, no_progress
+from protoshelf.core.methods.heads import HeadOnPrototypes, balanced_class_weights, class_means, single_threaded
+from protoshelf.core.progress import Progress, no_progress
 
 PENALTIES = (1e-3, 1e-4, 1e-5)
 ONE_SHOT_PENALTY = 1e-3

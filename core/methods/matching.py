@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.methods.episodes import EpisodicMetaLearner, Task
-from core.methods.meta import ResidualProjection
+from protoshelf.core.methods.episodes import EpisodicMetaLearner, Task
+from protoshelf.core.methods.meta import ResidualProjection
 
 
 class MatchingModule(nn.Module):

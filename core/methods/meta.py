@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.methods.episodes import EpisodicMetaLearner, Task
-from core.methods.heads import balanced_class_weights, class_means
+from protoshelf.core.methods.episodes import EpisodicMetaLearner, Task
+from protoshelf.core.methods.heads import balanced_class_weights, class_means
 
 
 class ResidualProjection(nn.Module):

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from core.methods.base import FewShotMethod
-from core.methods.centred_rows import CentredRows
-from core.progress import Progress
+from protoshelf.core.methods.base import FewShotMethod
+from protoshelf.core.methods.centred_rows import CentredRows
+from protoshelf.core.progress import Progress
 
 CHUNK_ROWS = 256
 """About 1 MB of float32 rows: a chunk stays in the core's cache for its product and its norms."""

@@ -16,9 +16,9 @@ import math
 import torch
 from torch import nn
 
-from core.methods.episodes import EpisodicMetaLearner, Task
-from core.methods.heads import class_means
-from core.methods.meta import ResidualProjection
+from protoshelf.core.methods.episodes import EpisodicMetaLearner, Task
+from protoshelf.core.methods.heads import class_means
+from protoshelf.core.methods.meta import ResidualProjection
 
 
 class RelationModule(nn.Module):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.methods.episodes import Task
-from core.methods.meta import MetaAdapter, ProtoMAML
+from protoshelf.core.methods.episodes import Task
+from protoshelf.core.methods.meta import MetaAdapter, ProtoMAML
 
 
 class Reptile(ProtoMAML):

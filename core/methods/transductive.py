@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.methods.prototypes import PrototypeClassifier, l2_normalise, scores_with_rejection
-from core.progress import Progress, no_progress
+from protoshelf.core.methods.prototypes import PrototypeClassifier, l2_normalise, scores_with_rejection
+from protoshelf.core.progress import Progress, no_progress
 
 
 class TransductivePrototypes(PrototypeClassifier):

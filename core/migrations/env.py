@@ -1,6 +1,6 @@
 from alembic import context
 
-from core.schema import Base
+from protoshelf.core.schema import Base
 
 # One transaction for the whole upgrade, begun with BEGIN IMMEDIATE (the store's "immediate"
 # option): the write lock is taken before the current version is read, so processes opening a new

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QThread, QThreadPool, QTimer
 
 from benchmarks.gui_catalog import make_fake_catalog
-from core.store import Store
+from protoshelf.core.store import Store
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +74,8 @@ def examples(truth: np.ndarray, cluster: int, n: int = 3) -> list[int]:
 @pytest.fixture
 def open_window(qtbot):
     """Factory: a MainWindow on a catalog file, started; closed (and its work awaited) afterwards."""
-    from gui.main_window import MainWindow
-    from gui.session import CatalogSession
+    from protoshelf.gui.main_window import MainWindow
+    from protoshelf.gui.session import CatalogSession
 
     windows = []
 

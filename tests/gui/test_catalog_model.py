@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from core.classify import CatalogClassifier
-from core.store import Store
-from gui.catalog_model import (
+from protoshelf.core.classify import CatalogClassifier
+from protoshelf.core.store import Store
+from protoshelf.gui.catalog_model import (
     FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, MIME_TYPE, NOT_CLASSIFIED, SORT_LEAST_CONFIDENT,
     SORT_MOST_CONFIDENT, CatalogModel, ConfidenceRole, ItemIdRole, LabelRole, PredictionRole,
 )

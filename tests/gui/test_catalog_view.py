@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPoint, Qt
 
-from gui.catalog_view import CELL, GAP
+from protoshelf.gui.catalog_view import CELL, GAP
 
 
 def shown(qtbot, open_window, fake_catalog):
@@ -73,7 +73,7 @@ def test_double_click_on_a_cell_reports_that_item(qtbot, open_window, fake_catal
 
 
 def test_dragging_a_band_from_empty_space_selects_the_cells_it_covers(qtbot, open_window, fake_catalog):
-    from gui.catalog_model import FILTER_LABELLED
+    from protoshelf.gui.catalog_model import FILTER_LABELLED
     from tests.gui.conftest import examples, wait_idle
 
     path, truth, categories = fake_catalog

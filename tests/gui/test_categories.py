@@ -4,12 +4,12 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
-from core.store import CategoryRow, Store, StoreError
-from core.suggest import Suggestion
-from gui import categories_panel
-from gui.category_picker import rank_categories
-from gui.drops import category_mime
-from gui.main_window import SHOW_SUGGESTED
+from protoshelf.core.store import CategoryRow, Store, StoreError
+from protoshelf.core.suggest import Suggestion
+from protoshelf.gui import categories_panel
+from protoshelf.gui.category_picker import rank_categories
+from protoshelf.gui.drops import category_mime
+from protoshelf.gui.main_window import SHOW_SUGGESTED
 from tests.gui.conftest import wait_idle
 from tests.gui.test_main_window import category_point, drop, select_rows
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
-from core.demo import DEMO_DIR, EXAMPLES_PER_CATEGORY, build_demo_catalog, intended_categories
-from core.store import Store
-from gui.app import choose_catalog
+from protoshelf.core.demo import DEMO_DIR, EXAMPLES_PER_CATEGORY, build_demo_catalog, intended_categories
+from protoshelf.core.store import Store
+from protoshelf.gui.app import choose_catalog
 from tests.gui.conftest import wait_idle
 
 pytestmark = pytest.mark.skipif(not (DEMO_DIR / "images").is_dir(), reason="resources/demo is not there")

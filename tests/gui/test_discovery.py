@@ -8,14 +8,14 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from core.backbones import DEFAULT_BACKBONE
-from core.methods import method_names
-from core.methods import finetune as finetune_module
-from core.similar import unit_rows
-from core.store import Store
-from core.suggest import suggest
-from gui.catalog_model import FILTER_ALL
-from gui.main_window import SHOW_DUPLICATES, SHOW_SIMILAR, SHOW_SUGGESTED
+from protoshelf.core.backbones import DEFAULT_BACKBONE
+from protoshelf.core.methods import method_names
+from protoshelf.core.methods import finetune as finetune_module
+from protoshelf.core.similar import unit_rows
+from protoshelf.core.store import Store
+from protoshelf.core.suggest import suggest
+from protoshelf.gui.catalog_model import FILTER_ALL
+from protoshelf.gui.main_window import SHOW_DUPLICATES, SHOW_SIMILAR, SHOW_SUGGESTED
 from tests.gui.conftest import wait_idle
 from tests.gui.test_main_window import label_examples
 

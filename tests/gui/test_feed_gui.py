@@ -7,9 +7,9 @@ import shutil
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox
 
-from core.schema import Item
-from gui.export_dialog import ExportDialog
-from gui.preview import PreviewDialog
+from protoshelf.core.schema import Item
+from protoshelf.gui.export_dialog import ExportDialog
+from protoshelf.gui.preview import PreviewDialog
 from tests.gui.conftest import wait_idle
 from tests.test_feed_cli import EXAMPLE
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QApplication
 
-from gui.locate_dialog import LocateMissingDialog
+from protoshelf.gui.locate_dialog import LocateMissingDialog
 from tests.gui.conftest import wait_idle
 
 

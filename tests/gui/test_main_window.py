@@ -9,13 +9,13 @@ from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QSettings, Qt
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from core.export import header
-from core.store import Store
-from gui.app import App, choose_catalog
-from gui.export_dialog import ExportDialog, ExportRequest
-from gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, ItemIdRole, PredictionRole
-from gui.preview import PreviewDialog
-from gui.problems_dialog import ProblemsDialog
+from protoshelf.core.export import header
+from protoshelf.core.store import Store
+from protoshelf.gui.app import App, choose_catalog
+from protoshelf.gui.export_dialog import ExportDialog, ExportRequest
+from protoshelf.gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, ItemIdRole, PredictionRole
+from protoshelf.gui.preview import PreviewDialog
+from protoshelf.gui.problems_dialog import ProblemsDialog
 from tests.conftest import write_image
 from tests.gui.conftest import examples, wait_idle
 
@@ -217,7 +217,7 @@ def test_cancel_stops_a_long_embedding_and_the_app_carries_on(qtbot, open_window
 
     path = tmp_path / "catalog.sqlite"
     images = [write_image(tmp_path / "many" / f"{i:03d}.png", (i, 255 - i, 128), size=(24, 24)) for i in range(160)]
-    from core.importer import import_images
+    from protoshelf.core.importer import import_images
 
     with Store(path) as store:
         import_images(store, images)
@@ -362,8 +362,8 @@ def test_the_app_survives_a_failed_import_and_a_failed_fit(qtbot, open_window, f
     def broken(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr("gui.jobs.import_files", broken)
-    monkeypatch.setattr("gui.jobs.fit", broken)
+    monkeypatch.setattr("protoshelf.gui.jobs.import_files", broken)
+    monkeypatch.setattr("protoshelf.gui.jobs.fit", broken)
     session.import_paths(["/nowhere"])
     session.label(examples(truth, 0), categories[0])
     wait_idle(qtbot, session)
@@ -430,7 +430,7 @@ def test_a_label_change_does_not_wait_behind_a_long_save_of_predictions(qtbot, o
     import threading
     import time
 
-    from gui import jobs
+    from protoshelf.gui import jobs
 
     path, truth, categories = fake_catalog
     saving, finished = threading.Event(), threading.Event()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from core.cli import main
-from core.evaluate import EmbeddedTree, Image
-from core.fusion import ModalFeatures
-from core.methods import METHODS, FewShotMethod
-from core.methods.prototypes import l2_normalise
-from gui import jobs as gui_jobs
+from protoshelf.core.cli import main
+from protoshelf.core.evaluate import EmbeddedTree, Image
+from protoshelf.core.fusion import ModalFeatures
+from protoshelf.core.methods import METHODS, FewShotMethod
+from protoshelf.core.methods.prototypes import l2_normalise
+from protoshelf.gui import jobs as gui_jobs
 from tests.gui.conftest import examples, wait_idle
 from tests.gui.test_main_window import label_examples
 from tests.test_methods_evaluate import COLOURS, make_tree

@@ -5,7 +5,7 @@ import pytest
 from PySide6.QtCore import QPoint
 
 from benchmarks.gui_catalog import make_fake_catalog
-from gui.catalog_model import ROW_BLOCK
+from protoshelf.gui.catalog_model import ROW_BLOCK
 
 ITEMS = 100_000
 

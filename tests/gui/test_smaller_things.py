@@ -6,11 +6,11 @@ from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QToolTip
 
-from core.store import Store
-from gui import catalog_view
-from gui.catalog_view import EMPTY_CATALOG
-from gui.drops import dropped_item_ids
-from gui.preview import PreviewDialog
+from protoshelf.core.store import Store
+from protoshelf.gui import catalog_view
+from protoshelf.gui.catalog_view import EMPTY_CATALOG
+from protoshelf.gui.drops import dropped_item_ids
+from protoshelf.gui.preview import PreviewDialog
 from tests.gui.conftest import wait_idle
 from tests.gui.test_main_window import label_examples, select_rows
 
@@ -95,7 +95,7 @@ def test_every_method_has_a_plain_words_tooltip(qtbot, open_window, fake_catalog
 def test_each_running_task_has_its_own_status_line(qtbot, open_window, fake_catalog):
     import threading
 
-    from gui.workers import TaskKind
+    from protoshelf.gui.workers import TaskKind
 
     path, *_ = fake_catalog
     window = open_window(path)
@@ -115,10 +115,10 @@ def test_each_running_task_has_its_own_status_line(qtbot, open_window, fake_cata
 
 
 def test_try_an_image_shows_predictions_without_importing_it(qtbot, open_window, tmp_path, extractor):
-    from core.embedding import embed_catalog
+    from protoshelf.core.embedding import embed_catalog
     from tests.conftest import write_image
     from tests.gui.test_main_window import drop, file_mime
-    from core.importer import import_images
+    from protoshelf.core.importer import import_images
 
     path = tmp_path / "real.sqlite"
     reds = [write_image(tmp_path / f"red{i}.png", (200 + i * 10, 20, 20)) for i in range(3)]
@@ -140,8 +140,8 @@ def test_try_an_image_shows_predictions_without_importing_it(qtbot, open_window,
 
 
 def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
-    from gui.main_window import MainWindow
-    from gui.session import CatalogSession
+    from protoshelf.gui.main_window import MainWindow
+    from protoshelf.gui.session import CatalogSession
 
     path, *_ = fake_catalog
     session = CatalogSession(path, embed_titles=False)
@@ -163,7 +163,7 @@ def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
 def test_a_long_name_is_cut_at_its_end_never_its_percentage(qtbot):
     from PySide6.QtGui import QFont, QFontMetrics
 
-    from gui.catalog_view import CELL, badge_text
+    from protoshelf.gui.catalog_view import CELL, badge_text
 
     metrics = QFontMetrics(QFont())
     text = badge_text(metrics, "Clothing & accessories for the whole family", " 87%", CELL.width() - 24)

@@ -6,8 +6,8 @@ import threading
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from core.progress import Cancelled
-from gui.workers import Task, TaskKind, TaskRunner
+from protoshelf.core.progress import Cancelled
+from protoshelf.gui.workers import Task, TaskKind, TaskRunner
 
 
 class Recorder(QObject):

@@ -22,7 +22,7 @@ down_revision = '0005'
 branch_labels = None
 depends_on = None
 
-APPLICATION_ID = 0x50534846  # "PSHF"; core.store.APPLICATION_ID checks it
+APPLICATION_ID = 0x50534846  # "PSHF"; protoshelf.core.store.APPLICATION_ID checks it
 
 
 def _triggers(new_value: str) -> None:
