@@ -113,9 +113,12 @@ def test_batches_reuse_the_memory_of_the_ones_before(extractor):
     batch = torch.zeros(8, 3, 224, 224, dtype=torch.uint8)
     extractor(batch)
     extractor(batch)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    extractor(batch)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 200 * len(batch)
+    faults = []
+    for _ in range(3):  # the fewest of three: other threads of the test process fault pages too
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        extractor(batch)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    assert min(faults) < 200 * len(batch), faults
 
 
 def test_nothing_to_embed_builds_no_backbone(store, tmp_path, extractor, monkeypatch):

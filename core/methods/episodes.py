@@ -64,12 +64,26 @@ def sample_task(by_class: list[np.ndarray], ways: int, max_shots: int, queries: 
 class EpisodicMetaLearner(HeadOnPrototypes, MetaLearner):
     """A meta-learner trained on episodes; its head is fitted on the support in the module's space."""
 
-    episodes: int
-    ways: int
-    max_shots: int
-    queries: int
-    lr: float
-    seed: int
+    def __init__(
+        self,
+        episodes: int = 100,
+        ways: int = 20,
+        max_shots: int = 10,
+        queries: int = 5,
+        lr: float = 1e-2,
+        temperature: float = 0.1,
+        reject_similarity: float | None = None,
+        seed: int = 0,
+    ):
+        """Settings of the episodic loop and of the head every meta-learner shares."""
+        self.episodes = episodes
+        self.ways = ways
+        self.max_shots = max_shots
+        self.queries = queries
+        self.lr = lr
+        self.temperature = temperature
+        self.reject_similarity = reject_similarity
+        self.seed = seed
 
     @abstractmethod
     def new_module(self, dim: int) -> nn.Module:

@@ -46,26 +46,6 @@ class MatchingNetworks(EpisodicMetaLearner):
     description = ("Compares an item with every example, not with category averages (Matching Networks); "
                    "can help when a category's examples look unlike each other.")
 
-    def __init__(
-        self,
-        episodes: int = 100,
-        ways: int = 20,
-        max_shots: int = 10,
-        queries: int = 5,
-        lr: float = 1e-2,
-        temperature: float = 0.1,
-        reject_similarity: float | None = None,
-        seed: int = 0,
-    ):
-        self.episodes = episodes
-        self.ways = ways
-        self.max_shots = max_shots
-        self.queries = queries
-        self.lr = lr
-        self.temperature = temperature
-        self.reject_similarity = reject_similarity
-        self.seed = seed
-
     def new_module(self, dim: int) -> MatchingModule:
         return MatchingModule(dim, self.scale)
 

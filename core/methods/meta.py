@@ -67,30 +67,16 @@ class MetaPrototypes(EpisodicMetaLearner):
     def __init__(
         self,
         rank: int = 0,
-        episodes: int = 100,
-        ways: int = 20,
-        max_shots: int = 10,
-        queries: int = 5,
-        lr: float = 1e-2,
         inner_steps: int | None = None,
         inner_lr: float = 100.0,
         dropout: float = 0.1,
-        temperature: float = 0.1,
-        reject_similarity: float | None = None,
-        seed: int = 0,
+        **episodic,
     ):
+        super().__init__(**episodic)
         self.rank = rank
-        self.episodes = episodes
-        self.ways = ways
-        self.max_shots = max_shots
-        self.queries = queries
-        self.lr = lr
         self.inner_steps = self.default_inner_steps if inner_steps is None else inner_steps
         self.inner_lr = inner_lr
         self.dropout = dropout
-        self.temperature = temperature
-        self.reject_similarity = reject_similarity
-        self.seed = seed
 
     def new_module(self, dim: int) -> MetaAdapter:
         return MetaAdapter(dim, self.rank, self.dropout, self.inner_lr)

@@ -44,25 +44,8 @@ class RelationNetwork(EpisodicMetaLearner):
     description = ("A small network, trained on your other categories, judges how well an item matches "
                    "each category (Relation Network).")
 
-    def __init__(
-        self,
-        episodes: int = 100,
-        ways: int = 20,
-        max_shots: int = 10,
-        queries: int = 5,
-        lr: float = 3e-3,
-        temperature: float = 0.1,
-        reject_similarity: float | None = None,
-        seed: int = 0,
-    ):
-        self.episodes = episodes
-        self.ways = ways
-        self.max_shots = max_shots
-        self.queries = queries
-        self.lr = lr
-        self.temperature = temperature
-        self.reject_similarity = reject_similarity
-        self.seed = seed
+    def __init__(self, *, lr: float = 3e-3, **episodic):
+        super().__init__(lr=lr, **episodic)
 
     def new_module(self, dim: int) -> RelationModule:
         return RelationModule(dim, self.scale)
