@@ -67,6 +67,14 @@ def _rendered(size: QSize, pixel_ratio: float, draw) -> QPixmap:
     return pixmap
 
 
+def percent(value: float) -> str:
+    """A confidence as people read it: never "100%" (a calibrated score is never certain), and "<1%"
+    rather than "0%" for a small chance."""
+    if value >= 0.995:
+        return ">99%"
+    return "<1%" if value < 0.005 else f"{value:.0%}"
+
+
 def describe_prediction(names: dict[int, str], label, predicted: int, confidence, closest=None) -> str:
     """The badge in words, with the full name and what the percentage is of: "Unassigned · closest
     Fruit 22%". `closest` is (category id, score) of the best category, for unassigned items."""
@@ -76,9 +84,9 @@ def describe_prediction(names: dict[int, str], label, predicted: int, confidence
         return "Not classified yet"
     if predicted < 0:
         if closest is None:
-            return f"Unassigned · {confidence:.0%} for the closest category"
-        return f"Unassigned · closest {names.get(closest[0], '?')} {closest[1]:.0%}"
-    return f"Predicted {names.get(predicted, '?')} {confidence:.0%}"
+            return f"Unassigned · {percent(confidence)} for the closest category"
+        return f"Unassigned · closest {names.get(closest[0], '?')} {percent(closest[1])}"
+    return f"Predicted {names.get(predicted, '?')} {percent(confidence)}"
 
 
 def badge_text(metrics: QFontMetrics, name: str, suffix: str, width: int) -> str:
@@ -207,10 +215,10 @@ class CatalogDelegate(QStyledItemDelegate):
         elif predicted == NOT_CLASSIFIED:
             colour, text, outline = UNASSIGNED_COLOUR, "not classified yet", True
         elif predicted < 0:
-            colour, text, suffix, outline = UNASSIGNED_COLOUR, "Unassigned", f" {confidence:.0%}", True
+            colour, text, suffix, outline = UNASSIGNED_COLOUR, "Unassigned", f" {percent(confidence)}", True
         else:
             name, colour = self.categories.get(predicted, ("?", UNASSIGNED_COLOUR))
-            text, suffix, outline = name, f" {confidence:.0%}", False
+            text, suffix, outline = name, f" {percent(confidence)}", False
         key = (text, suffix, colour.rgba(), outline, int(rect.width()), int(rect.height()), painter.font().key())
         pill = self._pills.get(key)
         if pill is None:

@@ -10,7 +10,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, Slot
 from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from protoshelf.gui.catalog_view import describe_prediction
+from protoshelf.gui.catalog_view import describe_prediction, percent
 from protoshelf.gui.drops import dropped_paths
 from protoshelf.gui.session import CatalogSession
 
@@ -79,7 +79,7 @@ class TryImage(QGroupBox):
         names = {c.id: c.name for c in self.session.categories}
         best, score = scores[0]
         verdict = describe_prediction(names, None, best if score >= self.session.threshold else -1, score, scores[0])
-        others = ", ".join(f"{names.get(c, '?')} {s:.0%}" for c, s in scores[1:SHOWN])
+        others = ", ".join(f"{names.get(c, '?')} {percent(s)}" for c, s in scores[1:SHOWN])
         self.result.setText(verdict + (f"\nthen {others}" if others else ""))
 
     def dragEnterEvent(self, event) -> None:

@@ -90,3 +90,11 @@ def test_dragging_a_band_from_empty_space_selects_the_cells_it_covers(qtbot, ope
     qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(view.model().index(1)).center())
     assert view.selected_rows().tolist() == [1, 2]
     assert not view._band.isVisible()
+
+
+def test_a_calibrated_confidence_is_never_shown_as_certain_nor_as_zero():
+    from protoshelf.gui.catalog_view import describe_prediction, percent
+
+    assert [percent(v) for v in (0.9996, 0.994, 0.5, 0.004)] == [">99%", "99%", "50%", "<1%"]
+    assert describe_prediction({1: "Fruit"}, None, 1, 0.9999) == "Predicted Fruit >99%"
+    assert describe_prediction({1: "Fruit"}, None, -1, 0.001, (1, 0.001)) == "Unassigned · closest Fruit <1%"

@@ -7,6 +7,7 @@ from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QToolTip
 
 from protoshelf.core.store import Store
+from protoshelf.gui.catalog_view import percent
 from protoshelf.gui import catalog_view
 from protoshelf.gui.catalog_view import EMPTY_CATALOG
 from protoshelf.gui.drops import dropped_item_ids
@@ -28,10 +29,10 @@ def test_an_unassigned_badge_says_what_its_percentage_is_of(qtbot, open_window, 
     name = session.category(best).name
     point = view.visualRect(model.index(row)).center()
     QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, point, view.viewport().mapToGlobal(point)))
-    assert QToolTip.text().endswith(f"Unassigned · closest {name} {score:.0%}")
+    assert QToolTip.text().endswith(f"Unassigned · closest {name} {percent(score)}")
     dialog = PreviewDialog(session, item_id, window)
     qtbot.addWidget(dialog)
-    assert dialog.prediction.text() == f"Unassigned · closest {name} {score:.0%}"
+    assert dialog.prediction.text() == f"Unassigned · closest {name} {percent(score)}"
 
 
 def test_an_empty_catalog_says_how_to_fill_it(qtbot, open_window, tmp_path):
