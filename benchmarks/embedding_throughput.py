@@ -87,7 +87,7 @@ def write_photos(folder: Path, count: int, side: int, kind: str = "jpeg") -> lis
 
 def new_catalog(path: Path, photos: list[Path]) -> Store:
     store = Store(path)
-    with store.write() as s:
+    with store._write() as s:
         s.add_all(
             Item(path=str(p), sha256=file_sha256(p), width=0, height=0, file_size=p.stat().st_size)
             for p in photos

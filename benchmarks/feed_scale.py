@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
               lambda: export_csv(store, folder / "google.csv", format="google", include_unassigned=True))
         if args.embed:
             keep = store.item_ids()[args.embed:]
-            with store.write() as s:  # the subset to embed: the first EMBED items keep their pictures
+            with store._write() as s:  # the subset to embed: the first EMBED items keep their pictures
                 s.connection().exec_driver_sql(
                     "CREATE TEMP TABLE skip (id INTEGER PRIMARY KEY)")
                 s.connection().connection.driver_connection.executemany(

@@ -77,7 +77,7 @@ print(json.dumps({**out, "seconds": seconds, "peak": peak}))
 
 def load_embeddings_before_issue_7(store, model: str):
     """The loader this benchmark replaced, kept to show the difference: every row, then one join."""
-    with store.engine.connect() as conn:
+    with store._engine.connect() as conn:
         rows = conn.connection.driver_connection.execute(
             "SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)
         ).fetchall()

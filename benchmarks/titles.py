@@ -64,7 +64,7 @@ def refit_timing(items: int, shots: int = 5, ways: int = 20, repeats: int = 3) -
     """What the app pays per label change: CatalogClassifier.run on a synthetic catalog."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "catalog.sqlite") as store:
-        with store.write() as s:
+        with store._write() as s:
             s.execute(Item.__table__.insert(), [
                 {"path": f"/x/{i}.png", "sha256": f"{i:064x}", "width": 1, "height": 1, "file_size": 1}
                 for i in range(items)

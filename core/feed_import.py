@@ -14,14 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, select
-
 from protoshelf.core.downloads import ImageDownloader
 from protoshelf.core.feeds import FeedRow, image_source, read_feed
 from protoshelf.core.images import ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
 from protoshelf.core.progress import Progress, no_progress
-from protoshelf.core.schema import Category, Embedding, Item, Label, Prediction
-from protoshelf.core.store import PALETTE, Store, StoreError, validate_category_name
+from protoshelf.core.store import FeedProduct, Store
 
 BATCH_ROWS = 256
 
@@ -97,8 +94,7 @@ def _import_batch(store, batch, folder, downloader, pool, labels, report) -> Non
     pictures = list(pool.map(lambda rs: _examine(rs[0], rs[1], downloads), zip(batch, sources)))
     report.failed.extend((p.row.where, p.error) for p in pictures if p.error)
     good = [p for p in pictures if not p.error]
-    with store.read() as s:
-        known = set(s.scalars(select(Item.sha256).where(Item.sha256.in_([p.sha256 for p in good]))))
+    known = store.known_hashes([p.sha256 for p in good])
     new = {p.sha256: p for p in good if p.sha256 not in known}
     decoded = dict(zip(new, pool.map(_decode, new.values())))
     _write(store, good, decoded, labels, report)
@@ -143,80 +139,29 @@ def _decode(picture: _Picture) -> tuple[int, int, bytes] | str:
 
 
 def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, report: FeedReport) -> None:
-    ids = [p.row.product_id for p in pictures if p.row.product_id]
-    with store.write() as s:
-        by_product = {i.product_id: i for i in s.scalars(select(Item).where(Item.product_id.in_(ids)))}
-        by_hash = {i.sha256: i for i in s.scalars(select(Item).where(Item.sha256.in_([p.sha256 for p in pictures])))}
-        categories = dict(s.execute(select(Category.name, Category.id)).all())
-        for p in pictures:
-            pixels = decoded.get(p.sha256)
-            if isinstance(pixels, str):
-                report.failed.append((p.row.where, pixels))
-                continue
-            item = by_product.get(p.row.product_id) if p.row.product_id else None
-            holder = by_hash.get(p.sha256)
-            if holder is not None and holder is not item:
-                if not p.row.product_id or (item is None and holder.product_id is None):
-                    item = holder  # no id: the picture is the identity; or a folder's picture becomes this product
-                else:
-                    other = f"product {holder.product_id}" if holder.product_id else f"item {holder.id}"
-                    report.failed.append((p.row.where, f"same picture as {other} (a duplicate listing?)"))
-                    continue
-            if item is None:
-                item = Item(product_id=p.row.product_id)
-                s.add(item)
-                _set_picture(s, item, p, pixels)
-                s.flush()
-                by_hash[p.sha256] = item
-                if p.row.product_id:
-                    by_product[p.row.product_id] = item
-                _set_category(s, item, p.row, labels, categories, report)
-                report.added.append(item.id)
-                continue
-            changed = False
-            if item.product_id != p.row.product_id and p.row.product_id:
-                item.product_id, changed = p.row.product_id, True
-                by_product[p.row.product_id] = item
-            if item.sha256 != p.sha256:
-                by_hash.pop(item.sha256, None)
-                _set_picture(s, item, p, pixels)
-                by_hash[p.sha256] = item
-                changed = True
-            if p.row.title and item.title != p.row.title:
-                item.title, changed = p.row.title, True
-            if p.url != item.image_url or (p.url is None and item.path != p.path):
-                item.image_url, item.path, changed = p.url, p.path, True
-            changed |= _set_category(s, item, p.row, labels, categories, report)
-            s.flush()
-            (report.updated if changed else report.unchanged).append(item.id)
-
-
-def _set_picture(s, item: Item, p: _Picture, pixels) -> None:
-    """A new picture for an item: what was computed from the old one (vectors, prediction) goes."""
-    if item.id is not None:
-        s.execute(delete(Embedding).where(Embedding.item_id == item.id))
-        s.execute(delete(Prediction).where(Prediction.item_id == item.id))
-    item.path, item.sha256, item.file_size, item.image_url = p.path, p.sha256, p.file_size, p.url
-    item.width, item.height, item.thumbnail = pixels
-    item.title = p.row.title or item.title
-
-
-def _set_category(s, item: Item, row: FeedRow, labels: bool, categories: dict[str, int], report: FeedReport) -> bool:
-    """Label the item with the row's category (created if missing); True when the label changed."""
-    if not labels or not row.category:
-        return False
-    try:
-        name = validate_category_name(row.category)
-    except StoreError as exc:
-        report.notes.append(f"{row.where}: category {row.category!r} refused: {exc}")
-        return False
-    if name not in categories:
-        s.add(category := Category(name=name, colour=PALETTE[len(categories) % len(PALETTE)]))
-        s.flush()
-        categories[name] = category.id
-    current = s.get(Label, item.id)
-    if current is not None and current.category_id == categories[name]:
-        return False
-    s.merge(Label(item_id=item.id, category_id=categories[name]))
-    return True
-
+    """Save the batch's decodable pictures in one transaction; the report keeps the feed's order."""
+    saved = [p for p in pictures if not isinstance(decoded.get(p.sha256), str)]
+    outcomes = iter(
+        store.save_feed_products(
+            [
+                FeedProduct(
+                    p.row.where, p.row.product_id, p.row.title, p.row.category,
+                    p.url, p.path, p.sha256, p.file_size, decoded.get(p.sha256),
+                )
+                for p in saved
+            ],
+            labels,
+        )
+    )
+    lists = {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}
+    for p in pictures:
+        pixels = decoded.get(p.sha256)
+        if isinstance(pixels, str):
+            report.failed.append((p.row.where, pixels))
+            continue
+        outcome = next(outcomes)
+        report.notes.extend(outcome.notes)
+        if outcome.outcome == "failed":
+            report.failed.append((p.row.where, outcome.reason))
+        else:
+            lists[outcome.outcome].append(outcome.item_id)

@@ -15,7 +15,7 @@ import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -189,6 +189,34 @@ class ImportedFile:
     thumbnail: bytes = b""
 
 
+@dataclass(frozen=True)
+class FeedProduct:
+    """One product of a feed with its checked, hashed picture; `pixels` (width, height,
+    thumbnail) is None when the catalog already holds the picture."""
+
+    where: str
+    """Where in the feed, for messages."""
+    product_id: str | None
+    title: str | None
+    category: str | None
+    image_url: str | None
+    path: str
+    sha256: str
+    file_size: int
+    pixels: tuple[int, int, bytes] | None = None
+
+
+@dataclass
+class FeedOutcome:
+    """What saving one FeedProduct did: "added", "updated", "unchanged" (with the item id) or
+    "failed" (with the reason); `notes` are refused category names (the product was still saved)."""
+
+    outcome: str
+    item_id: int | None = None
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Relocation:
     moved: int
@@ -206,18 +234,18 @@ class Store:
         self.path = Path(path).expanduser().resolve()
         check_catalog_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(self.path)
-        self._writer = self.engine.execution_options(immediate=True)
+        self._engine = make_engine(self.path)
+        self._writer = self._engine.execution_options(immediate=True)
         from protoshelf.core.migrations import upgrade
 
         try:
-            upgrade(self.engine)
+            upgrade(self._engine)
         except OperationalError as exc:
-            self.engine.dispose()
+            self._engine.dispose()
             raise StoreError(f"cannot open {self.path}: {user_message(exc)}") from exc
 
     def close(self) -> None:
-        self.engine.dispose()
+        self._engine.dispose()
 
     def __enter__(self) -> "Store":
         return self
@@ -226,12 +254,12 @@ class Store:
         self.close()
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def _write(self) -> Iterator[Session]:
         """One all-or-nothing transaction holding SQLite's write lock from its start."""
         with Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
@@ -241,7 +269,7 @@ class Store:
     def create_category(self, name: str, colour: str | None = None) -> int:
         """A new category numbered after the last one."""
         name = validate_category_name(name)
-        with self.write() as s:
+        with self._write() as s:
             if (clash := _same_name(s, name)) is not None:
                 raise StoreError(f"A category named {clash[1]!r} already exists.")
             count = s.scalar(select(func.count(Category.id))) or 0
@@ -257,25 +285,25 @@ class Store:
 
     def category_id(self, name: str) -> int | None:
         """The category this name means: the same name up to case, spaces and Unicode form."""
-        with self.read() as s:
+        with self._read() as s:
             found = _same_name(s, name)
             return None if found is None else found[0]
 
     def rename_category(self, category_id: int, name: str) -> None:
         name = validate_category_name(name)
-        with self.write() as s:
+        with self._write() as s:
             clash = _same_name(s, name, besides=category_id)
             if clash is not None:
                 raise StoreError(f"A category named {clash[1]!r} already exists.")
             s.execute(update(Category).where(Category.id == category_id).values(name=name))
 
     def recolour_category(self, category_id: int, colour: str) -> None:
-        with self.write() as s:
+        with self._write() as s:
             s.execute(update(Category).where(Category.id == category_id).values(colour=colour))
 
     def delete_category(self, category_id: int) -> dict[int, int]:
         """Delete a category with its labels; returns {item: category} so it can be undone."""
-        with self.write() as s:
+        with self._write() as s:
             removed = dict(
                 s.execute(
                     select(Label.item_id, Label.category_id).where(Label.category_id == category_id)
@@ -288,7 +316,7 @@ class Store:
         self, category_id: int, name: str, colour: str, labels: dict[int, int], position: int | None = None
     ) -> None:
         """Undo of delete_category: same id (predictions and history still refer to it), same number."""
-        with self.write() as s:
+        with self._write() as s:
             if position is None:
                 position = (s.scalar(select(func.max(Category.position))) or 0) + 1
             s.add(Category(id=category_id, name=name, colour=colour, position=position))
@@ -296,7 +324,7 @@ class Store:
             s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items())
 
     def categories(self) -> list[CategoryRow]:
-        with self.read() as s:
+        with self._read() as s:
             examples = dict(
                 s.execute(select(Label.category_id, func.count()).group_by(Label.category_id)).all()
             )
@@ -317,7 +345,7 @@ class Store:
         """Put these categories in this order, on the numbers they hold between them (a drag in the
         panel renumbers only the rows it moves past; a gap left by a deletion stays)."""
         ids = [int(i) for i in category_ids]
-        with self.write() as s:
+        with self._write() as s:
             positions = sorted(s.scalars(select(Category.position).where(Category.id.in_(ids))).all())
             if len(positions) != len(ids):
                 raise StoreError("A category to reorder no longer exists.")
@@ -329,7 +357,7 @@ class Store:
     def set_labels(self, item_ids: Iterable[int], category_id: int | None) -> dict[int, int | None]:
         """Label (or, with None, unlabel) items; returns their previous labels for undo."""
         ids = list(dict.fromkeys(int(i) for i in item_ids))
-        with self.write() as s:
+        with self._write() as s:
             previous: dict[int, int | None] = dict.fromkeys(ids)
             for chunk in _chunks(ids):
                 previous.update(
@@ -344,32 +372,32 @@ class Store:
 
     def restore_labels(self, labels: dict[int, int | None]) -> None:
         """Put back a mapping returned by set_labels (None means: no label)."""
-        with self.write() as s:
+        with self._write() as s:
             ids = list(labels)
             for chunk in _chunks(ids):
                 s.execute(delete(Label).where(Label.item_id.in_(chunk)))
             s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if c is not None)
 
     def labels(self) -> dict[int, int]:
-        with self.read() as s:
+        with self._read() as s:
             return dict(s.execute(select(Label.item_id, Label.category_id)).all())
 
     # --- items ------------------------------------------------------------------------
 
     def item_count(self) -> int:
-        with self.read() as s:
+        with self._read() as s:
             return s.scalar(select(func.count(Item.id))) or 0
 
     def item_ids(self) -> np.ndarray:
         """Sorted. Read with the bare driver from the (small) sha256 index, which SQLite scans
         instead of the table and its thumbnails when no order is asked: 2x faster at 1M items,
         and ORM rows were 2x slower again."""
-        with self.engine.connect() as conn:
+        with self._engine.connect() as conn:
             cursor = conn.connection.driver_connection.execute("SELECT id FROM items")
             return np.sort(np.fromiter((row[0] for row in cursor), dtype=np.int64))
 
     def items(self, item_ids: Sequence[int]) -> dict[int, Item]:
-        with self.read() as s:
+        with self._read() as s:
             found: dict[int, Item] = {}
             for chunk in _chunks(list(item_ids)):
                 found.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(chunk))))
@@ -383,7 +411,7 @@ class Store:
         """
         wanted = np.unique(np.asarray(item_ids, np.int64))
         texts: dict[int, str] = {}
-        with self.engine.connect() as conn:
+        with self._engine.connect() as conn:
             raw = conn.connection.driver_connection
             for start in range(0, len(wanted), BULK_ROWS):
                 block = wanted[start : start + BULK_ROWS]
@@ -396,7 +424,7 @@ class Store:
 
     def product_info(self, item_id: int) -> tuple[str | None, str | None]:
         """(product id, image URL) of an item from a feed; (None, None) for one from files."""
-        with self.read() as s:
+        with self._read() as s:
             row = s.execute(select(Item.product_id, Item.image_url).where(Item.id == item_id)).first()
         return (row[0], row[1]) if row else (None, None)
 
@@ -404,24 +432,80 @@ class Store:
         """The items of those product ids that the catalog holds."""
         wanted = list(dict.fromkeys(product_ids))
         found: dict[str, int] = {}
-        with self.read() as s:
+        with self._read() as s:
             for chunk in _chunks(wanted):
                 found.update(s.execute(select(Item.product_id, Item.id).where(Item.product_id.in_(chunk))).all())
         return {p: found[p] for p in wanted if p in found}
 
     def item_id_by_hash(self, sha256: str) -> int | None:
-        with self.read() as s:
+        with self._read() as s:
             return s.scalar(select(Item.id).where(Item.sha256 == sha256))
 
     def set_title(self, item_id: int, title: str | None) -> None:
-        with self.write() as s:
+        with self._write() as s:
             s.execute(update(Item).where(Item.id == item_id).values(title=title or None))
 
     # --- import -------------------------------------------------------------------------
 
     def known_hashes(self, hashes: Sequence[str]) -> set[str]:
-        with self.read() as s:
+        with self._read() as s:
             return {h for chunk in _chunks(list(hashes)) for h in s.scalars(select(Item.sha256).where(Item.sha256.in_(chunk)))}
+
+    def save_feed_products(self, products: Sequence[FeedProduct], labels: bool = True) -> list[FeedOutcome]:
+        """Store one batch of feed products in one transaction; one outcome each, in order.
+
+        A product is found by its id, else (no id) by its picture; a folder's item holding the
+        picture becomes the product. A picture another product holds fails as a duplicate. A new
+        picture drops the item's vectors and prediction. With `labels`, the product's category
+        (created if missing) becomes the item's label.
+        """
+        ids = [p.product_id for p in products if p.product_id]
+        outcomes: list[FeedOutcome] = []
+        with self._write() as s:
+            by_product = {i.product_id: i for i in s.scalars(select(Item).where(Item.product_id.in_(ids)))}
+            by_hash = {i.sha256: i for i in s.scalars(select(Item).where(Item.sha256.in_([p.sha256 for p in products])))}
+            categories = dict(s.execute(select(Category.name, Category.id)).all())
+            for p in products:
+                item = by_product.get(p.product_id) if p.product_id else None
+                holder = by_hash.get(p.sha256)
+                if holder is not None and holder is not item:
+                    if not p.product_id or (item is None and holder.product_id is None):
+                        item = holder  # no id: the picture is the identity; or a folder's picture becomes this product
+                    else:
+                        other = f"product {holder.product_id}" if holder.product_id else f"item {holder.id}"
+                        outcomes.append(FeedOutcome("failed", reason=f"same picture as {other} (a duplicate listing?)"))
+                        continue
+                outcome = FeedOutcome("added")
+                if item is None:
+                    item = Item(product_id=p.product_id)
+                    s.add(item)
+                    _set_feed_picture(s, item, p)
+                    s.flush()
+                    by_hash[p.sha256] = item
+                    if p.product_id:
+                        by_product[p.product_id] = item
+                    _set_feed_category(s, item, p, labels, categories, outcome.notes)
+                    outcome.item_id = item.id
+                    outcomes.append(outcome)
+                    continue
+                changed = False
+                if item.product_id != p.product_id and p.product_id:
+                    item.product_id, changed = p.product_id, True
+                    by_product[p.product_id] = item
+                if item.sha256 != p.sha256:
+                    by_hash.pop(item.sha256, None)
+                    _set_feed_picture(s, item, p)
+                    by_hash[p.sha256] = item
+                    changed = True
+                if p.title and item.title != p.title:
+                    item.title, changed = p.title, True
+                if p.image_url != item.image_url or (p.image_url is None and item.path != p.path):
+                    item.image_url, item.path, changed = p.image_url, p.path, True
+                changed |= _set_feed_category(s, item, p, labels, categories, outcome.notes)
+                s.flush()
+                outcome.outcome, outcome.item_id = ("updated" if changed else "unchanged"), item.id
+                outcomes.append(outcome)
+        return outcomes
 
     def save_imported(self, files: Sequence[ImportedFile], titles: dict[str, str]) -> list[tuple[str, int, str]]:
         """Store one batch of files in one transaction; returns (path, item id, outcome) each.
@@ -433,7 +517,7 @@ class Store:
         and vector never disagree).
         """
         outcomes = []
-        with self.write() as s:
+        with self._write() as s:
             hashes = [f.sha256 for f in files]
             known = {}
             for chunk in _chunks(hashes):
@@ -477,7 +561,7 @@ class Store:
         name existing categories (compared as category names are: case and spaces aside).
         """
         ids_by_key = {}
-        with self.read() as s:
+        with self._read() as s:
             ids_by_key = {name_key(n): i for i, n in s.execute(select(Category.id, Category.name))}
         problems, category_ids = [], {}
         for path, name in categories.items():
@@ -485,7 +569,7 @@ class Store:
                 problems.append(f"{path}: category {name!r} does not exist; label skipped")
             else:
                 category_ids[path] = found
-        with self.write() as s:
+        with self._write() as s:
             raw = s.connection().connection.driver_connection
             raw.execute("CREATE TEMP TABLE IF NOT EXISTS given_titles (path TEXT PRIMARY KEY, title TEXT, category_id INTEGER)")
             raw.execute("DELETE FROM given_titles")
@@ -515,7 +599,7 @@ class Store:
         """
         old, new = os.path.normpath(old_prefix), os.path.normpath(new_prefix)
         under = old if old.endswith(os.sep) else old + os.sep
-        with self.read() as s:
+        with self._read() as s:
             rows = s.execute(
                 select(Item.id, Item.path, Item.file_size).where(
                     (Item.path == old) | (func.substr(Item.path, 1, len(under)) == under)
@@ -532,7 +616,7 @@ class Store:
                 moves[item_id] = target
             else:
                 not_found.append(target)
-        with self.write() as s:
+        with self._write() as s:
             for item_id, target in moves.items():
                 s.execute(update(Item).where(Item.id == item_id).values(path=target))
         return Relocation(len(moves), not_found)
@@ -540,7 +624,7 @@ class Store:
     def missing_files(self, limit: int = 1) -> list[str]:
         """Up to `limit` item paths whose file no longer exists, in item order."""
         missing = []
-        with self.read() as s:
+        with self._read() as s:
             for (path,) in s.execute(select(Item.path).order_by(Item.id)).yield_per(1000):
                 if not os.path.exists(path):
                     missing.append(path)
@@ -555,7 +639,7 @@ class Store:
         id, streamed.
 
         A scope of ids goes through a temporary table, which has no bound-variable cap."""
-        with self.engine.connect() as conn:
+        with self._engine.connect() as conn:
             raw = conn.connection.driver_connection
             if item_ids is None:
                 yield from _fetch(raw.execute(_EXPORT_QUERY.format(where="")))
@@ -567,12 +651,12 @@ class Store:
             raw.execute("DELETE FROM export_ids")
 
     def thumbnail(self, item_id: int) -> bytes | None:
-        with self.read() as s:
+        with self._read() as s:
             return s.scalar(select(Item.thumbnail).where(Item.id == item_id))
 
     def thumbnails(self, item_ids: Sequence[int]) -> dict[int, bytes | None]:
         found: dict[int, bytes | None] = {}
-        with self.read() as s:
+        with self._read() as s:
             for chunk in _chunks(list(item_ids)):
                 found.update(s.execute(select(Item.id, Item.thumbnail).where(Item.id.in_(chunk))).all())
         return found
@@ -580,13 +664,13 @@ class Store:
     # --- embeddings -------------------------------------------------------------------
 
     def items_without_embedding(self, model: str) -> list[tuple[int, str]]:
-        with self.read() as s:
+        with self._read() as s:
             has = select(Embedding.item_id).where(Embedding.model == model)
             rows = s.execute(select(Item.id, Item.path).where(Item.id.not_in(has)).order_by(Item.id))
             return [(i, p) for i, p in rows]
 
     def save_embeddings(self, model: str, item_ids: Sequence[int], matrix: np.ndarray) -> None:
-        with self.write() as s:
+        with self._write() as s:
             s.execute(
                 Embedding.__table__.insert().prefix_with("OR REPLACE"),
                 [
@@ -603,7 +687,7 @@ class Store:
         Large matrices come from, or are saved to, the catalog's vector cache (a read-only
         memory map; see core/vector_cache.py).
         """
-        with self.engine.connect() as conn, conn.begin():  # one snapshot for the count and the rows
+        with self._engine.connect() as conn, conn.begin():  # one snapshot for the count and the rows
             raw = conn.connection.driver_connection
             version = raw.execute("SELECT version FROM embedding_versions WHERE model = ?", (model,)).fetchone()
             cached = version and vector_cache.read(self.path, model, version[0])
@@ -633,12 +717,12 @@ class Store:
 
     def has_embeddings(self, model: str) -> bool:
         """Whether any item has a vector of `model`: enough to offer a modality."""
-        with self.read() as s:
+        with self._read() as s:
             return s.scalar(select(Embedding.item_id).where(Embedding.model == model).limit(1)) is not None
 
     def titles_without_embedding(self, model: str) -> list[tuple[int, str]]:
         """(item id, stripped title) of every titled item that has no `model` vector yet."""
-        with self.read() as s:
+        with self._read() as s:
             has = select(Embedding.item_id).where(Embedding.model == model)
             rows = s.execute(
                 select(Item.id, Item.title)
@@ -651,7 +735,7 @@ class Store:
         """Set many items' titles in one transaction. Unchanged titles are not written, so their
         vectors survive; returns how many changed."""
         changed = 0
-        with self.write() as s:
+        with self._write() as s:
             for item_id, title in titles.items():
                 title = (title or "").strip() or None
                 result = s.execute(
@@ -661,7 +745,7 @@ class Store:
         return changed
 
     def embedding_models(self) -> list[str]:
-        with self.read() as s:
+        with self._read() as s:
             return list(s.scalars(select(Embedding.model).distinct()))
 
     # --- predictions ------------------------------------------------------------------
@@ -684,7 +768,7 @@ class Store:
         to a label change instead of making it wait.
         """
         total = len(item_ids)
-        with self.write() as s:
+        with self._write() as s:
             run = ModelRun(method=method, backbone=backbone, params=params)
             s.add(run)
             s.flush()
@@ -707,11 +791,11 @@ class Store:
             return run.id
 
     def predictions(self) -> dict[int, Prediction]:
-        with self.read() as s:
+        with self._read() as s:
             return {p.item_id: p for p in s.scalars(select(Prediction))}
 
     def integrity_check(self) -> str:
-        with self.engine.connect() as conn:
+        with self._engine.connect() as conn:
             return conn.exec_driver_sql("PRAGMA integrity_check").scalar_one()
 
 
@@ -740,6 +824,38 @@ def _same_name(session: Session, name: str, besides: int | None = None) -> tuple
         if category_id != besides and name_key(existing) == key:
             return category_id, existing
     return None
+
+
+def _set_feed_picture(s: Session, item: Item, p: FeedProduct) -> None:
+    """A new picture for an item: what was computed from the old one (vectors, prediction) goes."""
+    if item.id is not None:
+        s.execute(delete(Embedding).where(Embedding.item_id == item.id))
+        s.execute(delete(Prediction).where(Prediction.item_id == item.id))
+    item.path, item.sha256, item.file_size, item.image_url = p.path, p.sha256, p.file_size, p.image_url
+    item.width, item.height, item.thumbnail = p.pixels
+    item.title = p.title or item.title
+
+
+def _set_feed_category(
+    s: Session, item: Item, p: FeedProduct, labels: bool, categories: dict[str, int], notes: list[str]
+) -> bool:
+    """Label the item with the product's category (created if missing); True when the label changed."""
+    if not labels or not p.category:
+        return False
+    try:
+        name = validate_category_name(p.category)
+    except StoreError as exc:
+        notes.append(f"{p.where}: category {p.category!r} refused: {exc}")
+        return False
+    if name not in categories:
+        s.add(category := Category(name=name, colour=PALETTE[len(categories) % len(PALETTE)]))
+        s.flush()
+        categories[name] = category.id
+    current = s.get(Label, item.id)
+    if current is not None and current.category_id == categories[name]:
+        return False
+    s.merge(Label(item_id=item.id, category_id=categories[name]))
+    return True
 
 
 def _chunks(values: list, size: int = 900) -> Iterator[list]:

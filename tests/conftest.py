@@ -40,7 +40,7 @@ def store(tmp_path: Path):
 
 def seed_titles(store: Store, titles: list) -> list[int]:
     """Bare items with these titles (None for none), without image files; returns their ids."""
-    with store.write() as s:
+    with store._write() as s:
         items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", title=t, width=1, height=1, file_size=1)
                  for i, t in enumerate(titles)]
         s.add_all(items)

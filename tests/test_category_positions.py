@@ -49,8 +49,8 @@ def test_an_old_catalog_gets_numbers_in_the_order_it_showed(tmp_path):
     with Store(path) as store:
         for name in ("A", "B", "C"):
             store.create_category(name)
-        command.downgrade(alembic_config(store.engine), "0004")
-        upgrade(store.engine)
+        command.downgrade(alembic_config(store._engine), "0004")
+        upgrade(store._engine)
         assert numbers(store) == {"A": 1, "B": 2, "C": 3}
-        with store.engine.connect() as connection:
+        with store._engine.connect() as connection:
             assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()

@@ -74,7 +74,7 @@ def test_gui_reads_while_worker_writes_never_lock(tmp_path):
                 )
 
     def gui(step):
-        with store.read() as s:
+        with store._read() as s:
             s.scalar(select(func.count(Item.id)))
             s.scalars(select(Item).limit(50)).all()
         store.categories()
@@ -98,7 +98,7 @@ def test_gui_reads_while_worker_writes_never_lock(tmp_path):
 def test_two_writers_and_a_reader_never_lock(tmp_path):
     """Two workers (say an import and a label change from the GUI) queue on the write lock."""
     store = Store(tmp_path / "catalog.sqlite")
-    with store.write() as s:
+    with store._write() as s:
         s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(500))
     ids = store.item_ids()
     shoes = store.create_category("Shoes")

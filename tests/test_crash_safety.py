@@ -105,7 +105,7 @@ def assert_sound(path: Path) -> None:
 
 
 def add_fake_items(store: Store, n: int) -> list[int]:
-    with store.write() as s:
+    with store._write() as s:
         items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1)
                  for i in range(n)]
         s.add_all(items)
@@ -135,7 +135,7 @@ def test_killed_import_keeps_whole_batches_and_resumes_without_duplicates(tmp_pa
     batches = [files[i : i + IMPORT_BATCH] for i in range(0, len(files), IMPORT_BATCH)]
     good = {f: file_sha256(f) for f in files if f.name != "031-broken.jpg"}
     with Store(catalog) as store:
-        with store.read() as s:
+        with store._read() as s:
             stored = list(s.scalars(select(Item.sha256)))
         prefixes = [{good[f] for batch in batches[:m] for f in batch if f in good} for m in range(len(batches) + 1)]
         assert set(stored) in prefixes, "a batch was committed partly"
@@ -146,7 +146,7 @@ def test_killed_import_keeps_whole_batches_and_resumes_without_duplicates(tmp_pa
         assert store.item_count() == len(distinct) == 60
         assert len(report.added) == len(distinct) - before
         assert [Path(p).name for p, _ in report.skipped] == ["031-broken.jpg"]
-        with store.read() as s:
+        with store._read() as s:
             assert s.scalar(select(func.count()).where(Item.thumbnail.is_(None))) == 0
         assert_sound(catalog)
 
@@ -177,7 +177,7 @@ def test_killed_embedding_keeps_whole_batches_and_resumes_without_duplicates(tmp
 
         report = embed_catalog(store, extractor=extractor, workers=0, batch_size=8)
         assert report.embedded == 16 - len(done) and not report.failed
-        with store.read() as s:
+        with store._read() as s:
             per_item = s.execute(
                 select(Embedding.item_id, func.count()).where(Embedding.model == model).group_by(Embedding.item_id)
             ).all()
@@ -210,7 +210,7 @@ def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
     assert_sound(catalog)
     with Store(catalog) as store:
         assert store.labels() == labels
-        with store.read() as s:
+        with store._read() as s:
             runs = s.execute(select(Prediction.model_run_id, func.count()).group_by(Prediction.model_run_id)).all()
             latest_run = s.scalar(select(func.max(ModelRun.id)))
         if first_run_saved or runs:
@@ -218,7 +218,7 @@ def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
             assert runs[0][0] == latest_run, "a model run was committed without its predictions"
 
         classify_catalog(store, backbone=CLASSIFY_BACKBONE)
-        with store.read() as s:
+        with store._read() as s:
             assert s.scalar(select(func.count(func.distinct(Prediction.model_run_id)))) == 1
         assert len(store.predictions()) == n
         assert_sound(catalog)

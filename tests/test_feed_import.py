@@ -157,8 +157,8 @@ def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path)
                          " VALUES (?, ?, ?, 1, 1, 1, '2024-01-01')", [(1, "/a.png", "a" * 64), (2, "/b.png", "b" * 64)])
     with Store(path) as store:
         assert store.item_count() == 2 and store.product_info(1) == (None, None)
-        with store.write() as s:
+        with store._write() as s:
             s.get(Item, 1).product_id = "SKU-1"
-        with pytest.raises(IntegrityError), store.write() as s:
+        with pytest.raises(IntegrityError), store._write() as s:
             s.get(Item, 2).product_id = "SKU-1"
         assert store.item_ids_by_product_id(["SKU-1", "nope"]) == {"SKU-1": 1}

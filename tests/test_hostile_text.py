@@ -126,7 +126,7 @@ def test_names_differing_only_in_unicode_normal_form_are_one_category(store):
 @TEXT
 @given(st.lists(title_text, min_size=1, max_size=5))
 def test_export_round_trips_any_title_and_is_formula_safe(store, tmp_path, titles):
-    with store.write() as s:
+    with store._write() as s:
         s.query(Item).delete()
     ids = seed_titles(store, titles)
     out = tmp_path / "out.csv"

@@ -112,7 +112,7 @@ def test_auto_picks_a_method_for_the_catalogs_typical_shots(store):
     from protoshelf.core.schema import Item
 
     rng = np.random.default_rng(0)
-    with store.write() as s:
+    with store._write() as s:
         s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(30))
     ids = store.item_ids()
     centres = rng.normal(size=(3, 8))

@@ -59,7 +59,7 @@ def rss_peak(run) -> tuple[object, int]:
 @pytest.mark.slow
 def test_loading_embeddings_peaks_near_the_matrix_itself(store):
     n, dim = 20_000, 256
-    with store.write() as s:
+    with store._write() as s:
         s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(n))
     ids = store.item_ids()
     rng = np.random.default_rng(0)

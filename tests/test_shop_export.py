@@ -9,7 +9,7 @@ from protoshelf.core.schema import Item
 
 
 def with_product_ids(store, ids, product_ids):
-    with store.write() as s:
+    with store._write() as s:
         for item_id, product_id in zip(ids, product_ids):
             s.get(Item, item_id).product_id = product_id
 

@@ -22,7 +22,7 @@ def small_catalogs_get_a_cache(monkeypatch):
 
 
 def add_items(store: Store, count: int = ROWS) -> np.ndarray:
-    with store.write() as s:
+    with store._write() as s:
         s.add_all(Item(path=f"/{i}.jpg", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(count))
     return store.item_ids()
 
@@ -52,7 +52,7 @@ def test_every_change_to_the_vectors_retires_the_cache(store):
 
     store.save_embeddings("m", ids[:1], np.zeros((1, DIM), np.float32))  # INSERT OR REPLACE
     assert store.load_embeddings("m").matrix[0].tolist() == [0.0] * DIM
-    with store.write() as s:  # a deleted item takes its vector with it (ON DELETE CASCADE)
+    with store._write() as s:  # a deleted item takes its vector with it (ON DELETE CASCADE)
         s.execute(delete(Item).where(Item.id == int(ids[-1])))
     after = store.load_embeddings("m")
     assert after.item_ids.tolist() == ids[:-1].tolist()

@@ -52,7 +52,7 @@ def test_import_feed_from_the_menu_then_export_for_google(qtbot, open_window, ex
 def test_preview_shows_product_id_and_image_url(qtbot, open_window, fake_catalog):
     path, _, _ = fake_catalog
     window = open_window(path)
-    with window.session.store.write() as s:
+    with window.session.store._write() as s:
         item = s.get(Item, 1)
         item.product_id, item.image_url = "SKU-42", "https://shop.example/42.jpg"
     dialog = PreviewDialog(window.session, 1, window)
