@@ -59,11 +59,11 @@ def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None
 
 @pytest.fixture(scope="session")
 def extractor():
-    """The default backbone on the CPU, loaded once for the whole run, with the network refused."""
+    """The default backbone on the CPU (the process's shared one), with the network refused."""
     import torch
 
-    from protoshelf.core.backbones import load_backbone
-    from protoshelf.core.embedding import FeatureExtractor
+    from protoshelf.core.constants import DEFAULT_BACKBONE
+    from protoshelf.core.embedding import pretrained_extractor
 
     with no_network():
-        return FeatureExtractor(load_backbone(), torch.device("cpu"))
+        return pretrained_extractor(DEFAULT_BACKBONE, torch.device("cpu"))
