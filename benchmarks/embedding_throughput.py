@@ -42,8 +42,7 @@ from protoshelf.core.backbones import DEFAULT_BACKBONE, load_backbone
 from protoshelf.core.embedding import FeatureExtractor, default_batch_size, embed_catalog
 from protoshelf.core.model_input import collate, to_model_input
 from protoshelf.core.images import file_sha256, open_image
-from protoshelf.core.schema import Item
-from protoshelf.core.store import Store
+from protoshelf.core.store import ImportedFile, Store
 
 
 def product_photo(seed: int, side: int = 1000) -> bytes:
@@ -87,11 +86,7 @@ def write_photos(folder: Path, count: int, side: int, kind: str = "jpeg") -> lis
 
 def new_catalog(path: Path, photos: list[Path]) -> Store:
     store = Store(path)
-    with store._write() as s:
-        s.add_all(
-            Item(path=str(p), sha256=file_sha256(p), width=0, height=0, file_size=p.stat().st_size)
-            for p in photos
-        )
+    store.save_imported([ImportedFile(str(p), file_sha256(p), file_size=p.stat().st_size) for p in photos], {})
     return store
 
 

@@ -15,9 +15,11 @@ import argparse
 import io
 import os
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +106,11 @@ def main(argv: list[str] | None = None) -> int:
               lambda: export_csv(store, folder / "google.csv", format="google", include_unassigned=True))
         if args.embed:
             keep = store.item_ids()[args.embed:]
-            with store._write() as s:  # the subset to embed: the first EMBED items keep their pictures
-                s.connection().exec_driver_sql(
-                    "CREATE TEMP TABLE skip (id INTEGER PRIMARY KEY)")
-                s.connection().connection.driver_connection.executemany(
-                    "INSERT INTO skip VALUES (?)", ((int(i),) for i in keep))
-                s.connection().exec_driver_sql(
-                    "INSERT INTO embeddings (model, item_id, vector) SELECT 'efficientnet_lite0', id, zeroblob(5120) FROM skip")
+            with closing(sqlite3.connect(store.path)) as db, db:  # only the first EMBED items are left to embed
+                db.execute("CREATE TEMP TABLE skip (id INTEGER PRIMARY KEY)")
+                db.executemany("INSERT INTO skip VALUES (?)", ((int(i),) for i in keep))
+                db.execute("INSERT INTO embeddings (model, item_id, vector) "
+                           "SELECT 'efficientnet_lite0', id, zeroblob(5120) FROM skip")
             from protoshelf.core.embedding import embed_catalog  # torch: after the memory figures above
 
             timed(f"embed (CPU, {args.embed} of the feed's pictures)", args.embed,

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,8 @@ print(json.dumps({**out, "seconds": seconds, "peak": peak}))
 
 def load_embeddings_before_issue_7(store, model: str):
     """The loader this benchmark replaced, kept to show the difference: every row, then one join."""
-    with store._engine.connect() as conn:
-        rows = conn.connection.driver_connection.execute(
-            "SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)
-        ).fetchall()
+    with closing(sqlite3.connect(store.path)) as db:
+        rows = db.execute("SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)).fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
 

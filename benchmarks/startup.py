@@ -2,7 +2,8 @@
 
 Each figure comes from a fresh interpreter (as a user starts it), median of `--runs`. The app is
 timed from interpreter start to the window shown and painted with its grid, and on to the first
-predictions on the demo catalog (already embedded, as on a second launch). `--source DIR` times
+predictions on the demo catalog (already embedded, as on a second launch); the first launch is
+timed to idle (images, titles and concepts embedded, predictions shown). `--source DIR` times
 another checkout (e.g. the main branch) with the same script, for a before/after comparison.
 
     QT_QPA_PLATFORM=offscreen python -m benchmarks.startup [--runs 3] [--source /path/to/checkout]
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,6 +47,26 @@ print(json.dumps({"window_s": shown, "window_cpu_s": shown_cpu, "first_predictio
 """
 
 
+FIRST_LAUNCH = r"""
+import json, sys, time
+start = time.perf_counter()
+from PySide6.QtWidgets import QApplication
+from protoshelf.gui.main_window import MainWindow
+from protoshelf.gui.session import CatalogSession
+app = QApplication([])
+session = CatalogSession(sys.argv[1])
+window = MainWindow(session)
+window.show()
+session.start()
+while (session.busy or session.predictions is None) and time.perf_counter() - start < 600:
+    app.processEvents()
+    time.sleep(0.005)
+idle, cpu = time.perf_counter() - start, time.process_time()
+window.close()
+print(json.dumps({"first_launch_idle_s": idle, "first_launch_cpu_s": cpu}))
+"""
+
+
 def timed(command: list[str], source: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(source), "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
     start = time.perf_counter()
@@ -52,9 +74,9 @@ def timed(command: list[str], source: Path) -> float:
     return time.perf_counter() - start
 
 
-def app_times(source: Path, catalog: Path) -> dict:
+def app_times(source: Path, catalog: Path, script: str = APP) -> dict:
     env = {**os.environ, "PYTHONPATH": str(source), "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
-    out = subprocess.run([sys.executable, "-c", APP, str(catalog)], cwd=source, env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", script, str(catalog)], cwd=source, env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -74,12 +96,19 @@ def main(argv: list[str] | None = None) -> int:
                         "p = build_demo_catalog(sys.argv[1]); s = Store(p); embed_catalog(s, device='cpu'); s.close()",
                         str(catalog)], cwd=source, env=env, check=True, capture_output=True)
         timed([*cli, "--db", str(catalog), "categories"], source)  # upgrade the schema once, outside the timing
+        fresh = Path(tmp) / "fresh.sqlite"
+        subprocess.run([sys.executable, "-c", "import sys; from protoshelf.core.demo import build_demo_catalog; "
+                        "build_demo_catalog(sys.argv[1])", str(fresh)], cwd=source, env=env, check=True)
         figures: dict[str, list[float]] = {"help_s": [], "categories_s": [], "window_s": [], "window_cpu_s": [],
-                                             "first_predictions_s": []}
-        for _ in range(args.runs):
+                                             "first_predictions_s": [], "first_launch_idle_s": [],
+                                             "first_launch_cpu_s": []}
+        for run in range(args.runs):
             figures["help_s"].append(timed([*cli, "--help"], source))
             figures["categories_s"].append(timed([*cli, "--db", str(catalog), "categories"], source))
             for name, value in app_times(source, catalog).items():
+                figures[name].append(value)
+            first = shutil.copy(fresh, Path(tmp) / f"first-{run}.sqlite")  # a new path: no cached vectors
+            for name, value in app_times(source, first, FIRST_LAUNCH).items():
                 figures[name].append(value)
     print(f"{source}: median of {args.runs} (min-max), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for name, values in figures.items():

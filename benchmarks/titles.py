@@ -23,8 +23,7 @@ from protoshelf.core.backbones import DEFAULT_BACKBONE
 from protoshelf.core.classify import CatalogClassifier
 from protoshelf.core.evaluate import EvalResult, default_cache_path, embed_tree, evaluate_trees, read_titles
 from protoshelf.core.methods import DEFAULT_METHOD
-from protoshelf.core.schema import Item
-from protoshelf.core.store import Store
+from protoshelf.core.store import ImportedFile, Store
 from protoshelf.core.text import TEXT_EMBEDDING, TitleEncoder
 
 MODALITIES = ("image", "text", "fused")
@@ -64,11 +63,7 @@ def refit_timing(items: int, shots: int = 5, ways: int = 20, repeats: int = 3) -
     """What the app pays per label change: CatalogClassifier.run on a synthetic catalog."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "catalog.sqlite") as store:
-        with store._write() as s:
-            s.execute(Item.__table__.insert(), [
-                {"path": f"/x/{i}.png", "sha256": f"{i:064x}", "width": 1, "height": 1, "file_size": 1}
-                for i in range(items)
-            ])
+        store.save_imported([ImportedFile(f"/x/{i}.png", f"{i:064x}", 1, 1, 1) for i in range(items)], {})
         ids = store.item_ids()
         store.save_embeddings(DEFAULT_BACKBONE, ids, rng.normal(size=(items, 1280)).astype(np.float32))
         store.save_embeddings(TEXT_EMBEDDING, ids, rng.normal(size=(items, 384)).astype(np.float32))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -88,6 +89,24 @@ def load_backbone(name: str = DEFAULT_BACKBONE, allow_download: bool = False) ->
         f"Unknown backbone {name!r}. Use one of {', '.join(PACKAGED)}, "
         "or timm:<model> / torchvision:<model> with downloads allowed."
     )
+
+
+_shared: dict[str, Backbone] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
+    """The process's one pretrained `name`, built on first use, on the CPU, for inference only.
+
+    Embedding and the concept vectors' ImageNet head (core/names.py) read the same weights instead
+    of each building them (timm, the weights file: about a second of one core, 20 MB each). Its
+    parameters are frozen; whatever trains a backbone or moves it to another device takes its own,
+    from `load_backbone` (fine-tuning does) or `copy.deepcopy` (embedding on a GPU does).
+    """
+    with _shared_lock:
+        if name not in _shared:
+            _shared[name] = load_backbone(name).requires_grad_(False)
+        return _shared[name]
 
 
 def _load_packaged(spec: _PackagedWeights) -> Backbone:

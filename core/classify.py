@@ -14,7 +14,7 @@ import numpy as np
 from protoshelf.core.backbones import DEFAULT_BACKBONE
 from protoshelf.core.calibration import Calibrated
 from protoshelf.core.fusion import CV_UNLABELLED, USES, LateFusion, ModalFeatures
-from protoshelf.core.methods import DEFAULT_METHOD, UNASSIGNED, decide, resolve_method, top_k
+from protoshelf.core.methods import DEFAULT_METHOD, UNASSIGNED, decide, is_meta_learner, resolve_method, top_k
 from protoshelf.core.names import NAME_SPACES, NameEncoder, concept_model
 from protoshelf.core.progress import Progress, no_progress
 from protoshelf.core.quality import QualityReport, quality_report
@@ -161,12 +161,20 @@ def classify_catalog(
     names: NameEncoder | None = None,
 ) -> CatalogPredictions | None:
     """Fit, score and store the predictions of the whole catalog (the CLI's `classify`); with
-    `names`, category names take part and images get their concept vectors first."""
+    `names`, category names take part and images get their concept vectors first. A meta-learner
+    meta-trains once, on the labelled categories, before the fits of calibration and fusion (as in
+    the app), instead of once inside each of them."""
     if names is not None:
         names.embed_concepts(store, backbone, progress)
-    predictions = CatalogClassifier(store, backbone, names).run(
-        store.labels(), method, threshold, progress, modality=modality
-    )
+    classifier = CatalogClassifier(store, backbone, names)
+    labels = store.labels()
+    params = {}
+    if is_meta_learner(method) and labels:
+        from protoshelf.core.meta_training import meta_train_catalog, states_for_fit
+
+        trained = meta_train_catalog(store, backbone, method, labels, progress)
+        params["meta_states"] = states_for_fit(method, classifier.features, trained)
+    predictions = classifier.run(labels, method, threshold, progress, modality=modality, **params)
     if predictions is not None:
         save_predictions(store, predictions, backbone, threshold, top)
     return predictions

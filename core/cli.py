@@ -315,10 +315,10 @@ def cmd_similar(args) -> int:
             print(f"{shown(args.image)} is item {item_id} of the catalog.")
             neighbours = search.similar_to_item(item_id, args.k)
         else:
-            from protoshelf.core.backbones import load_backbone, resolve_device
-            from protoshelf.core.embedding import FeatureExtractor
+            from protoshelf.core.backbones import resolve_device
+            from protoshelf.core.embedding import pretrained_extractor
 
-            extractor = FeatureExtractor(load_backbone(args.backbone), resolve_device(args.device))
+            extractor = pretrained_extractor(args.backbone, resolve_device(args.device))
             query = extractor.embed_images([open_image(args.image)])
             neighbours = search.nearest(query, args.k)[0]
         items = store.items([n.item_id for n in neighbours])

@@ -8,6 +8,7 @@ core/device_decode.py); normalisation happens on the device, where it is nearly 
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import os
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, load_backbone, packaged_preprocessing, resolve_device
+from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, packaged_preprocessing, resolve_device, shared_backbone
 from protoshelf.core.model_input import CatalogImages, collate, stack_images, to_model_input
 from protoshelf.core.progress import Progress, no_progress
 from protoshelf.core.store import Store
@@ -90,6 +91,13 @@ class FeatureExtractor:
 
     def on_device(self, device: torch.device) -> "FeatureExtractor":
         return FeatureExtractor(self.backbone, device)
+
+
+def pretrained_extractor(backbone_name: str, device: torch.device) -> FeatureExtractor:
+    """An extractor over the shared pretrained backbone; on another device than the CPU over a copy,
+    since moving the shared one would take it away from the concept head."""
+    backbone = shared_backbone(backbone_name)
+    return FeatureExtractor(backbone if device.type == "cpu" else copy.deepcopy(backbone), device)
 
 
 class _MemoryFallback:
@@ -175,13 +183,13 @@ def embed_catalog(
     progress(0, len(rows))
     prep = extractor.backbone.preprocessing if extractor else packaged_preprocessing(backbone_name)
     if prep is None:  # a hub model: its preprocessing is known once it is built
-        extractor = FeatureExtractor(load_backbone(backbone_name), target)
+        extractor = pretrained_extractor(backbone_name, target)
         prep = extractor.backbone.preprocessing
     on_gpu = target.type == "cuda" and torch.cuda.is_available()
     release_freed_memory()  # before the workers fork: memory they would share is copied page by page
     batches = iter(_loader(rows, prep, batch_size, default_workers() if workers is None else workers, on_gpu))
     if extractor is None:
-        extractor = FeatureExtractor(load_backbone(backbone_name), target)
+        extractor = pretrained_extractor(backbone_name, target)
     features = _MemoryFallback(extractor, batch_size, report)
     done = 0
     if on_gpu:

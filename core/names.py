@@ -84,7 +84,7 @@ def embed_concepts(store, backbone: str, load_encoder, progress: Progress = no_p
     `load_encoder()` gives the title model (None: unavailable); it is called only when there is work. Fine-tuned backbones have no ImageNet head that matches their features,
     so they get none.
     """
-    from protoshelf.core.backbones import BackboneError, load_backbone
+    from protoshelf.core.backbones import BackboneError, shared_backbone
 
     vectors = store.load_embeddings(backbone)
     done = store.load_embeddings(concept_model(backbone)).item_ids
@@ -92,7 +92,7 @@ def embed_concepts(store, backbone: str, load_encoder, progress: Progress = no_p
     if not len(missing):
         return 0
     try:
-        classifier = load_backbone(backbone).classifier
+        classifier = shared_backbone(backbone).classifier
     except BackboneError:
         return 0
     if vectors.matrix.shape[1] != classifier.in_features:  # not this backbone's features after all

@@ -106,13 +106,14 @@ def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> M
 
 def extractor_for(context: WorkerContext, backbone: str, device: str) -> FeatureExtractor:
     """Fine-tuned backbones load from their saved weights, so new imports embed with them too."""
-    from protoshelf.core.backbones import load_backbone, resolve_device
-    from protoshelf.core.embedding import FeatureExtractor
+    from protoshelf.core.backbones import resolve_device
+    from protoshelf.core.embedding import FeatureExtractor, pretrained_extractor
     from protoshelf.core.methods.finetune import is_finetuned, load_finetuned
 
     def make() -> FeatureExtractor:
-        network = load_finetuned(backbone) if is_finetuned(backbone) else load_backbone(backbone)
-        return FeatureExtractor(network, resolve_device(device))
+        if is_finetuned(backbone):
+            return FeatureExtractor(load_finetuned(backbone), resolve_device(device))
+        return pretrained_extractor(backbone, resolve_device(device))
 
     return context.cached(extractor_key(backbone, device), make)
 

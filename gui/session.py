@@ -6,25 +6,30 @@ and re-scores the catalog after each change (debounced) and persists predictions
 pauses. Long work (import, embedding, loading titles) runs on the `jobs` lane, so a fit never
 queues behind an hour of embedding. Both lanes open their own Store; the GUI thread's Store only
 reads (SQLite's WAL lets it read while a lane writes).
+
+The session keeps the mirror, the edits and the live predictions; the rest is in modules of its
+own that run on these lanes and answer through the session's signals: gui/intake.py (import,
+titles, embedding), gui/training.py (meta-learning per category set, fine-tuning),
+gui/discovery.py (similar items, suggestions, near-duplicates, an image tried), gui/exports.py.
 """
 from __future__ import annotations
 
-import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
 from protoshelf.core.constants import DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD
 from protoshelf.core.store import CategoryRow, Store, StoreError, validate_category_name
-from protoshelf.gui import jobs
+from protoshelf.gui import discovery, exports, jobs
 from protoshelf.gui.catalog_model import CatalogModel
 from protoshelf.gui.commands import (
     CreateCategory, DeleteCategory, LabelItems, RecolourCategory, RenameCategory, ReorderCategories, SetTitle,
 )
+from protoshelf.gui.intake import Intake
+from protoshelf.gui.training import Training
 from protoshelf.gui.workers import Task, TaskKind, TaskRunner
 
 if TYPE_CHECKING:
@@ -33,7 +38,6 @@ if TYPE_CHECKING:
 
 FIT_DELAY_MS = 150
 SAVE_DELAY_MS = 3000
-RELOAD_DURING_EMBEDDING_S = 15.0
 
 
 class CatalogSession(QObject):
@@ -90,11 +94,11 @@ class CatalogSession(QObject):
         self.model_info: jobs.ModelInfo | None = None
         self.recent_categories: list[int] = []
         self.closed = False
-        self._meta_states: dict[tuple, tuple] = {}
-        """Meta-learners' states by category_set_key, and the latest per (backbone, method)."""
         self._predictions_saved = True
-        self._embeddings_version = 0
-        self._last_reload = time.monotonic()
+        self.embeddings_version = 0
+        """Raised whenever vectors were added, so the lanes reload theirs before the next use."""
+        self.intake = Intake(self)
+        self.training = Training(self)
         self.fit_delay_ms = fit_delay_ms
         self._fit_timer = QTimer(self, singleShot=True)
         self._fit_timer.timeout.connect(self._start_fit)
@@ -107,7 +111,7 @@ class CatalogSession(QObject):
         from what is embedded, then embed the rest."""
         self.live.run("Loading the model", jobs.load_model, self.device, kind=TaskKind.LOAD,
                       on_success=self._on_model_loaded, failure_title="The model could not be loaded")
-        self._load_search_texts(self.model.all_ids())
+        self.refresh_search_texts()
         self.schedule_fit(now=True)
         self.embed()
 
@@ -181,6 +185,12 @@ class CatalogSession(QObject):
                 raise StoreError(f"A category named {other.name!r} already exists.")
         return name
 
+    def set_title(self, item_id: int, title: str) -> None:
+        info = self.model.item_info(item_id)
+        title = title.strip()
+        if info is not None and title != (info.title or ""):
+            self.undo_stack.push(SetTitle(self, item_id, info.title or "", title))
+
     # --- used by the commands ---------------------------------------------------------
 
     def apply_labels(self, changes: dict[int, int | None]) -> None:
@@ -215,6 +225,11 @@ class CatalogSession(QObject):
         if embeds:
             self.embed()
 
+    def apply_title(self, item_id: int, title: str) -> None:
+        """Used by SetTitle: show the title now, write it (and re-embed it) on the edit lane."""
+        self.edit(lambda store: store.set_title(item_id, title), embeds=self.embed_titles)
+        self.model.title_changed(item_id, title)
+
     def reload(self) -> None:
         """Re-read categories, labels and items from the catalog, e.g. after a failed edit."""
         self.categories = self.store.categories()
@@ -224,6 +239,10 @@ class CatalogSession(QObject):
         self.labels_changed.emit()
         self.items_changed.emit()
         self.schedule_fit()
+
+    def refresh_items(self) -> None:
+        self.model.set_items(self.store.item_ids(), self.labels)
+        self.items_changed.emit()
 
     # --- live predictions -------------------------------------------------------------
 
@@ -245,12 +264,18 @@ class CatalogSession(QObject):
         self._save_timer.stop()
         from protoshelf.core.methods import is_meta_learner
 
-        meta_states = self._meta_states_for_fit() if is_meta_learner(self.method) else ()
-        request = jobs.FitRequest(
-            self.backbone, self.method, self.threshold, self.modality, self._embeddings_version, meta_states
-        )
+        request = self.fit_request(self.training.meta_states_for_fit() if is_meta_learner(self.method) else ())
         self.live.run("Updating predictions", jobs.fit, request, kind=TaskKind.FIT,
                       on_success=partial(self._on_fitted, request), failure_title="Predictions could not be updated")
+
+    def fit_request(self, meta_states: tuple = ()) -> jobs.FitRequest:
+        return jobs.FitRequest(self.backbone, self.method, self.threshold, self.modality, self.embeddings_version,
+                               meta_states)
+
+    def embeddings_changed(self) -> None:
+        """New vectors were saved: the lanes reload theirs, and the predictions are refitted."""
+        self.embeddings_version += 1
+        self.schedule_fit(now=True)
 
     def _on_fitted(self, request: jobs.FitRequest, result: jobs.FitResult) -> None:
         if result.modalities != self.modalities:
@@ -291,62 +316,10 @@ class CatalogSession(QObject):
     def set_device(self, device: str) -> None:
         self.device = device
 
-    def adapt_backbone(self, method: str) -> Task | None:
-        """Train the current backbone on the labels with a backbone adapter (jobs lane), then classify
-        with the result; the pretrained embeddings stay, so choosing that backbone again switches back."""
-        if not self.labels:
-            self.notice.emit(f"Label a few examples before running {method}.")
-            return None
-        return self.jobs.run(
-            f"Training the backbone ({method})", jobs.adapt_backbone, method, self.backbone, self.device,
-            kind=TaskKind.BACKBONE, on_success=partial(self._on_backbone_adapted, method), failure_title=f"{method} failed",
-            on_cancel=partial(self.notice.emit, f"{method} cancelled; the classifier keeps its backbone."),
-        )
-
-    def _on_backbone_adapted(self, method: str, backbone: str) -> None:
-        if backbone == self.backbone:
-            self.notice.emit(f"{method} did not beat the pretrained weights on held-out examples; keeping {backbone}.")
-            return
-        self.backbone = backbone
-        self.backbone_changed.emit(self.backbone)
-        self.notice.emit(f"{method}: now classifying with {self.backbone}.")
-        self.schedule_fit(now=True)
-
-    def _meta_states_for_fit(self) -> tuple:
-        """The meta-learner's state for the current category set, training it in the background
-        when missing; until then the last one learned for this catalog (or none: untrained)."""
-        from protoshelf.core.meta_training import category_set_key
-
-        key = category_set_key(self.backbone, self.method, self.labels)
-        if key in self._meta_states or not self.labels:
-            return self._meta_states.get(key, ())
-        running = (t for t in self.jobs.pending if t.kind == TaskKind.META_TRAIN and not t.cancel_requested)
-        if not any(category_set_key(*t.args) == key for t in running):
-            self.jobs.cancel(TaskKind.META_TRAIN)
-            backbone, method, labels = self.backbone, self.method, dict(self.labels)
-            self.jobs.run(
-                "Learning from your categories", jobs.meta_train, backbone, method, labels, kind=TaskKind.META_TRAIN,
-                on_success=partial(self._on_meta_trained, key, backbone, method), failure_title="Meta-training failed",
-                on_cancel=partial(self._on_meta_training_cancelled, key, backbone, method),
-            )
-        return self._meta_states.get(("latest", self.backbone, self.method), ())
-
-    def _on_meta_training_cancelled(self, key: tuple, backbone: str, method: str) -> None:
-        from protoshelf.core.meta_training import category_set_key
-
-        if key == category_set_key(self.backbone, self.method, self.labels):
-            self._meta_states[key] = self._meta_states.get(("latest", backbone, method), ())
-            self.notice.emit(f"{method}: learning from your categories cancelled; it starts again when they change.")
-
-    def _on_meta_trained(self, key: tuple, backbone: str, method: str, states: tuple) -> None:
-        self._meta_states[key] = states
-        self._meta_states[("latest", backbone, method)] = states
-        if (backbone, method) == (self.backbone, self.method):
-            self.schedule_fit(now=True)
-
     @Slot()
     def save_predictions(self, kind: TaskKind = TaskKind.SAVE) -> Task | None:
         """Persist the shown predictions for the CLI and export (in one transaction, on the live lane)."""
+        self._save_timer.stop()
         if self._predictions_saved or self.predictions is None or self.closed:
             return None
         predictions = self.predictions
@@ -365,167 +338,40 @@ class CatalogSession(QObject):
         if kind == TaskKind.SAVE and not self._fit_pending():
             self._save_timer.start()
 
-    # --- background jobs --------------------------------------------------------------
+    # --- background work, in modules of their own ---------------------------------------
 
     def embed(self) -> Task:
-        return self.jobs.run(
-            "Embedding", jobs.embed_missing, self.backbone, self.device, self.embed_titles, kind=TaskKind.EMBED,
-            on_success=self._on_embedded, failure_title="Embedding failed", on_cancel=self._on_embed_cancelled,
-            after=self._after_embedding, on_progress=self._on_embed_progress,
-        )
-
-    @Slot(int, int)
-    def _on_embed_progress(self, done: int, total: int) -> None:
-        """On a long run, refresh the predictions now and then with what is embedded so far."""
-        if time.monotonic() - self._last_reload > RELOAD_DURING_EMBEDDING_S:
-            self._embeddings_changed()
-
-    def _embeddings_changed(self) -> None:
-        self._last_reload = time.monotonic()
-        self._embeddings_version += 1
-        self.schedule_fit(now=True)
-
-    def _on_embedded(self, summary: jobs.EmbedSummary) -> None:
-        if summary.images and summary.images.failed:
-            self.problem.emit(
-                "Some images could not be embedded",
-                "\n".join(f"{path}: {reason}" for path, reason in summary.images.failed),
-            )
-        if summary.titles_unavailable:
-            self.notice.emit(f"Titles are not used: {summary.titles_unavailable}")
-
-    def _on_embed_cancelled(self) -> None:
-        waiting = len(self.store.items_without_embedding(self.backbone))
-        self.notice.emit(f"Embedding cancelled; {waiting} items wait to be embedded.")
-
-    def _after_embedding(self, task: Task) -> None:
-        summary: jobs.EmbedSummary | None = task.result
-        embedded = summary is not None and ((summary.images and summary.images.embedded) or summary.titles)
-        if embedded or task.outcome != "succeeded":  # a stopped run may have saved some batches
-            self._embeddings_changed()
+        return self.intake.embed()
 
     def import_paths(self, paths: list[str], category_id: int | None = None) -> Task:
-        """Import files and folders; with a category, the imported items become its examples."""
-        return self.jobs.run(
-            "Importing", jobs.import_files, list(paths), category_id, kind=TaskKind.IMPORT,
-            on_success=self._on_imported, failure_title="Import failed", on_cancel=self._on_import_cancelled,
-            after=lambda _task: self._refresh_items(),
-        )
-
-    def _refresh_items(self) -> None:
-        self.model.set_items(self.store.item_ids(), self.labels)
-        self.items_changed.emit()
-
-    def _on_import_cancelled(self) -> None:
-        self._refresh_items()
-        self.notice.emit("Import cancelled; the files imported so far are kept.")
-        self.embed()
-
-    def _on_imported(self, result: jobs.ImportResult) -> None:
-        self._refresh_items()
-        report = result.report
-        if result.category_id is not None and any(c.id == result.category_id for c in self.categories):
-            self.label(report.item_ids, result.category_id)
-        self._load_search_texts(np.asarray(report.added, np.int64))
-        self.notice.emit(f"Import: {report.summary()}.")
-        self.import_finished.emit(result)
-        self.embed()
+        return self.intake.import_paths(paths, category_id)
 
     def import_titles(self, csv_path: str) -> Task:
-        return self.jobs.run(
-            "Importing titles", jobs.import_titles, csv_path, kind=TaskKind.IMPORT,
-            on_success=self._on_titles_imported, failure_title="Titles could not be imported",
-            on_cancel=self._titles_changed,
-        )
-
-    def _on_titles_imported(self, result: tuple[int, list[str]]) -> None:
-        updated, problems = result
-        self.notice.emit(f"Titles set on {updated} items.")
-        if problems:
-            self.problem.emit("Some rows of the titles file were skipped", "\n".join(problems))
-        self._titles_changed()
-
-    def _titles_changed(self) -> None:
-        self.model.forget_rows()
-        self.reload()
-        self._load_search_texts(self.model.all_ids())
-        self.embed()
+        return self.intake.import_titles(csv_path)
 
     def refresh_search_texts(self) -> None:
-        self._load_search_texts(self.model.all_ids())
+        self.intake.load_search_texts(self.model.all_ids())
 
-    def set_title(self, item_id: int, title: str) -> None:
-        """Undoable like every other edit."""
-        info = self.model.item_info(item_id)
-        title = title.strip()
-        if info is not None and title != (info.title or ""):
-            self.undo_stack.push(SetTitle(self, item_id, info.title or "", title))
-
-    def apply_title(self, item_id: int, title: str) -> None:
-        """Used by SetTitle: show the title now, write it (and re-embed it) on the edit lane."""
-        self.edit(lambda store: store.set_title(item_id, title), embeds=self.embed_titles)
-        self.model.title_changed(item_id, title)
-
-    def _load_search_texts(self, item_ids: np.ndarray) -> None:
-        if len(item_ids):
-            self.jobs.run(
-                "Loading titles", jobs.load_search_texts, item_ids, kind=TaskKind.TITLES,
-                on_success=self.model.add_search_texts,
-            )
-
-    def export(self, request: ExportRequest) -> Task:
-        """CSV of the shown predictions (saved first if needed), like `protoshelf export`."""
-        self._save_timer.stop()
-        self.save_predictions(kind=TaskKind.SAVE_FOR_EXPORT)
-        return self.live.run(
-            "Exporting", jobs.export, request, kind=TaskKind.EXPORT,
-            on_success=partial(self._exported, str(request.path)), failure_title="Export failed",
-        )
-
-    def _exported(self, out_path: str, rows: int) -> None:
-        self.notice.emit(f"Wrote {rows} rows to {out_path}.")
-        self.export_finished.emit(out_path, rows)
-
-    def try_image(self, image: Path | bytes) -> Task:
-        """Predictions for an image that stays out of the catalog; answered by `image_tried(scores)`."""
-        request = jobs.FitRequest(self.backbone, self.method, self.threshold, self.modality, self._embeddings_version)
-        return self.live.run(
-            "Trying an image", jobs.try_image, request, self.device, image, kind=TaskKind.TRY,
-            on_success=self.image_tried.emit, failure_title="The image could not be classified",
-        )
+    def adapt_backbone(self, method: str) -> Task | None:
+        return self.training.adapt_backbone(method)
 
     def find_similar(self, item_id: int, k: int = 48) -> Task:
-        """The k nearest items to one item; answered by `similar_found(item_id, neighbours)`."""
-        return self.live.run(
-            "Finding similar items", jobs.similar_items, self.backbone, self._embeddings_version, int(item_id), k,
-            kind=TaskKind.SIMILAR, on_success=partial(self.similar_found.emit, int(item_id)),
-            on_failure=lambda error: self.notice.emit(f"No similar items: {error}"),
-        )
+        return discovery.find_similar(self, item_id, k)
 
     def suggest(self, n: int = 20) -> Task | None:
-        """Items worth labelling next, from the shown predictions; answered by `suggestions_ready`."""
-        if self.predictions is None:
-            self.notice.emit("Nothing to suggest yet: label a few examples first.")
-            return None
-        return self.live.run(
-            "Suggesting items to label", jobs.suggestions, self.backbone, self._embeddings_version, self.predictions,
-            list(self.labels), n, kind=TaskKind.SUGGEST, on_success=self.suggestions_ready.emit,
-            failure_title="Suggestions failed",
-        )
+        return discovery.suggest(self, n)
 
     def find_duplicates(self, threshold: float) -> Task:
-        """Minutes on a big catalog (pairs within k-means cells): the jobs lane, with progress and Cancel."""
-        return self.jobs.run(
-            "Finding near-duplicates", jobs.find_duplicates, self.backbone, threshold, kind=TaskKind.DUPLICATES,
-            on_success=self.duplicates_found.emit, failure_title="Finding near-duplicates failed",
-            on_cancel=partial(self.notice.emit, "Finding near-duplicates cancelled."),
-        )
+        return discovery.find_duplicates(self, threshold)
+
+    def try_image(self, image: Path | bytes) -> Task:
+        return discovery.try_image(self, image)
+
+    def export(self, request: ExportRequest) -> Task:
+        return exports.export(self, request)
 
     def export_duplicates(self, groups, out_path: str | Path) -> Task:
-        return self.jobs.run(
-            "Exporting near-duplicates", jobs.write_duplicates, Path(out_path), list(groups), kind=TaskKind.EXPORT,
-            on_success=partial(self._exported, str(out_path)), failure_title="Export failed",
-        )
+        return exports.export_duplicates(self, groups, out_path)
 
     def cancel(self) -> None:
         """The status bar's Cancel: stops import, embedding, duplicate search and export at the next batch."""

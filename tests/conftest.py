@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,7 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from protoshelf.core.schema import Item  # noqa: E402
-from protoshelf.core.store import Store  # noqa: E402
+from protoshelf.core.store import ImportedFile, Store  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo"
 
@@ -38,14 +39,27 @@ def store(tmp_path: Path):
     catalog.close()
 
 
+def add_items(store: Store, count: int) -> list[int]:
+    """Bare items /shop/0.png, /shop/1.png, … without image files, stored as an import stores
+    them; returns their ids."""
+    return seed_titles(store, [None] * count)
+
+
 def seed_titles(store: Store, titles: list) -> list[int]:
     """Bare items with these titles (None for none), without image files; returns their ids."""
-    with store._write() as s:
-        items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", title=t, width=1, height=1, file_size=1)
-                 for i, t in enumerate(titles)]
-        s.add_all(items)
-        s.flush()
-        return [it.id for it in items]
+    files = [ImportedFile(f"/shop/{i}.png", f"{i:064x}", width=1, height=1, file_size=1) for i in range(len(titles))]
+    saved = store.save_imported(files, {f.path: t for f, t in zip(files, titles) if t is not None})
+    return [item_id for _, item_id, _ in saved]
+
+
+@contextlib.contextmanager
+def raw_sql(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain sqlite3 connection to a catalog file, for what a test arranges or checks beneath the
+    Store; foreign keys on, as on the Store's own connections; committed on leaving."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        with db:
+            yield db
 
 
 def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None = None, **save) -> Path:
@@ -59,11 +73,11 @@ def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None
 
 @pytest.fixture(scope="session")
 def extractor():
-    """The default backbone on the CPU, loaded once for the whole run, with the network refused."""
+    """The default backbone on the CPU (the process's shared one), with the network refused."""
     import torch
 
-    from protoshelf.core.backbones import load_backbone
-    from protoshelf.core.embedding import FeatureExtractor
+    from protoshelf.core.constants import DEFAULT_BACKBONE
+    from protoshelf.core.embedding import pretrained_extractor
 
     with no_network():
-        return FeatureExtractor(load_backbone(), torch.device("cpu"))
+        return pretrained_extractor(DEFAULT_BACKBONE, torch.device("cpu"))

@@ -124,5 +124,19 @@ def test_batches_reuse_the_memory_of_the_ones_before(extractor):
 def test_nothing_to_embed_builds_no_backbone(store, tmp_path, extractor, monkeypatch):
     import_images(store, [write_image(tmp_path / "one.png")])
     embed_catalog(store, extractor=extractor, workers=0)
-    monkeypatch.setattr("protoshelf.core.embedding.load_backbone", lambda name: pytest.fail("built a backbone for nothing"))
+    monkeypatch.setattr("protoshelf.core.embedding.shared_backbone", lambda name: pytest.fail("built a backbone for nothing"))
     assert embed_catalog(store, device="cpu").embedded == 0
+
+
+def test_an_extractor_on_another_device_leaves_the_shared_backbone_on_the_cpu(extractor):
+    """The concept head reads the shared backbone on the CPU while a GPU embeds with its own copy."""
+    import torch
+
+    from protoshelf.core.backbones import shared_backbone
+    from protoshelf.core.embedding import pretrained_extractor
+
+    shared = shared_backbone()
+    elsewhere = pretrained_extractor("efficientnet_lite0", torch.device("meta"))  # any device but the CPU
+    assert extractor.backbone is shared and elsewhere.backbone is not shared
+    assert next(elsewhere.backbone.parameters()).device.type == "meta"
+    assert {p.device.type for p in shared.parameters()} == {"cpu"}

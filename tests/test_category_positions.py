@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 from alembic import command
 
-from protoshelf.core.migrations import alembic_config, head_revision, upgrade
-from protoshelf.core.store import Store, StoreError
+from conftest import raw_sql
+from protoshelf.core.migrations import alembic_config, head_revision
+from protoshelf.core.store import Store, StoreError, make_engine
 
 
 def numbers(store: Store) -> dict[str, int]:
@@ -49,8 +50,10 @@ def test_an_old_catalog_gets_numbers_in_the_order_it_showed(tmp_path):
     with Store(path) as store:
         for name in ("A", "B", "C"):
             store.create_category(name)
-        command.downgrade(alembic_config(store._engine), "0004")
-        upgrade(store._engine)
+    engine = make_engine(path)
+    command.downgrade(alembic_config(engine), "0004")
+    engine.dispose()
+    with Store(path) as store:  # opening upgrades it
         assert numbers(store) == {"A": 1, "B": 2, "C": 3}
-        with store._engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()
+    with raw_sql(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)

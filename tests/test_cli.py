@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from conftest import DEMO
@@ -82,3 +83,24 @@ def test_ctrl_c_is_reported_and_exits_130(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("protoshelf.core.importer.import_images", interrupted)
     assert main(["import", str(DEMO / "images"), "--db", str(tmp_path / "c.sqlite")]) == 130
     assert "Interrupted" in capsys.readouterr().err
+
+
+def test_classify_with_a_meta_learner_meta_trains_once_per_run(tmp_path, capsys, monkeypatch):
+    """Not once inside every fit of calibration's folds and fusion: one meta-training, then fits."""
+    from benchmarks.gui_catalog import make_fake_catalog
+    from protoshelf.core.methods import make_meta_learner
+    from protoshelf.core.store import Store
+
+    db = tmp_path / "c.sqlite"
+    truth = make_fake_catalog(db, 60, dim=32, categories=3, seed=1, noise=0.4)
+    with Store(db) as store:
+        for k in range(3):
+            category = store.create_category(f"c{k}")
+            store.set_labels([int(i) + 1 for i in np.flatnonzero(truth == k)[:4]], category)
+    learner = type(make_meta_learner("relation"))
+    meta_train = learner.meta_train
+    calls = []
+    monkeypatch.setattr(learner, "meta_train", lambda self, *a, **k: calls.append(1) or meta_train(self, *a, **k))
+    assert "Classified 60 items with relation" in run(capsys, "classify", "--db", str(db), "--method", "relation",
+                                                          "--no-names")
+    assert len(calls) == 1

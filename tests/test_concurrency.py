@@ -11,11 +11,9 @@ import traceback
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
 
-from conftest import write_image
+from conftest import add_items, write_image
 from protoshelf.core.importer import import_images
-from protoshelf.core.schema import Item
 from protoshelf.core.store import Store
 
 MODEL = "hammer"
@@ -74,9 +72,8 @@ def test_gui_reads_while_worker_writes_never_lock(tmp_path):
                 )
 
     def gui(step):
-        with store._read() as s:
-            s.scalar(select(func.count(Item.id)))
-            s.scalars(select(Item).limit(50)).all()
+        store.item_count()
+        store.items(store.item_ids()[:50].tolist())
         store.categories()
         store.labels()
         vectors = store.load_embeddings(MODEL)
@@ -98,9 +95,7 @@ def test_gui_reads_while_worker_writes_never_lock(tmp_path):
 def test_two_writers_and_a_reader_never_lock(tmp_path):
     """Two workers (say an import and a label change from the GUI) queue on the write lock."""
     store = Store(tmp_path / "catalog.sqlite")
-    with store._write() as s:
-        s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(500))
-    ids = store.item_ids()
+    ids = np.asarray(add_items(store, 500))
     shoes = store.create_category("Shoes")
     rng = np.random.default_rng(1)
 

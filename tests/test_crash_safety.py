@@ -24,14 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
 
-from conftest import write_image
+from conftest import add_items, raw_sql, write_image
 from protoshelf.core.classify import classify_catalog
 from protoshelf.core.embedding import embed_catalog
 from protoshelf.core.images import file_sha256, open_image
 from protoshelf.core.importer import find_images, import_images
-from protoshelf.core.schema import Embedding, Item, ModelRun, Prediction
 from protoshelf.core.store import Store
 from crash_worker import CLASSIFY_BACKBONE, EMBED_BATCH, IMPORT_BATCH, apply_op, label_ops
 
@@ -104,15 +102,6 @@ def assert_sound(path: Path) -> None:
         assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
-def add_fake_items(store: Store, n: int) -> list[int]:
-    with store._write() as s:
-        items = [Item(path=f"/shop/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1)
-                 for i in range(n)]
-        s.add_all(items)
-        s.flush()
-        return [it.id for it in items]
-
-
 # --- import -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -135,8 +124,8 @@ def test_killed_import_keeps_whole_batches_and_resumes_without_duplicates(tmp_pa
     batches = [files[i : i + IMPORT_BATCH] for i in range(0, len(files), IMPORT_BATCH)]
     good = {f: file_sha256(f) for f in files if f.name != "031-broken.jpg"}
     with Store(catalog) as store:
-        with store._read() as s:
-            stored = list(s.scalars(select(Item.sha256)))
+        with raw_sql(catalog) as db:
+            stored = [sha256 for sha256, in db.execute("SELECT sha256 FROM items")]
         prefixes = [{good[f] for batch in batches[:m] for f in batch if f in good} for m in range(len(batches) + 1)]
         assert set(stored) in prefixes, "a batch was committed partly"
         before = len(stored)
@@ -146,8 +135,8 @@ def test_killed_import_keeps_whole_batches_and_resumes_without_duplicates(tmp_pa
         assert store.item_count() == len(distinct) == 60
         assert len(report.added) == len(distinct) - before
         assert [Path(p).name for p, _ in report.skipped] == ["031-broken.jpg"]
-        with store._read() as s:
-            assert s.scalar(select(func.count()).where(Item.thumbnail.is_(None))) == 0
+        with raw_sql(catalog) as db:
+            assert db.execute("SELECT count(*) FROM items WHERE thumbnail IS NULL").fetchone() == (0,)
         assert_sound(catalog)
 
 
@@ -177,10 +166,9 @@ def test_killed_embedding_keeps_whole_batches_and_resumes_without_duplicates(tmp
 
         report = embed_catalog(store, extractor=extractor, workers=0, batch_size=8)
         assert report.embedded == 16 - len(done) and not report.failed
-        with store._read() as s:
-            per_item = s.execute(
-                select(Embedding.item_id, func.count()).where(Embedding.model == model).group_by(Embedding.item_id)
-            ).all()
+        with raw_sql(catalog) as db:
+            per_item = db.execute("SELECT item_id, count(*) FROM embeddings WHERE model = ? GROUP BY item_id",
+                                  (model,)).fetchall()
         assert len(per_item) == store.item_count() == 16
         assert {n for _, n in per_item} == {1}
         assert_sound(catalog)
@@ -194,7 +182,7 @@ def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
     catalog = tmp_path / "catalog.sqlite"
     n = 2000
     with Store(catalog) as store:
-        ids = add_fake_items(store, n)
+        ids = add_items(store, n)
         centres = rng.normal(size=(5, 32)).astype(np.float32)
         truth = rng.integers(0, 5, n)
         store.save_embeddings(CLASSIFY_BACKBONE, ids, centres[truth] + 0.3 * rng.normal(size=(n, 32)))
@@ -210,16 +198,16 @@ def test_killed_classify_leaves_one_complete_prediction_run(tmp_path, seed):
     assert_sound(catalog)
     with Store(catalog) as store:
         assert store.labels() == labels
-        with store._read() as s:
-            runs = s.execute(select(Prediction.model_run_id, func.count()).group_by(Prediction.model_run_id)).all()
-            latest_run = s.scalar(select(func.max(ModelRun.id)))
+        with raw_sql(catalog) as db:
+            runs = db.execute("SELECT model_run_id, count(*) FROM predictions GROUP BY model_run_id").fetchall()
+            latest_run, = db.execute("SELECT max(id) FROM model_runs").fetchone()
         if first_run_saved or runs:
             assert len(runs) == 1 and runs[0][1] == n, f"predictions torn across runs: {runs}"
             assert runs[0][0] == latest_run, "a model run was committed without its predictions"
 
         classify_catalog(store, backbone=CLASSIFY_BACKBONE)
-        with store._read() as s:
-            assert s.scalar(select(func.count(func.distinct(Prediction.model_run_id)))) == 1
+        with raw_sql(catalog) as db:
+            assert db.execute("SELECT count(DISTINCT model_run_id) FROM predictions").fetchone() == (1,)
         assert len(store.predictions()) == n
         assert_sound(catalog)
 
@@ -231,7 +219,7 @@ def test_killed_label_changes_lose_nothing_committed(tmp_path, seed):
     rng = np.random.default_rng(seed)
     catalog = tmp_path / "catalog.sqlite"
     with Store(catalog) as store:
-        add_fake_items(store, 300)
+        add_items(store, 300)
         for name in ("Shoes", "Pans", "Lamps", "Socks"):
             store.create_category(name)
         items = store.item_ids().tolist()

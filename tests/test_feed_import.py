@@ -12,7 +12,7 @@ from protoshelf.core.feed_import import import_feed
 from protoshelf.core.feeds import FeedError
 from protoshelf.core.progress import Cancelled
 from protoshelf.core.schema import Item
-from tests.conftest import write_image
+from tests.conftest import raw_sql, write_image
 from tests.image_server import ImageServer
 
 
@@ -143,8 +143,6 @@ def test_a_picture_from_a_folder_becomes_the_product(store, tmp_path, downloader
 def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path):
     import sqlite3
 
-    from sqlalchemy.exc import IntegrityError
-
     from protoshelf.core.migrations import upgrade
     from protoshelf.core.store import Store, make_engine
 
@@ -157,8 +155,8 @@ def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path)
                          " VALUES (?, ?, ?, 1, 1, 1, '2024-01-01')", [(1, "/a.png", "a" * 64), (2, "/b.png", "b" * 64)])
     with Store(path) as store:
         assert store.item_count() == 2 and store.product_info(1) == (None, None)
-        with store._write() as s:
-            s.get(Item, 1).product_id = "SKU-1"
-        with pytest.raises(IntegrityError), store._write() as s:
-            s.get(Item, 2).product_id = "SKU-1"
+        with raw_sql(path) as db:
+            db.execute("UPDATE items SET product_id = 'SKU-1' WHERE id = 1")
+        with pytest.raises(sqlite3.IntegrityError), raw_sql(path) as db:
+            db.execute("UPDATE items SET product_id = 'SKU-1' WHERE id = 2")
         assert store.item_ids_by_product_id(["SKU-1", "nope"]) == {"SKU-1": 1}

@@ -15,10 +15,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import seed_titles, write_image
+from conftest import raw_sql, seed_titles, write_image
 from protoshelf.core.export import FORMULA_PREFIXES, export_csv, neutralise
 from protoshelf.core.importer import import_with_titles, read_titles_csv
-from protoshelf.core.schema import Item
 from protoshelf.core.store import MAX_NAME_LENGTH, StoreError, validate_category_name
 
 SCALE = 20 if os.environ.get("PROTOSHELF_FUZZ") == "long" else 1
@@ -126,8 +125,8 @@ def test_names_differing_only_in_unicode_normal_form_are_one_category(store):
 @TEXT
 @given(st.lists(title_text, min_size=1, max_size=5))
 def test_export_round_trips_any_title_and_is_formula_safe(store, tmp_path, titles):
-    with store._write() as s:
-        s.query(Item).delete()
+    with raw_sql(store.path) as db:
+        db.execute("DELETE FROM items")
     ids = seed_titles(store, titles)
     out = tmp_path / "out.csv"
     assert export_csv(store, out) == len(titles)

@@ -109,12 +109,10 @@ def test_finetune_evaluates_by_fine_tuning_on_each_episode(tmp_path, monkeypatch
 
 
 def test_auto_picks_a_method_for_the_catalogs_typical_shots(store):
-    from protoshelf.core.schema import Item
+    from conftest import add_items
 
     rng = np.random.default_rng(0)
-    with store._write() as s:
-        s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(30))
-    ids = store.item_ids()
+    ids = np.asarray(add_items(store, 30))
     centres = rng.normal(size=(3, 8))
     store.save_embeddings("m", ids, centres[np.arange(30) % 3] + 0.1 * rng.normal(size=(30, 8)))
     categories = [store.ensure_category(n) for n in "abc"]

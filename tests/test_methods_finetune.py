@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from protoshelf.core.backbones import load_backbone
+from protoshelf.core.backbones import load_backbone, shared_backbone
 from protoshelf.core.methods.finetune import (
     FineTuneConfig,
     finetune,
@@ -133,12 +133,16 @@ def test_finetune_catalog_reembeds_under_a_new_name_and_keeps_the_pretrained_vec
     red, blue = store.ensure_category("red"), store.ensure_category("blue")
     store.set_labels([report.ids_by_path[str(p.resolve())] for p in paths[:2]], red)
     store.set_labels([report.ids_by_path[str(p.resolve())] for p in paths[2:4]], blue)
+    shared = shared_backbone()  # what embedding and the concept head use: fine-tuning must train its own
+    before = {key: tensor.clone() for key, tensor in shared.state_dict().items()}
     seen = []
     name = finetune_catalog(
         store, config=FineTuneConfig(epochs=1, batch_size=4), device="cpu",
         progress=lambda d, t: seen.append((d, t)), directory=tmp_path / "weights",
     )
     assert name.startswith("efficientnet_lite0+ft")
+    assert shared_backbone() is shared is extractor.backbone
+    assert all(torch.equal(before[key], tensor) for key, tensor in shared.state_dict().items())
     assert set(store.embedding_models()) >= {"efficientnet_lite0", name}
     assert len(store.load_embeddings(name)) == len(store.load_embeddings("efficientnet_lite0")) == 5
     assert seen[-1][0] == seen[-1][1]

@@ -14,13 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import write_image
+from conftest import add_items, write_image
 from protoshelf.core.backbones import Preprocessing
 from protoshelf.core.embedding import FeatureExtractor, embed_catalog
 from protoshelf.core.images import open_image
 from protoshelf.core.importer import import_images
 from protoshelf.core.methods import feature_method_names, is_meta_learner, make_method
-from protoshelf.core.schema import Item
 
 MB = 2**20
 
@@ -59,9 +58,7 @@ def rss_peak(run) -> tuple[object, int]:
 @pytest.mark.slow
 def test_loading_embeddings_peaks_near_the_matrix_itself(store):
     n, dim = 20_000, 256
-    with store._write() as s:
-        s.add_all(Item(path=f"/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(n))
-    ids = store.item_ids()
+    ids = np.asarray(add_items(store, n))
     rng = np.random.default_rng(0)
     for start in range(0, n, 5000):
         store.save_embeddings("m", ids[start : start + 5000], rng.normal(size=(5000, dim)))

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import csv
 
-from conftest import seed_titles
+from conftest import raw_sql, seed_titles
 from protoshelf.core.export import export_csv
-from protoshelf.core.schema import Item
 
 
 def with_product_ids(store, ids, product_ids):
-    with store._write() as s:
-        for item_id, product_id in zip(ids, product_ids):
-            s.get(Item, item_id).product_id = product_id
+    with raw_sql(store.path) as db:
+        db.executemany("UPDATE items SET product_id = ? WHERE id = ?", zip(product_ids, ids))
 
 
 def read(path):

@@ -6,29 +6,19 @@ import sqlite3
 import numpy as np
 import pytest
 
-from protoshelf.core.store import Store, StoreError
-
-
-def add_items(store: Store, n: int) -> list[int]:
-    from protoshelf.core.schema import Item
-
-    with store._write() as s:
-        items = [Item(path=f"/x/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(n)]
-        s.add_all(items)
-        s.flush()
-        return [it.id for it in items]
+from conftest import add_items
+from protoshelf.core.store import Store, StoreError, make_engine
 
 
 def test_pragmas_and_schema_version_are_set(store):
-    from alembic.script import ScriptDirectory
+    from protoshelf.core.migrations import head_revision
 
-    from protoshelf.core.migrations import alembic_config
-
-    head = ScriptDirectory.from_config(alembic_config(store._engine)).get_current_head()
-    with store._engine.connect() as conn:
+    engine = make_engine(store.path)  # where the Store's connections come from
+    with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()
+    engine.dispose()
 
 
 def test_reopening_keeps_everything(tmp_path):

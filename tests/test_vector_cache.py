@@ -6,11 +6,10 @@ import sqlite3
 
 import numpy as np
 import pytest
-from sqlalchemy import delete
 
+from conftest import add_items as bare_items, raw_sql
 from protoshelf.core import vector_cache
 from protoshelf.core.migrations import upgrade
-from protoshelf.core.schema import Item
 from protoshelf.core.store import Store, make_engine
 
 ROWS, DIM = 40, 6
@@ -22,9 +21,7 @@ def small_catalogs_get_a_cache(monkeypatch):
 
 
 def add_items(store: Store, count: int = ROWS) -> np.ndarray:
-    with store._write() as s:
-        s.add_all(Item(path=f"/{i}.jpg", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(count))
-    return store.item_ids()
+    return np.asarray(bare_items(store, count), np.int64)
 
 
 def cache_files(store: Store) -> list[str]:
@@ -52,8 +49,8 @@ def test_every_change_to_the_vectors_retires_the_cache(store):
 
     store.save_embeddings("m", ids[:1], np.zeros((1, DIM), np.float32))  # INSERT OR REPLACE
     assert store.load_embeddings("m").matrix[0].tolist() == [0.0] * DIM
-    with store._write() as s:  # a deleted item takes its vector with it (ON DELETE CASCADE)
-        s.execute(delete(Item).where(Item.id == int(ids[-1])))
+    with raw_sql(store.path) as db:  # a deleted item takes its vector with it (ON DELETE CASCADE)
+        db.execute("DELETE FROM items WHERE id = ?", (int(ids[-1]),))
     after = store.load_embeddings("m")
     assert after.item_ids.tolist() == ids[:-1].tolist()
     assert len(cache_files(store)) == 2 and not set(cache_files(store)) & set(before)

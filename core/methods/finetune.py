@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.transforms import v2
 
-from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, BackboneError, load_backbone, resolve_device
+from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, BackboneError, resolve_device, shared_backbone
 from protoshelf.core.embedding import FeatureExtractor, embed_catalog, to_model_input
 from protoshelf.core.images import ImageError, open_image
 from protoshelf.core.methods.base import BackboneAdapter, encode_labels
@@ -281,7 +281,7 @@ def load_finetuned(name: str, directory: Path | None = None) -> Backbone:
         raise BackboneError(f"{path} is not a ProtoShelf fine-tuned backbone")
     if content_hash(tensors) != name.rpartition(SEPARATOR)[2]:
         raise BackboneError(f"{path} was changed after it was saved (its tensors no longer match its name)")
-    backbone = load_backbone(metadata["base"])
+    backbone = copy.deepcopy(shared_backbone(metadata["base"]))  # its own: the weights below replace the trunk's
     try:
         missing, unexpected = backbone.trunk.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:  # shapes that do not fit the base, e.g. after a package update
@@ -333,7 +333,7 @@ def finetune_catalog(
         for i in (rng.choice(ids, config.max_per_class, replace=False) if len(ids) > config.max_per_class else ids)
     ]
     items = store.items([i for i, _ in chosen])
-    backbone = load_backbone(base)
+    backbone = shared_backbone(base)  # finetune trains a copy of it
     images, y = [], []
     for item_id, category in chosen:
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QThread, QThreadPool, QTimer
+from PySide6.QtCore import QItemSelectionModel, QThread, QThreadPool, QTimer
 
 from benchmarks.gui_catalog import make_fake_catalog
 from protoshelf.core.store import Store
@@ -101,3 +101,21 @@ def open_window(qtbot):
 def wait_idle(qtbot, session, timeout: int = 20_000) -> None:
     """Until every lane is idle and no refit is pending."""
     qtbot.waitUntil(lambda: not session.busy, timeout=timeout)
+
+
+def select_rows(window, rows) -> None:
+    """Select these grid rows, the first one current, as a user's clicks would."""
+    view = window.view
+    selection = view.selectionModel()
+    selection.clearSelection()
+    for row in rows:
+        selection.select(view.model().index(row), QItemSelectionModel.SelectionFlag.Select)
+    selection.setCurrentIndex(view.model().index(rows[0]), QItemSelectionModel.SelectionFlag.NoUpdate)
+
+
+def two_selected(qtbot, window):
+    """The window once settled, the grid focused and its first two items selected: (window, their ids)."""
+    wait_idle(qtbot, window.session)
+    window.view.setFocus()
+    select_rows(window, [0, 1])
+    return window, window.view.selected_ids()

@@ -10,8 +10,8 @@ from protoshelf.gui import categories_panel
 from protoshelf.gui.category_picker import rank_categories
 from protoshelf.gui.drops import category_mime
 from protoshelf.gui.main_window import SHOW_SUGGESTED
-from tests.gui.conftest import wait_idle
-from tests.gui.test_main_window import category_point, drop, select_rows
+from tests.gui.conftest import select_rows, two_selected, wait_idle
+from tests.gui.test_main_window import category_point, drop
 
 import pytest
 
@@ -84,12 +84,8 @@ def test_the_search_box_narrows_the_panel(qtbot, open_window, fake_catalog):
 
 def test_the_picker_labels_with_any_category_by_typing(qtbot, open_window, fake_catalog):
     path, truth, (red, green, blue) = fake_catalog
-    window = open_window(path)
+    window, ids = two_selected(qtbot, open_window(path))
     session = window.session
-    wait_idle(qtbot, session)
-    window.view.setFocus()
-    select_rows(window, [0, 1])
-    ids = window.view.selected_ids()
     qtbot.keyClick(window.view, Qt.Key.Key_L)
     picker = window.picker
     assert picker.isVisible()

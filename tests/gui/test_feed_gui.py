@@ -7,9 +7,9 @@ import shutil
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox
 
-from protoshelf.core.schema import Item
 from protoshelf.gui.export_dialog import ExportDialog
 from protoshelf.gui.preview import PreviewDialog
+from tests.conftest import raw_sql
 from tests.gui.conftest import wait_idle
 from tests.test_feed_cli import EXAMPLE
 
@@ -52,9 +52,8 @@ def test_import_feed_from_the_menu_then_export_for_google(qtbot, open_window, ex
 def test_preview_shows_product_id_and_image_url(qtbot, open_window, fake_catalog):
     path, _, _ = fake_catalog
     window = open_window(path)
-    with window.session.store._write() as s:
-        item = s.get(Item, 1)
-        item.product_id, item.image_url = "SKU-42", "https://shop.example/42.jpg"
+    with raw_sql(path) as db:
+        db.execute("UPDATE items SET product_id = 'SKU-42', image_url = 'https://shop.example/42.jpg' WHERE id = 1")
     dialog = PreviewDialog(window.session, 1, window)
     qtbot.addWidget(dialog)
     texts = {label.text() for label in dialog.findChildren(QLabel)}

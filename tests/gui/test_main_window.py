@@ -5,7 +5,7 @@ import csv
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QItemSelectionModel, QMimeData, QPoint, QSettings, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -17,7 +17,7 @@ from protoshelf.gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, Item
 from protoshelf.gui.preview import PreviewDialog
 from protoshelf.gui.problems_dialog import ProblemsDialog
 from tests.conftest import write_image
-from tests.gui.conftest import examples, wait_idle
+from tests.gui.conftest import examples, select_rows, two_selected, wait_idle
 
 
 def drop(widget, point: QPoint, mime: QMimeData) -> QDropEvent:
@@ -39,15 +39,6 @@ def file_mime(*paths) -> QMimeData:
 def category_point(window, category_id) -> QPoint:
     row = window.panel.list.row_for(category_id)
     return window.panel.list.visualItemRect(row).center()
-
-
-def select_rows(window, rows) -> None:
-    view = window.view
-    selection = view.selectionModel()
-    selection.clearSelection()
-    for row in rows:
-        selection.select(view.model().index(row), QItemSelectionModel.SelectionFlag.Select)
-    selection.setCurrentIndex(view.model().index(rows[0]), QItemSelectionModel.SelectionFlag.NoUpdate)
 
 
 def label_examples(qtbot, window, truth, categories) -> dict[int, int]:
@@ -80,12 +71,8 @@ def test_a_fit_in_the_worker_updates_the_grid(qtbot, open_window, fake_catalog):
 
 def test_number_keys_label_and_zero_unlabels(qtbot, open_window, fake_catalog):
     path, truth, categories = fake_catalog
-    window = open_window(path)
+    window, ids = two_selected(qtbot, open_window(path))
     session = window.session
-    wait_idle(qtbot, session)
-    window.view.setFocus()
-    select_rows(window, [0, 1])
-    ids = window.view.selected_ids()
     qtbot.keyClick(window.view, Qt.Key.Key_2)
     assert {i: session.labels.get(i) for i in ids} == dict.fromkeys(ids, categories[1])
     select_rows(window, [1])

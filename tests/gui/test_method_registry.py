@@ -104,7 +104,7 @@ def test_the_app_meta_trains_once_per_category_set_in_the_background(qtbot, open
     wait_idle(qtbot, session)
     assert trained == [frozenset(first_two[:1]), frozenset(first_two)]
     assert session.predictions.method == "relation"
-    fitted_with = session._meta_states[("latest", session.backbone, "relation")]
+    fitted_with = session.training.latest(session.backbone, "relation")
     assert fitted_with and fitted_with[0].method == "relation"
 
     session.label(examples(truth, 2), categories[2])  # a new category: one more meta-training

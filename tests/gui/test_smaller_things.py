@@ -12,8 +12,8 @@ from protoshelf.gui import catalog_view
 from protoshelf.gui.catalog_view import EMPTY_CATALOG
 from protoshelf.gui.drops import dropped_item_ids
 from protoshelf.gui.preview import PreviewDialog
-from tests.gui.conftest import wait_idle
-from tests.gui.test_main_window import label_examples, select_rows
+from tests.gui.conftest import select_rows, wait_idle
+from tests.gui.test_main_window import label_examples
 
 
 def test_an_unassigned_badge_says_what_its_percentage_is_of(qtbot, open_window, fake_catalog):
