@@ -74,11 +74,24 @@ def test_rows_without_id_fall_back_to_the_picture(store, tmp_path, downloader):
     assert import_feed(store, feed, downloader=downloader).summary() == "0 added, 0 updated, 1 unchanged, 0 failed"
 
 
-def test_same_picture_under_two_ids_is_reported(store, tmp_path, downloader):
+def test_products_sharing_a_picture_are_two_items_embedded_once(store, tmp_path, downloader):
     write_image(tmp_path / "a.png")
-    feed = write_feed(tmp_path / "feed.csv", ["A,one,a.png,", "B,two,a.png,"])
-    report = import_feed(store, feed, downloader=downloader)
-    assert len(report.added) == 1 and "same picture as product A" in report.failed[0][1]
+    feed = write_feed(tmp_path / "feed.csv", ["A,Mug red S,a.png,Mugs", "B,Mug red L,a.png,Mugs"])
+    assert import_feed(store, feed, downloader=downloader).summary() == "2 added, 0 updated, 0 unchanged, 0 failed"
+    items = by_product(store)
+    a, b = items["A"], items["B"]
+    assert a.id != b.id and a.sha256 == b.sha256 and a.thumbnail == b.thumbnail and a.width == b.width
+    assert store.labels() == {a.id: store.category_id("Mugs"), b.id: store.category_id("Mugs")}
+    assert store.items_without_embedding("m") == [(a.id, a.path)]  # one picture, embedded once
+    store.save_embeddings("m", [a.id], np.array([[1, 2, 3]], np.float32))
+    vectors = store.load_embeddings("m")
+    assert vectors.item_ids.tolist() == [a.id, b.id] and (vectors.matrix == [1, 2, 3]).all()
+    assert store.items_without_embedding("m") == []
+    write_feed(feed, ["A,Mug red S,a.png,Mugs", "B,Mug red L,a.png,Mugs", "C,Mug red XL,a.png,Mugs"])
+    again = import_feed(store, feed, downloader=downloader)
+    assert again.summary() == "1 added, 0 updated, 2 unchanged, 0 failed"
+    c = by_product(store)["C"]
+    assert store.load_embeddings("m").item_ids.tolist() == [a.id, b.id, c.id]  # the vector came with the picture
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
@@ -105,11 +118,12 @@ def test_urls_download_with_per_row_reasons(store, tmp_path, downloader):
             f"D,slow,{server.url}/slow/a.png,", f"E,moved,{server.url}/redirect/a.png,",
         ])
         report = import_feed(store, feed, downloader=downloader)
-    assert report.summary() == "1 added, 0 updated, 0 unchanged, 4 failed"
+    assert report.summary() == "2 added, 0 updated, 0 unchanged, 3 failed"
     reasons = dict(report.failed)
     assert "HTTP 404" in reasons["line 3 (product B)"] and "timed out" in reasons["line 5 (product D)"]
-    assert "same picture as product A" in reasons["line 6 (product E)"]  # the redirect led to A's bytes
-    item = by_product(store)["A"]
+    items = by_product(store)
+    assert items["E"].sha256 == items["A"].sha256  # the redirect led to A's bytes: a second product, same picture
+    item = items["A"]
     assert item.image_url == f"{server.url}/a.png" and Path(item.path).is_relative_to(downloader.cache_dir)
 
 
