@@ -389,7 +389,7 @@ class Store:
             return s.scalar(select(func.count(Item.id))) or 0
 
     def item_ids(self) -> np.ndarray:
-        """Sorted. Read with the bare driver from the (small) sha256 index, which SQLite scans
+        """Sorted. Read with the bare driver from a (small) index, which SQLite scans
         instead of the table and its thumbnails when no order is asked: 2x faster at 1M items,
         and ORM rows were 2x slower again."""
         with self._engine.connect() as conn:

@@ -176,3 +176,29 @@ def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path)
         with pytest.raises(IntegrityError), store._write() as s:
             s.get(Item, 2).product_id = "SKU-1"
         assert store.item_ids_by_product_id(["SKU-1", "nope"]) == {"SKU-1": 1}
+
+
+def test_folder_imports_keep_products_that_share_a_picture_right(store, tmp_path, downloader):
+    """Importing the folder again finds the picture (no third item); a moved folder re-points both
+    products; a file changed in place updates both and drops their image vectors."""
+    from protoshelf.core.images import file_sha256
+    from protoshelf.core.importer import import_images
+
+    shop = tmp_path / "shop"
+    picture = write_image(shop / "a.png")
+    import_feed(store, write_feed(tmp_path / "feed.csv", [f"A,S,{picture.as_uri()},", f"B,L,{picture.as_uri()},"]),
+                downloader=downloader)
+    a, b = by_product(store)["A"].id, by_product(store)["B"].id
+    assert import_images(store, [shop]).existing == [a] and store.item_count() == 2
+    os.rename(shop, tmp_path / "moved")
+    moved = import_images(store, [tmp_path / "moved"])
+    assert moved.moved == [a] and {i.path for i in store.items([a, b]).values()} == {str(tmp_path / "moved" / "a.png")}
+    store.save_embeddings("m", [a], np.ones((1, 3), np.float32))
+    assert store.load_embeddings("m").item_ids.tolist() == [a, b]
+    write_image(tmp_path / "moved" / "a.png", (0, 0, 250))
+    changed = import_images(store, [tmp_path / "moved"])
+    assert changed.changed == [a] and store.item_count() == 2
+    items = store.items([a, b])
+    assert items[a].sha256 == items[b].sha256 == file_sha256(tmp_path / "moved" / "a.png")
+    assert len(store.load_embeddings("m")) == 0
+
