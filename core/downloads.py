@@ -1,11 +1,13 @@
 """Downloading product images by URL into a content-addressed cache.
 
 requests with urllib3's `Retry` does the retries with exponential back-off (connection errors,
-429 and 5xx); what is ours is the checks a catalog needs: a size limit
+429 and 5xx), waiting as long as a 429 or 503 answer's `Retry-After` asks, up to a cap (a CDN asking
+for an hour must not stall the import); what is ours is the checks a catalog needs: a size limit
 counted while streaming (a lying or missing Content-Length cannot fill the disk), the server's
 content type and the file's first bytes must both say "image", and a short body is refused.
 Files are stored under their sha256 in the user cache folder, and each URL remembers the hash it
-gave, so a rerun of an interrupted import fetches only what it lacks.
+gave, so a rerun of an interrupted import fetches only what it lacks. One pool of `workers` threads
+serves every batch of an import, so its connections are kept from batch to batch.
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ class DownloadError(Exception):
 
 
 class ImageDownloader:
-    """Fetches image URLs, a bounded number at a time, into `cache_dir`."""
+    """Fetches image URLs, a bounded number at a time, into `cache_dir`; `close` ends its threads."""
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class ImageDownloader:
         retries: int = 3,
         backoff: float = 0.5,
         max_bytes: int = MAX_FILE_BYTES,
+        max_retry_after: int = 30,
     ):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.workers = workers
@@ -75,15 +78,35 @@ class ImageDownloader:
         self.retries = retries
         self.backoff = backoff
         self.max_bytes = max_bytes
+        self.max_retry_after = max_retry_after
         self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def fetch_all(self, urls: Iterable[str]) -> dict[str, Download]:
         """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised."""
         unique = list(dict.fromkeys(urls))
         if not unique:
             return {}
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(unique))) as pool:
-            return dict(zip(unique, pool.map(self.fetch, unique)))
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="download")
+            pool = self._pool
+        return dict(zip(unique, pool.map(self.fetch, unique)))
+
+    def close(self) -> None:
+        """End the download threads: queued downloads are dropped, running ones finish (within their
+        timeouts). A later `fetch_all` starts new threads."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "ImageDownloader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def fetch(self, url: str) -> Download:
         cached = self.cached(url)
@@ -124,7 +147,7 @@ class ImageDownloader:
             retry = Retry(
                 total=self.retries, backoff_factor=self.backoff, status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=frozenset({"GET"}),
-                respect_retry_after_header=False,  # uncapped in urllib3: one 429 could stall a row for an hour
+                respect_retry_after_header=True, retry_after_max=self.max_retry_after,
             )
             session = requests.Session()
             session.max_redirects = 5

@@ -60,7 +60,10 @@ def import_feed(
     progress: Progress = no_progress,
     workers: int = 4,
 ) -> FeedReport:
-    """Import every product of the feed; `labels=False` ignores its category column."""
+    """Import every product of the feed; `labels=False` ignores its category column.
+
+    One pool checks and decodes, the downloader's one pool downloads, for the whole import; both
+    are ended on the way out, cancelled or not."""
     feed = read_feed(feed_path)
     report = FeedReport(notes=list(feed.problems))
     downloader = downloader or ImageDownloader()
@@ -68,7 +71,7 @@ def import_feed(
     done = 0
     progress(0, feed.rows_total)
     batch: list[FeedRow] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool, downloader:
         for row in feed.rows():
             batch.append(row)
             if len(batch) == BATCH_ROWS:
