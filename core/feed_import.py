@@ -32,6 +32,8 @@ class FeedReport:
     """(where in the feed, reason)."""
     notes: list[str] = field(default_factory=list)
     """Duplicate ids, rows without an id, refused category names: the rows were still imported."""
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    """(former id, new id) of items a feed with a changed id column renamed."""
 
     def summary(self) -> str:
         return (
@@ -59,15 +61,19 @@ def import_feed(
     downloader: ImageDownloader | None = None,
     progress: Progress = no_progress,
     workers: int = 4,
+    ids_changed: bool | None = None,
 ) -> FeedReport:
     """Import every product of the feed; `labels=False` ignores its category column.
+
+    New ids whose pictures belong to catalog products the feed no longer lists stop the import
+    (ProductIdsChanged, before that batch is written) unless `ids_changed` says whether they are
+    those products renamed (True) or new products (False).
 
     One pool checks and decodes, the downloader's one pool downloads, for the whole import; both
     are ended on the way out, cancelled or not."""
     feed = read_feed(feed_path)
     report = FeedReport(notes=list(feed.problems))
     downloader = downloader or ImageDownloader()
-    folder = feed.path.parent
     done = 0
     progress(0, feed.rows_total)
     batch: list[FeedRow] = []
@@ -75,22 +81,26 @@ def import_feed(
         for row in feed.rows():
             batch.append(row)
             if len(batch) == BATCH_ROWS:
-                _import_batch(store, batch, folder, downloader, pool, labels, report)
+                _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, report)
                 done += len(batch)
                 progress(done, feed.rows_total)
                 batch = []
-        _import_batch(store, batch, folder, downloader, pool, labels, report)
+        _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, report)
     progress(feed.rows_total, feed.rows_total)
+    if report.renamed:
+        (former, new), more = report.renamed[0], len(report.renamed) - 1
+        report.notes.append(f"{len(report.renamed)} products took the feed's new ids, keeping their labels "
+                            f"(e.g. {former!r} is now {new!r}{f' and {more} more' if more else ''})")
     return report
 
 
-def _import_batch(store, batch, folder, downloader, pool, labels, report) -> None:
+def _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, report) -> None:
     if not batch:
         return
     sources: list[tuple[str, str] | str] = []
     for row in batch:
         try:
-            sources.append(image_source(row.image, folder))
+            sources.append(image_source(row.image, feed.path.parent))
         except ValueError as exc:
             sources.append(str(exc))
     downloads = downloader.fetch_all(s[1] for s in sources if isinstance(s, tuple) and s[0] == "url")
@@ -100,7 +110,7 @@ def _import_batch(store, batch, folder, downloader, pool, labels, report) -> Non
     known = store.known_hashes([p.sha256 for p in good])
     new = {p.sha256: p for p in good if p.sha256 not in known}
     decoded = dict(zip(new, pool.map(_decode, new.values())))
-    _write(store, good, decoded, labels, report)
+    _write(store, good, decoded, labels, feed.product_ids, ids_changed, report)
 
 
 def _examine(row: FeedRow, source, downloads) -> _Picture:
@@ -141,7 +151,7 @@ def _decode(picture: _Picture) -> tuple[int, int, bytes] | str:
         return f"cannot read file ({exc.strerror or exc})"
 
 
-def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, report: FeedReport) -> None:
+def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, feed_ids, ids_changed, report: FeedReport) -> None:
     """Save the batch's decodable pictures in one transaction; the report keeps the feed's order."""
     saved = [p for p in pictures if not isinstance(decoded.get(p.sha256), str)]
     outcomes = iter(
@@ -153,7 +163,7 @@ def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, 
                 )
                 for p in saved
             ],
-            labels,
+            labels, feed_ids, ids_changed,
         )
     )
     lists = {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}
@@ -168,3 +178,5 @@ def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, 
             report.failed.append((p.row.where, outcome.reason))
         else:
             lists[outcome.outcome].append(outcome.item_id)
+            if outcome.former_id:
+                report.renamed.append((outcome.former_id, p.row.product_id))

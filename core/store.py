@@ -13,7 +13,7 @@ import os
 import sqlite3
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -54,6 +54,19 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 class StoreError(UserError):
     """A request the catalog refuses, with a message meant for the user."""
+
+
+class ProductIdsChanged(StoreError):
+    """A feed names catalog products by other ids than before; the caller must say whether the new
+    ids are the same products (`ids_changed=True`) or new ones (`False`)."""
+
+    def __init__(self, new_id: str, old_id: str):
+        self.new_id, self.old_id = new_id, old_id
+        super().__init__(
+            f"products of this feed have new ids but the pictures of catalog products it no longer lists "
+            f"(e.g. {new_id!r} has the picture of {old_id!r}): did the feed's id column change? "
+            "Import again with --ids-changed to give those items the new ids (labels stay), "
+            "or with --new-ids to add them as new products")
 
 
 def _on_connect(dbapi_connection, _record) -> None:
@@ -215,6 +228,8 @@ class FeedOutcome:
     item_id: int | None = None
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    former_id: str | None = None
+    """The product id the item had before this feed renamed it."""
 
 
 @dataclass
@@ -451,7 +466,10 @@ class Store:
         with self._read() as s:
             return {h for chunk in _chunks(list(hashes)) for h in s.scalars(select(Item.sha256).where(Item.sha256.in_(chunk)))}
 
-    def save_feed_products(self, products: Sequence[FeedProduct], labels: bool = True) -> list[FeedOutcome]:
+    def save_feed_products(
+        self, products: Sequence[FeedProduct], labels: bool = True,
+        feed_ids: Collection[str] | None = None, ids_changed: bool | None = None,
+    ) -> list[FeedOutcome]:
         """Store one batch of feed products in one transaction; one outcome each, in order.
 
         A product is found by its id; a row without an id by its picture, among the items without
@@ -461,6 +479,11 @@ class Store:
         decoded and embedded once. A row without an id whose picture only products hold counts as
         the first of them, unchanged. A new picture drops the item's image vectors and prediction.
         With `labels`, the product's category (created if missing) becomes the item's label.
+
+        A new id whose picture a catalog product holds under an id missing from the feed
+        (`feed_ids`) is that product renamed, when the feed's id column changed, or a new product
+        sharing the picture: `ids_changed` says which; None refuses the batch (ProductIdsChanged),
+        so a changed id column never silently doubles the catalog.
         """
         ids = [p.product_id for p in products if p.product_id]
         outcomes: list[FeedOutcome] = []
@@ -470,11 +493,20 @@ class Store:
             hashes = list({p.sha256 for p in products})
             for item in s.scalars(select(Item).where(Item.sha256.in_(hashes)).order_by(Item.id)):
                 twins.setdefault(item.sha256, []).append(item)
+            renamed = _renamed_products(products, by_product, twins, feed_ids)
+            if renamed and ids_changed is None:
+                new, old = next(iter(renamed.items()))
+                raise ProductIdsChanged(new, old.product_id)
             categories = dict(s.execute(select(Category.name, Category.id)).all())
             for p in products:
                 holders = twins.setdefault(p.sha256, [])
                 without_id = next((i for i in holders if i.product_id is None), None)
                 item = (by_product.get(p.product_id) if p.product_id else None) or without_id
+                former_id = None
+                if item is None and ids_changed and p.product_id in renamed:
+                    item = renamed[p.product_id]
+                    former_id = item.product_id
+                    by_product.pop(former_id, None)
                 if item is None and holders and not p.product_id:
                     first = holders[0]
                     outcomes.append(FeedOutcome("unchanged", first.id, notes=[
@@ -515,6 +547,7 @@ class Store:
                 changed |= _set_feed_category(s, item, p, labels, categories, outcome.notes)
                 s.flush()
                 outcome.outcome, outcome.item_id = ("updated" if changed else "unchanged"), item.id
+                outcome.former_id = former_id
                 outcomes.append(outcome)
         return outcomes
 
@@ -866,6 +899,27 @@ def _same_name(session: Session, name: str, besides: int | None = None) -> tuple
         if category_id != besides and name_key(existing) == key:
             return category_id, existing
     return None
+
+
+def _renamed_products(
+    products: Sequence[FeedProduct], by_product: dict[str, Item], twins: dict[str, list[Item]],
+    feed_ids: Collection[str] | None,
+) -> dict[str, Item]:
+    """New product id -> the catalog product holding its picture under an id the feed lacks (each
+    such product at most once: variants renamed at once share it, the second is a new item)."""
+    renamed: dict[str, Item] = {}
+    if feed_ids is None:
+        return renamed
+    taken: set[int] = set()
+    for p in products:
+        if not p.product_id or p.product_id in by_product or p.product_id in renamed:
+            continue
+        holder = next((h for h in twins.get(p.sha256, ())
+                       if h.product_id and h.product_id not in feed_ids and h.id not in taken), None)
+        if holder is not None:
+            renamed[p.product_id] = holder
+            taken.add(holder.id)
+    return renamed
 
 
 def _set_feed_picture(s: Session, item: Item, p: FeedProduct, holders: list[Item]) -> None:

@@ -12,6 +12,7 @@ from protoshelf.core.feed_import import import_feed
 from protoshelf.core.feeds import FeedError
 from protoshelf.core.progress import Cancelled
 from protoshelf.core.schema import Item
+from protoshelf.core.store import ProductIdsChanged
 from tests.conftest import write_image
 from tests.image_server import ImageServer
 
@@ -202,3 +203,32 @@ def test_folder_imports_keep_products_that_share_a_picture_right(store, tmp_path
     assert items[a].sha256 == items[b].sha256 == file_sha256(tmp_path / "moved" / "a.png")
     assert len(store.load_embeddings("m")) == 0
 
+
+
+def test_a_changed_id_column_asks_then_renames_or_adds(store, tmp_path, downloader):
+    """The shop's export now names products by SKU instead of handle: the same pictures under new
+    ids. Without a word from the user nothing is written; --ids-changed renames the items (labels,
+    vectors stay); --new-ids adds them as new products."""
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", (0, 200, 0))
+    import_feed(store, write_feed(tmp_path / "feed.csv", ["mug,Mug,a.png,Kitchen", "cap,Cap,b.png,Hats"]),
+                downloader=downloader)
+    before = {i.id: (i.product_id, i.sha256) for i in store.items(store.item_ids().tolist()).values()}
+    labels = store.labels()
+    store.save_embeddings("m", list(before), np.ones((2, 3), np.float32))
+    renamed = write_feed(tmp_path / "skus.csv", ["SKU-1,Mug,a.png,Kitchen", "SKU-2,Cap,b.png,Hats"], header="sku,title,image,type")
+    with pytest.raises(ProductIdsChanged, match="'SKU-1' has the picture of 'mug'.*--ids-changed.*--new-ids"):
+        import_feed(store, renamed, downloader=downloader)
+    assert {i.id: (i.product_id, i.sha256) for i in store.items(list(before)).values()} == before
+
+    report = import_feed(store, renamed, downloader=downloader, ids_changed=True)
+    assert report.summary() == "0 added, 2 updated, 0 unchanged, 0 failed" and report.renamed == [("mug", "SKU-1"), ("cap", "SKU-2")]
+    assert "2 products took the feed's new ids" in report.notes[-1]
+    assert {p: i.id for p, i in by_product(store).items()} == {"SKU-1": min(before), "SKU-2": max(before)}
+    assert store.labels() == labels and len(store.load_embeddings("m")) == 2
+    assert import_feed(store, renamed, downloader=downloader).summary() == "0 added, 0 updated, 2 unchanged, 0 failed"
+
+    back = write_feed(tmp_path / "old.csv", ["mug,Mug,a.png,Kitchen"])
+    assert import_feed(store, back, downloader=downloader, ids_changed=False).summary() == \
+        "1 added, 0 updated, 0 unchanged, 0 failed"
+    assert store.item_count() == 3
