@@ -232,3 +232,31 @@ def test_a_changed_id_column_asks_then_renames_or_adds(store, tmp_path, download
     assert import_feed(store, back, downloader=downloader, ids_changed=False).summary() == \
         "1 added, 0 updated, 0 unchanged, 0 failed"
     assert store.item_count() == 3
+
+
+def test_interrupted_downloads_resume_and_a_shared_url_is_fetched_once(store, tmp_path, downloader, monkeypatch):
+    """Ctrl-C while a batch downloads: finished batches stay, what was downloaded stays in the cache,
+    and the rerun fetches only the rest; two ids with one URL download it once and become two items."""
+    monkeypatch.setattr("protoshelf.core.feed_import.BATCH_ROWS", 2)
+    files = {f"/{i}.png": write_image(tmp_path / "src" / f"{i}.png", (i * 40, 10, 10)).read_bytes() for i in range(5)}
+    real_fetch = ImageDownloader.fetch
+
+    def interrupted(self, url):
+        if url.endswith("/3.png"):
+            raise KeyboardInterrupt
+        return real_fetch(self, url)
+
+    with ImageServer(files) as server:
+        feed = write_feed(tmp_path / "feed.csv", [f"P{i},t{i},{server.url}/{i}.png," for i in range(5)]
+                          + [f"P5,same url as P0,{server.url}/0.png,"])
+        monkeypatch.setattr(ImageDownloader, "fetch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            import_feed(store, feed, downloader=downloader)
+        monkeypatch.setattr(ImageDownloader, "fetch", real_fetch)
+        assert store.item_count() == 2 and server.hits["/2.png"] == 1
+        report = import_feed(store, feed, downloader=downloader)
+    assert report.summary() == "4 added, 0 updated, 2 unchanged, 0 failed"
+    assert all(server.hits[path] == 1 for path in files)
+    items = by_product(store)
+    assert items["P5"].sha256 == items["P0"].sha256 and items["P5"].id != items["P0"].id
+    assert not list((downloader.cache_dir / "partial").glob("*"))
