@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from protoshelf.core.downloads import ImageDownloader
+from protoshelf.core.export import export_csv
 from protoshelf.core.feed_import import import_feed
 from protoshelf.core.feeds import FeedError
 from protoshelf.core.progress import Cancelled
@@ -93,6 +94,8 @@ def test_products_sharing_a_picture_are_two_items_embedded_once(store, tmp_path,
     assert again.summary() == "1 added, 0 updated, 2 unchanged, 0 failed"
     c = by_product(store)["C"]
     assert store.load_embeddings("m").item_ids.tolist() == [a.id, b.id, c.id]  # the vector came with the picture
+    export_csv(store, tmp_path / "google.csv", format="google")
+    assert (tmp_path / "google.csv").read_text().splitlines() == ["id,product_type", "A,Mugs", "B,Mugs", "C,Mugs"]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
