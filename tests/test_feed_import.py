@@ -186,7 +186,7 @@ def test_folder_imports_keep_products_that_share_a_picture_right(store, tmp_path
     """Importing the folder again finds the picture (no third item); a moved folder re-points both
     products; a file changed in place updates both and drops their image vectors."""
     from protoshelf.core.images import file_sha256
-    from protoshelf.core.importer import import_images
+    from protoshelf.core.importer import import_images, relocate
 
     shop = tmp_path / "shop"
     picture = write_image(shop / "a.png")
@@ -205,6 +205,8 @@ def test_folder_imports_keep_products_that_share_a_picture_right(store, tmp_path
     items = store.items([a, b])
     assert items[a].sha256 == items[b].sha256 == file_sha256(tmp_path / "moved" / "a.png")
     assert len(store.load_embeddings("m")) == 0
+    os.rename(tmp_path / "moved", tmp_path / "again")
+    assert relocate(store, tmp_path / "moved", tmp_path / "again").moved == 2
 
 
 
