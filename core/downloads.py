@@ -7,7 +7,9 @@ counted while streaming (a lying or missing Content-Length cannot fill the disk)
 content type and the file's first bytes must both say "image", and a short body is refused.
 Files are stored under their sha256 in the user cache folder, and each URL remembers the hash it
 gave, so a rerun of an interrupted import fetches only what it lacks. One pool of `workers` threads
-serves every batch of an import, so its connections are kept from batch to batch.
+serves every batch of an import, so its connections are kept from batch to batch; closing the
+downloader (Ctrl-C, Cancel) ends a retry's wait and a transfer at once, so a server asking to wait
+cannot hold the import up.
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,9 @@ ACCEPTED_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 """Some CDNs serve pictures as octet-stream; the magic check still has the last word."""
 CHUNK = 64 * 1024
 USER_AGENT = "ProtoShelf image fetcher"
+TICK_S = 0.25
+"""How often `fetch_all` reports while downloads are under way, so a Cancel is heard even while
+every transfer waits on a slow server."""
 
 
 def default_cache_dir() -> Path:
@@ -57,6 +62,22 @@ class Download:
 
 class DownloadError(Exception):
     pass
+
+
+class _StoppableRetry(Retry):
+    """urllib3's Retry whose waits (back-off, a server's Retry-After) end as soon as `stopping` is set."""
+
+    stopping = threading.Event()
+
+    def new(self, **kwargs) -> "_StoppableRetry":
+        retry = super().new(**kwargs)
+        retry.stopping = self.stopping
+        return retry
+
+    def sleep(self, response=None) -> None:
+        seconds = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+        if self.stopping.wait(seconds or self.get_backoff_time()):
+            raise DownloadError("cancelled")
 
 
 class ImageDownloader:
@@ -82,9 +103,13 @@ class ImageDownloader:
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._stopping = threading.Event()
 
-    def fetch_all(self, urls: Iterable[str]) -> dict[str, Download]:
-        """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised."""
+    def fetch_all(self, urls: Iterable[str], progress: Callable[[int, int], None] | None = None) -> dict[str, Download]:
+        """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised.
+
+        `progress(done, of)` hears from the calling thread every TICK_S and after each download; an
+        exception it raises (a Cancel) leaves at once, as does Ctrl-C, and `close` stops the rest."""
         unique = list(dict.fromkeys(urls))
         if not unique:
             return {}
@@ -92,15 +117,24 @@ class ImageDownloader:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="download")
             pool = self._pool
-        return dict(zip(unique, pool.map(self.fetch, unique)))
+        futures = {pool.submit(self.fetch, url): url for url in unique}
+        pending, results = set(futures), {}
+        while pending:
+            finished, pending = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
+            results.update((futures[f], f.result()) for f in finished)
+            if progress is not None:
+                progress(len(results), len(unique))
+        return {url: results[url] for url in unique}
 
     def close(self) -> None:
-        """End the download threads: queued downloads are dropped, running ones finish (within their
-        timeouts). A later `fetch_all` starts new threads."""
+        """End the download threads: queued downloads are dropped, running ones stop at their next
+        chunk or retry wait. A later `fetch_all` starts new threads."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
+            self._stopping.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            self._stopping.clear()
 
     def __enter__(self) -> "ImageDownloader":
         return self
@@ -109,6 +143,8 @@ class ImageDownloader:
         self.close()
 
     def fetch(self, url: str) -> Download:
+        if self._stopping.is_set():
+            return Download(url, error="cancelled")
         cached = self.cached(url)
         if cached:
             return Download(url, cached)
@@ -144,11 +180,12 @@ class ImageDownloader:
         """One session per thread: connections are reused, and requests sessions are not shared."""
         session = getattr(self._local, "session", None)
         if session is None:
-            retry = Retry(
+            retry = _StoppableRetry(
                 total=self.retries, backoff_factor=self.backoff, status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=frozenset({"GET"}),
                 respect_retry_after_header=True, retry_after_max=self.max_retry_after,
             )
+            retry.stopping = self._stopping
             session = requests.Session()
             session.max_redirects = 5
             session.headers["User-Agent"] = USER_AGENT
@@ -175,6 +212,8 @@ class ImageDownloader:
             try:
                 with os.fdopen(fd, "wb") as out:
                     for chunk in response.iter_content(CHUNK):
+                        if self._stopping.is_set():
+                            raise DownloadError("cancelled")
                         if size == 0 and not looks_like_image(chunk[:16]):
                             raise DownloadError("not an image (its first bytes are no image format)")
                         size += len(chunk)

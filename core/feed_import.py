@@ -77,15 +77,20 @@ def import_feed(
     done = 0
     progress(0, feed.rows_total)
     batch: list[FeedRow] = []
+
+    def downloading(count: int, of: int) -> None:
+        """The batch's downloads move the bar (short of the batch's end: it is written after)."""
+        progress(done + len(batch) * count // of - (count == of), feed.rows_total)
+
     with ThreadPoolExecutor(max_workers=workers) as pool, downloader:
         for row in feed.rows():
             batch.append(row)
             if len(batch) == BATCH_ROWS:
-                _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, report)
+                _import_batch(store, batch, feed, downloader, downloading, pool, labels, ids_changed, report)
                 done += len(batch)
                 progress(done, feed.rows_total)
                 batch = []
-        _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, report)
+        _import_batch(store, batch, feed, downloader, downloading, pool, labels, ids_changed, report)
     progress(feed.rows_total, feed.rows_total)
     if report.renamed:
         (former, new), more = report.renamed[0], len(report.renamed) - 1
@@ -94,7 +99,7 @@ def import_feed(
     return report
 
 
-def _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, report) -> None:
+def _import_batch(store, batch, feed, downloader, downloading, pool, labels, ids_changed, report) -> None:
     if not batch:
         return
     sources: list[tuple[str, str] | str] = []
@@ -103,7 +108,7 @@ def _import_batch(store, batch, feed, downloader, pool, labels, ids_changed, rep
             sources.append(image_source(row.image, feed.path.parent))
         except ValueError as exc:
             sources.append(str(exc))
-    downloads = downloader.fetch_all(s[1] for s in sources if isinstance(s, tuple) and s[0] == "url")
+    downloads = downloader.fetch_all((s[1] for s in sources if isinstance(s, tuple) and s[0] == "url"), downloading)
     pictures = list(pool.map(lambda rs: _examine(rs[0], rs[1], downloads), zip(batch, sources)))
     report.failed.extend((p.row.where, p.error) for p in pictures if p.error)
     good = [p for p in pictures if not p.error]
