@@ -39,7 +39,7 @@ def ask_whether_ids_changed(parent: QWidget | None, error: ProductIdsChanged) ->
     new = box.addButton("New products", QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setInformativeText("Same products keep their labels and take the new ids; new products are added "
-                           "next to them. Nothing was imported yet.")
+                           "next to them. The feed's products with such ids wait for your answer.")
     box.exec()
     return {same: True, new: False}.get(box.clickedButton())
 

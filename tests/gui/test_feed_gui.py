@@ -92,3 +92,13 @@ def test_a_feed_with_new_ids_asks_and_renames(qtbot, open_window, extractor, tmp
     assert finished.args[0].summary() == "0 added, 10 updated, 0 unchanged, 0 failed"
     assert window.session.model.rowCount() == 10
     wait_idle(qtbot, window.session, 60_000)
+
+
+def test_a_feed_that_cannot_be_read_says_why(qtbot, open_window, fake_catalog, tmp_path):
+    path, _, _ = fake_catalog
+    window = open_window(path)
+    feed = tmp_path / "no_images.csv"
+    feed.write_text("id,title\nA,x\n", encoding="utf-8")
+    with qtbot.waitSignal(window.session.problem, timeout=30_000) as problem:
+        window.feed_importer.start(feed)
+    assert problem.args[0] == "The product feed could not be imported" and "no image column" in problem.args[1]
