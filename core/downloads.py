@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,11 +118,16 @@ class ImageDownloader:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="download")
             pool = self._pool
-        futures = {pool.submit(self.fetch, url): url for url in unique}
-        pending, results = set(futures), {}
-        while pending:
-            finished, pending = wait(pending, timeout=TICK_S, return_when=FIRST_COMPLETED)
-            results.update((futures[f], f.result()) for f in finished)
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        for url in unique:
+            pool.submit(self.fetch, url).add_done_callback(finished.put)
+        results: dict[str, Download] = {}
+        while len(results) < len(unique):
+            try:
+                download = finished.get(timeout=TICK_S).result()
+                results[download.url] = download
+            except queue.Empty:
+                pass
             if progress is not None:
                 progress(len(results), len(unique))
         return {url: results[url] for url in unique}
