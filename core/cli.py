@@ -100,7 +100,7 @@ def import_feeds(args, feeds: list[str]) -> int:
 
     for feed in feeds:
         with open_store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
-            report = import_feed(store, feed, labels=not args.no_labels, progress=bar)
+            report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
         for note in report.notes:
             print(note, file=sys.stderr)
         for where, reason in report.failed:
@@ -448,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", help="image files and folders, or product feeds (.csv, .tsv, .xml)")
     p.add_argument("--titles", help="CSV with path,title[,category]")
     p.add_argument("--no-labels", action="store_true", help="ignore a feed's category column")
+    ids = p.add_mutually_exclusive_group()
+    ids.add_argument("--ids-changed", dest="ids_changed", action="store_const", const=True, default=None,
+                     help="the feed names products by new ids: catalog products it no longer lists take the new "
+                          "id that comes with their picture (labels stay)")
+    ids.add_argument("--new-ids", dest="ids_changed", action="store_const", const=False,
+                     help="new ids that share a picture with a product the feed no longer lists are new products")
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser("embed", parents=[common, backbone, device], help="compute missing embeddings")

@@ -1,21 +1,26 @@
 """Downloading product images by URL into a content-addressed cache.
 
 requests with urllib3's `Retry` does the retries with exponential back-off (connection errors,
-429 and 5xx); what is ours is the checks a catalog needs: a size limit
+429 and 5xx), waiting as long as a 429 or 503 answer's `Retry-After` asks, up to a cap (a CDN asking
+for an hour must not stall the import); what is ours is the checks a catalog needs: a size limit
 counted while streaming (a lying or missing Content-Length cannot fill the disk), the server's
 content type and the file's first bytes must both say "image", and a short body is refused.
 Files are stored under their sha256 in the user cache folder, and each URL remembers the hash it
-gave, so a rerun of an interrupted import fetches only what it lacks.
+gave, so a rerun of an interrupted import fetches only what it lacks. One pool of `workers` threads
+serves every batch of an import, so its connections are kept from batch to batch; closing the
+downloader (Ctrl-C, Cancel) ends a retry's wait and a transfer at once, so a server asking to wait
+cannot hold the import up.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import tempfile
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,9 @@ ACCEPTED_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 """Some CDNs serve pictures as octet-stream; the magic check still has the last word."""
 CHUNK = 64 * 1024
 USER_AGENT = "ProtoShelf image fetcher"
+TICK_S = 0.25
+"""How often `fetch_all` reports while downloads are under way, so a Cancel is heard even while
+every transfer waits on a slow server."""
 
 
 def default_cache_dir() -> Path:
@@ -57,8 +65,24 @@ class DownloadError(Exception):
     pass
 
 
+class _StoppableRetry(Retry):
+    """urllib3's Retry whose waits (back-off, a server's Retry-After) end as soon as `stopping` is set."""
+
+    stopping = threading.Event()
+
+    def new(self, **kwargs) -> "_StoppableRetry":
+        retry = super().new(**kwargs)
+        retry.stopping = self.stopping
+        return retry
+
+    def sleep(self, response=None) -> None:
+        seconds = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+        if self.stopping.wait(seconds or self.get_backoff_time()):
+            raise DownloadError("cancelled")
+
+
 class ImageDownloader:
-    """Fetches image URLs, a bounded number at a time, into `cache_dir`."""
+    """Fetches image URLs, a bounded number at a time, into `cache_dir`; `close` ends its threads."""
 
     def __init__(
         self,
@@ -68,6 +92,7 @@ class ImageDownloader:
         retries: int = 3,
         backoff: float = 0.5,
         max_bytes: int = MAX_FILE_BYTES,
+        max_retry_after: int = 30,
     ):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.workers = workers
@@ -75,17 +100,57 @@ class ImageDownloader:
         self.retries = retries
         self.backoff = backoff
         self.max_bytes = max_bytes
+        self.max_retry_after = max_retry_after
         self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._stopping = threading.Event()
 
-    def fetch_all(self, urls: Iterable[str]) -> dict[str, Download]:
-        """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised."""
+    def fetch_all(self, urls: Iterable[str], progress: Callable[[int, int], None] | None = None) -> dict[str, Download]:
+        """Each distinct URL once, `workers` at a time; failures come back as reasons, never raised.
+
+        `progress(done, of)` hears from the calling thread every TICK_S and after each download; an
+        exception it raises (a Cancel) leaves at once, as does Ctrl-C, and `close` stops the rest."""
         unique = list(dict.fromkeys(urls))
         if not unique:
             return {}
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(unique))) as pool:
-            return dict(zip(unique, pool.map(self.fetch, unique)))
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="download")
+            pool = self._pool
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        for url in unique:
+            pool.submit(self.fetch, url).add_done_callback(finished.put)
+        results: dict[str, Download] = {}
+        while len(results) < len(unique):
+            try:
+                download = finished.get(timeout=TICK_S).result()
+                results[download.url] = download
+            except queue.Empty:
+                pass
+            if progress is not None:
+                progress(len(results), len(unique))
+        return {url: results[url] for url in unique}
+
+    def close(self) -> None:
+        """End the download threads: queued downloads are dropped, running ones stop at their next
+        chunk or retry wait. A later `fetch_all` starts new threads."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            self._stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._stopping.clear()
+
+    def __enter__(self) -> "ImageDownloader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def fetch(self, url: str) -> Download:
+        if self._stopping.is_set():
+            return Download(url, error="cancelled")
         cached = self.cached(url)
         if cached:
             return Download(url, cached)
@@ -121,11 +186,12 @@ class ImageDownloader:
         """One session per thread: connections are reused, and requests sessions are not shared."""
         session = getattr(self._local, "session", None)
         if session is None:
-            retry = Retry(
+            retry = _StoppableRetry(
                 total=self.retries, backoff_factor=self.backoff, status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=frozenset({"GET"}),
-                respect_retry_after_header=False,  # uncapped in urllib3: one 429 could stall a row for an hour
+                respect_retry_after_header=True, retry_after_max=self.max_retry_after,
             )
+            retry.stopping = self._stopping
             session = requests.Session()
             session.max_redirects = 5
             session.headers["User-Agent"] = USER_AGENT
@@ -152,6 +218,8 @@ class ImageDownloader:
             try:
                 with os.fdopen(fd, "wb") as out:
                     for chunk in response.iter_content(CHUNK):
+                        if self._stopping.is_set():
+                            raise DownloadError("cancelled")
                         if size == 0 and not looks_like_image(chunk[:16]):
                             raise DownloadError("not an image (its first bytes are no image format)")
                         size += len(chunk)

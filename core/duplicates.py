@@ -1,7 +1,8 @@
 """Groups of near-duplicate items: the same picture resized, re-encoded or slightly cropped.
 
-Byte-identical files cannot occur twice in a catalog (import skips a file whose sha256 is already
-there), so duplicates are found by embedding: two items are linked when the cosine similarity of
+Byte-identical files occur twice in a catalog only as products of a feed that share one picture
+(variants, bundles: their vectors are equal, so they group like any copy); import skips other files
+whose sha256 is already there. Duplicates are found by embedding: two items are linked when the cosine similarity of
 their vectors is at least a threshold, and a group is a connected component of those links. Pairs
 are compared in tiles of a matrix product, so memory stays bounded; links are merged into
 components as they arrive, so a loose threshold cannot pile up millions of stored pairs. All

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protoshelf.core.downloads import ImageDownloader
-from protoshelf.core.feeds import FeedRow, image_source, read_feed
+from protoshelf.core.feeds import Feed, FeedRow, image_source, read_feed
 from protoshelf.core.images import ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
 from protoshelf.core.progress import Progress, no_progress
 from protoshelf.core.store import FeedProduct, Store
@@ -32,12 +33,27 @@ class FeedReport:
     """(where in the feed, reason)."""
     notes: list[str] = field(default_factory=list)
     """Duplicate ids, rows without an id, refused category names: the rows were still imported."""
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    """(former id, new id) of items a feed with a changed id column renamed."""
 
     def summary(self) -> str:
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
             f"{len(self.failed)} failed"
         )
+
+
+@dataclass(frozen=True)
+class _Import:
+    """What every batch of one import shares."""
+
+    store: Store
+    feed: Feed
+    downloader: ImageDownloader
+    pool: ThreadPoolExecutor
+    labels: bool
+    ids_changed: bool | None
+    report: FeedReport
 
 
 @dataclass(frozen=True)
@@ -59,45 +75,63 @@ def import_feed(
     downloader: ImageDownloader | None = None,
     progress: Progress = no_progress,
     workers: int = 4,
+    ids_changed: bool | None = None,
 ) -> FeedReport:
-    """Import every product of the feed; `labels=False` ignores its category column."""
+    """Import every product of the feed; `labels=False` ignores its category column.
+
+    New ids whose pictures belong to catalog products the feed no longer lists stop the import
+    (ProductIdsChanged, before that batch is written) unless `ids_changed` says whether they are
+    those products renamed (True) or new products (False).
+
+    One pool checks and decodes, the downloader's one pool downloads, for the whole import; both
+    are ended on the way out, cancelled or not."""
     feed = read_feed(feed_path)
     report = FeedReport(notes=list(feed.problems))
     downloader = downloader or ImageDownloader()
-    folder = feed.path.parent
     done = 0
     progress(0, feed.rows_total)
     batch: list[FeedRow] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+
+    def downloading(count: int, of: int) -> None:
+        """The batch's downloads move the bar (short of the batch's end: it is written after)."""
+        progress(done + len(batch) * count // of - (count == of), feed.rows_total)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool, downloader:
+        run = _Import(store, feed, downloader, pool, labels, ids_changed, report)
         for row in feed.rows():
             batch.append(row)
             if len(batch) == BATCH_ROWS:
-                _import_batch(store, batch, folder, downloader, pool, labels, report)
+                _import_batch(run, batch, downloading)
                 done += len(batch)
                 progress(done, feed.rows_total)
                 batch = []
-        _import_batch(store, batch, folder, downloader, pool, labels, report)
+        _import_batch(run, batch, downloading)
     progress(feed.rows_total, feed.rows_total)
+    if report.renamed:
+        (former, new), more = report.renamed[0], len(report.renamed) - 1
+        report.notes.append(f"{len(report.renamed)} products took the feed's new ids, keeping their labels "
+                            f"(e.g. {former!r} is now {new!r}{f' and {more} more' if more else ''})")
     return report
 
 
-def _import_batch(store, batch, folder, downloader, pool, labels, report) -> None:
+def _import_batch(run: _Import, batch: list[FeedRow], downloading: Callable[[int, int], None]) -> None:
     if not batch:
         return
     sources: list[tuple[str, str] | str] = []
     for row in batch:
         try:
-            sources.append(image_source(row.image, folder))
+            sources.append(image_source(row.image, run.feed.path.parent))
         except ValueError as exc:
             sources.append(str(exc))
-    downloads = downloader.fetch_all(s[1] for s in sources if isinstance(s, tuple) and s[0] == "url")
-    pictures = list(pool.map(lambda rs: _examine(rs[0], rs[1], downloads), zip(batch, sources)))
-    report.failed.extend((p.row.where, p.error) for p in pictures if p.error)
+    urls = (s[1] for s in sources if isinstance(s, tuple) and s[0] == "url")
+    downloads = run.downloader.fetch_all(urls, downloading)
+    pictures = list(run.pool.map(lambda rs: _examine(rs[0], rs[1], downloads), zip(batch, sources)))
+    run.report.failed.extend((p.row.where, p.error) for p in pictures if p.error)
     good = [p for p in pictures if not p.error]
-    known = store.known_hashes([p.sha256 for p in good])
+    known = run.store.known_hashes([p.sha256 for p in good])
     new = {p.sha256: p for p in good if p.sha256 not in known}
-    decoded = dict(zip(new, pool.map(_decode, new.values())))
-    _write(store, good, decoded, labels, report)
+    decoded = dict(zip(new, run.pool.map(_decode, new.values())))
+    _write(run, good, decoded)
 
 
 def _examine(row: FeedRow, source, downloads) -> _Picture:
@@ -138,11 +172,12 @@ def _decode(picture: _Picture) -> tuple[int, int, bytes] | str:
         return f"cannot read file ({exc.strerror or exc})"
 
 
-def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, report: FeedReport) -> None:
+def _write(run: _Import, pictures: list[_Picture], decoded: dict) -> None:
     """Save the batch's decodable pictures in one transaction; the report keeps the feed's order."""
+    report = run.report
     saved = [p for p in pictures if not isinstance(decoded.get(p.sha256), str)]
     outcomes = iter(
-        store.save_feed_products(
+        run.store.save_feed_products(
             [
                 FeedProduct(
                     p.row.where, p.row.product_id, p.row.title, p.row.category,
@@ -150,7 +185,7 @@ def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, 
                 )
                 for p in saved
             ],
-            labels,
+            run.labels, run.feed.product_ids, run.ids_changed,
         )
     )
     lists = {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}
@@ -165,3 +200,5 @@ def _write(store: Store, pictures: list[_Picture], decoded: dict, labels: bool, 
             report.failed.append((p.row.where, outcome.reason))
         else:
             lists[outcome.outcome].append(outcome.item_id)
+            if outcome.former_id:
+                report.renamed.append((outcome.former_id, p.row.product_id))

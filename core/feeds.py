@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import os
 from xml.etree import ElementTree
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -66,6 +66,11 @@ class Feed:
     """Duplicate ids and rows without an id: reported, never fatal."""
     _keep: dict[str, int] = field(default_factory=dict, repr=False)
     _shopify: bool = False
+
+    @property
+    def product_ids(self) -> Collection[str]:
+        """Every product id in the feed."""
+        return self._keep.keys()
 
     def rows(self) -> Iterator[FeedRow]:
         """Each product once (its last row), then the rows without an id, in file order."""

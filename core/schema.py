@@ -12,10 +12,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -29,14 +31,18 @@ class Base(DeclarativeBase):
 
 
 class Item(Base):
-    """One product image. `sha256` of the file's bytes makes re-imports idempotent; a feed's
-    `product_id`, where there is one, is the identity a re-imported feed updates by."""
+    """One product image. A feed's `product_id`, where there is one, is the identity a re-imported
+    feed updates by; two products may share a picture. Items without a product id are identified
+    by `sha256` of the file's bytes (unique among them), which makes re-imports idempotent."""
 
     __tablename__ = "items"
+    __table_args__ = (
+        Index("ix_items_sha256_without_product", "sha256", unique=True, sqlite_where=text("product_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, index=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
     title: Mapped[str | None] = mapped_column(Text)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)

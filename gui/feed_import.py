@@ -2,26 +2,46 @@
 
 The work is core/feed_import.py's; this module only runs it off the GUI thread, then has the
 session re-read the catalog (a feed adds items, categories and labels at once) and tells the user
-the counts and the rows that failed.
+the counts and the rows that failed. When the feed names known pictures by new product ids, it asks
+whether those are the same products renamed or new ones, and imports again with the answer.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from protoshelf.core.feed_import import FeedReport, import_feed
+from protoshelf.core.store import ProductIdsChanged
 from protoshelf.gui.session import CatalogSession
-from protoshelf.gui.workers import Task, TaskKind, TaskProgress, WorkerContext
+from protoshelf.gui.workers import Task, TaskKind, TaskProgress, WorkerContext, failure_text
 
 FEED_FILTER = "Product feeds (*.csv *.tsv *.txt *.xml)"
 MAX_LISTED = 200
 """Failed rows listed in the dialog; the counts cover them all."""
 
 
-def import_feed_job(context: WorkerContext, progress: TaskProgress, feed_path: Path, labels: bool) -> FeedReport:
+def import_feed_job(
+    context: WorkerContext, progress: TaskProgress, feed_path: Path, labels: bool, ids_changed: bool | None = None
+) -> FeedReport:
     progress.stage("Importing product feed")
-    return import_feed(context.store, feed_path, labels=labels, progress=progress)
+    return import_feed(context.store, feed_path, labels=labels, progress=progress, ids_changed=ids_changed)
+
+
+def ask_whether_ids_changed(parent: QWidget | None, error: ProductIdsChanged) -> bool | None:
+    """True: the same products under new ids; False: new products; None: do not import."""
+    box = QMessageBox(QMessageBox.Icon.Question, "New product ids",
+                      f"This feed names products by new ids: {error.new_id!r} has the picture of the catalog's "
+                      f"{error.old_id!r}, which the feed no longer lists. Did the shop's ids change?", parent=parent)
+    same = box.addButton("Same products, new ids", QMessageBox.ButtonRole.AcceptRole)
+    new = box.addButton("New products", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setInformativeText("Same products keep their labels and take the new ids; new products are added "
+                           "next to them. The feed's products with such ids wait for your answer.")
+    box.exec()
+    return {same: True, new: False}.get(box.clickedButton())
 
 
 def describe_problems(report: FeedReport) -> str:
@@ -39,12 +59,20 @@ class FeedImporter(QObject):
         super().__init__(parent)
         self.session = session
 
-    def start(self, feed_path: str | Path, labels: bool = True) -> Task:
+    def start(self, feed_path: str | Path, labels: bool = True, ids_changed: bool | None = None) -> Task:
         return self.session.jobs.run(
-            "Importing product feed", import_feed_job, Path(feed_path), labels, kind=TaskKind.IMPORT,
-            on_success=self._imported, on_cancel=self._cancelled, on_failure=lambda _error: self._reload(),
-            failure_title="The product feed could not be imported",
+            "Importing product feed", import_feed_job, Path(feed_path), labels, ids_changed, kind=TaskKind.IMPORT,
+            on_success=self._imported, on_cancel=self._cancelled, on_failure=partial(self._failed, feed_path, labels),
         )
+
+    def _failed(self, feed_path: str | Path, labels: bool, error: BaseException) -> None:
+        self._reload()
+        if isinstance(error, ProductIdsChanged):
+            answer = ask_whether_ids_changed(self.parent() if isinstance(self.parent(), QWidget) else None, error)
+            if answer is not None:
+                self.start(feed_path, labels, answer)
+            return
+        self.session.problem.emit("The product feed could not be imported", failure_text(error))
 
     def _reload(self) -> None:
         self.session.model.forget_rows()

@@ -19,14 +19,17 @@ class ImageServer:
     """`files` maps a path ("/a.jpg") to bytes served as image/jpeg. Other routes:
     /slow/* waits `slow_seconds` before answering, /missing/* is 404, /redirect/X answers 302 to /X,
     /truncated/* announces more bytes than it sends, /unsized/X sends X without a length,
-    /html/* is a web page, /flaky/X fails with 503
-    the first `flaky_failures` times, then serves /X."""
+    /html/* is a web page, /flaky/X fails with 503 (with `Retry-After: retry_after` when given)
+    the first `flaky_failures` times, then serves /X. `connections` holds each client's (host, port)."""
 
-    def __init__(self, files: dict[str, bytes], slow_seconds: float = 3.0, flaky_failures: int = 1):
+    def __init__(self, files: dict[str, bytes], slow_seconds: float = 3.0, flaky_failures: int = 1,
+                 retry_after: str | None = None):
         self.files = files
         self.slow_seconds = slow_seconds
         self.flaky_failures = flaky_failures
+        self.retry_after = retry_after
         self.hits: Counter[str] = Counter()
+        self.connections: set[tuple[str, int]] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +40,7 @@ class ImageServer:
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
                 server.hits[self.path] += 1
+                server.connections.add(self.client_address)
                 route, _, rest = self.path.lstrip("/").partition("/")
                 body = server.files.get("/" + rest, b"")
                 if route == "slow":
@@ -67,15 +71,17 @@ class ImageServer:
                 if route == "html":
                     return self.send(200, "text/html; charset=utf-8", b"<html>sign in</html>")
                 if route == "flaky" and server.hits[self.path] <= server.flaky_failures:
-                    return self.send(503, "text/plain", b"busy")
+                    return self.send(503, "text/plain", b"busy", server.retry_after)
                 if route == "flaky":
                     return self.send(200, "image/jpeg", body)
                 if self.path in server.files:
                     return self.send(200, "image/jpeg", server.files[self.path])
                 return self.send(404, "text/plain", b"not found")
 
-            def send(self, status: int, kind: str, body: bytes) -> None:
+            def send(self, status: int, kind: str, body: bytes, retry_after: str | None = None) -> None:
                 self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

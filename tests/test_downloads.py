@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import time
 
 import pytest
 from PIL import Image
@@ -96,3 +98,25 @@ def test_fetch_all_downloads_each_url_once(server, downloader):
     results = downloader.fetch_all(urls)
     assert set(results) == set(urls) and all(not r.error for r in results.values())
     assert server.hits["/a.jpg"] == 1
+
+
+@pytest.mark.parametrize("asked, cap, at_least, below", [("1", 30, 0.9, 5.0), ("3", 1, 0.9, 2.5)])
+def test_retry_after_is_obeyed_up_to_a_cap(tmp_path, asked, cap, at_least, below):
+    """A 503 with Retry-After waits as asked (the back-off alone would be 0.01 s), but never longer than the cap."""
+    with ImageServer({"/a.jpg": jpeg()}, retry_after=asked) as running:
+        downloader = ImageDownloader(tmp_path / "cache", retries=2, backoff=0.01, max_retry_after=cap)
+        started = time.monotonic()
+        result = downloader.fetch(f"{running.url}/flaky/a.jpg")
+        waited = time.monotonic() - started
+    assert not result.error and running.hits["/flaky/a.jpg"] == 2
+    assert at_least <= waited < below
+
+
+def test_one_pool_serves_every_batch_and_keeps_its_connections(tmp_path):
+    files = {f"/{i}.jpg": jpeg((i * 20, 0, 0)) for i in range(12)}
+    with ImageServer(files) as running, ImageDownloader(tmp_path / "cache", workers=2) as downloader:
+        for batch in range(3):
+            results = downloader.fetch_all(f"{running.url}/{batch * 4 + i}.jpg" for i in range(4))
+            assert not any(r.error for r in results.values())
+        assert len(running.connections) <= 2  # a pool per batch opened new connections every batch
+    assert not [t for t in threading.enumerate() if t.name.startswith("download")]

@@ -41,3 +41,19 @@ def test_feed_problems_are_one_line_messages(tmp_path, capsys):
     assert "no image column" in capsys.readouterr().err
     assert main(["import", str(feed), str(tmp_path), "--db", str(tmp_path / "c.sqlite")]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_changed_id_column_is_one_question_then_one_flag(tmp_path, capsys):
+    db = str(tmp_path / "c.sqlite")
+    run(capsys, "import", str(EXAMPLE), "--db", db)
+    rows = list(csv.DictReader(EXAMPLE.open(encoding="utf-8")))
+    by_handle = tmp_path / "handles.csv"
+    with by_handle.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["handle", "title", "image link"])
+        writer.writerows([[f"h-{r['id']}", r["title"], str(EXAMPLE.parent / r["image_link"])] for r in rows])
+    assert main(["import", str(by_handle), "--db", db]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "did the feed's id column change?" in err
+    out, err = run(capsys, "import", str(by_handle), "--ids-changed", "--db", db)
+    assert "0 added, 10 updated" in out and "10 products took the feed's new ids" in err

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from protoshelf.core.downloads import ImageDownloader
+from protoshelf.core.export import export_csv
 from protoshelf.core.feed_import import import_feed
 from protoshelf.core.feeds import FeedError
 from protoshelf.core.progress import Cancelled
 from protoshelf.core.schema import Item
+from protoshelf.core.store import ProductIdsChanged
 from tests.conftest import raw_sql, write_image
 from tests.image_server import ImageServer
 
@@ -74,11 +76,26 @@ def test_rows_without_id_fall_back_to_the_picture(store, tmp_path, downloader):
     assert import_feed(store, feed, downloader=downloader).summary() == "0 added, 0 updated, 1 unchanged, 0 failed"
 
 
-def test_same_picture_under_two_ids_is_reported(store, tmp_path, downloader):
+def test_products_sharing_a_picture_are_two_items_embedded_once(store, tmp_path, downloader):
     write_image(tmp_path / "a.png")
-    feed = write_feed(tmp_path / "feed.csv", ["A,one,a.png,", "B,two,a.png,"])
-    report = import_feed(store, feed, downloader=downloader)
-    assert len(report.added) == 1 and "same picture as product A" in report.failed[0][1]
+    feed = write_feed(tmp_path / "feed.csv", ["A,Mug red S,a.png,Mugs", "B,Mug red L,a.png,Mugs"])
+    assert import_feed(store, feed, downloader=downloader).summary() == "2 added, 0 updated, 0 unchanged, 0 failed"
+    items = by_product(store)
+    a, b = items["A"], items["B"]
+    assert a.id != b.id and a.sha256 == b.sha256 and a.thumbnail == b.thumbnail and a.width == b.width
+    assert store.labels() == {a.id: store.category_id("Mugs"), b.id: store.category_id("Mugs")}
+    assert store.items_without_embedding("m") == [(a.id, a.path)]  # one picture, embedded once
+    store.save_embeddings("m", [a.id], np.array([[1, 2, 3]], np.float32))
+    vectors = store.load_embeddings("m")
+    assert vectors.item_ids.tolist() == [a.id, b.id] and (vectors.matrix == [1, 2, 3]).all()
+    assert store.items_without_embedding("m") == []
+    write_feed(feed, ["A,Mug red S,a.png,Mugs", "B,Mug red L,a.png,Mugs", "C,Mug red XL,a.png,Mugs"])
+    again = import_feed(store, feed, downloader=downloader)
+    assert again.summary() == "1 added, 0 updated, 2 unchanged, 0 failed"
+    c = by_product(store)["C"]
+    assert store.load_embeddings("m").item_ids.tolist() == [a.id, b.id, c.id]  # the vector came with the picture
+    export_csv(store, tmp_path / "google.csv", format="google")
+    assert (tmp_path / "google.csv").read_text().splitlines() == ["id,product_type", "A,Mugs", "B,Mugs", "C,Mugs"]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
@@ -105,11 +122,12 @@ def test_urls_download_with_per_row_reasons(store, tmp_path, downloader):
             f"D,slow,{server.url}/slow/a.png,", f"E,moved,{server.url}/redirect/a.png,",
         ])
         report = import_feed(store, feed, downloader=downloader)
-    assert report.summary() == "1 added, 0 updated, 0 unchanged, 4 failed"
+    assert report.summary() == "2 added, 0 updated, 0 unchanged, 3 failed"
     reasons = dict(report.failed)
     assert "HTTP 404" in reasons["line 3 (product B)"] and "timed out" in reasons["line 5 (product D)"]
-    assert "same picture as product A" in reasons["line 6 (product E)"]  # the redirect led to A's bytes
-    item = by_product(store)["A"]
+    items = by_product(store)
+    assert items["E"].sha256 == items["A"].sha256  # the redirect led to A's bytes: a second product, same picture
+    item = items["A"]
     assert item.image_url == f"{server.url}/a.png" and Path(item.path).is_relative_to(downloader.cache_dir)
 
 
@@ -160,3 +178,111 @@ def test_catalogs_from_before_product_ids_upgrade_and_keep_their_items(tmp_path)
         with pytest.raises(sqlite3.IntegrityError), raw_sql(path) as db:
             db.execute("UPDATE items SET product_id = 'SKU-1' WHERE id = 2")
         assert store.item_ids_by_product_id(["SKU-1", "nope"]) == {"SKU-1": 1}
+
+
+def test_folder_imports_keep_products_that_share_a_picture_right(store, tmp_path, downloader):
+    """Importing the folder again finds the picture (no third item); a moved folder re-points both
+    products; a file changed in place updates both and drops their image vectors."""
+    from protoshelf.core.images import file_sha256
+    from protoshelf.core.importer import import_images, relocate
+
+    shop = tmp_path / "shop"
+    picture = write_image(shop / "a.png")
+    import_feed(store, write_feed(tmp_path / "feed.csv", [f"A,S,{picture.as_uri()},", f"B,L,{picture.as_uri()},"]),
+                downloader=downloader)
+    a, b = by_product(store)["A"].id, by_product(store)["B"].id
+    assert import_images(store, [shop]).existing == [a] and store.item_count() == 2
+    os.rename(shop, tmp_path / "moved")
+    moved = import_images(store, [tmp_path / "moved"])
+    assert moved.moved == [a] and {i.path for i in store.items([a, b]).values()} == {str(tmp_path / "moved" / "a.png")}
+    store.save_embeddings("m", [a], np.ones((1, 3), np.float32))
+    assert store.load_embeddings("m").item_ids.tolist() == [a, b]
+    write_image(tmp_path / "moved" / "a.png", (0, 0, 250))
+    changed = import_images(store, [tmp_path / "moved"])
+    assert changed.changed == [a] and store.item_count() == 2
+    items = store.items([a, b])
+    assert items[a].sha256 == items[b].sha256 == file_sha256(tmp_path / "moved" / "a.png")
+    assert len(store.load_embeddings("m")) == 0
+    os.rename(tmp_path / "moved", tmp_path / "again")
+    assert relocate(store, tmp_path / "moved", tmp_path / "again").moved == 2
+
+
+
+def test_a_changed_id_column_asks_then_renames_or_adds(store, tmp_path, downloader):
+    """The shop's export now names products by SKU instead of handle: the same pictures under new
+    ids. Without a word from the user nothing is written; --ids-changed renames the items (labels,
+    vectors stay); --new-ids adds them as new products."""
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", (0, 200, 0))
+    import_feed(store, write_feed(tmp_path / "feed.csv", ["mug,Mug,a.png,Kitchen", "cap,Cap,b.png,Hats"]),
+                downloader=downloader)
+    before = {i.id: (i.product_id, i.sha256) for i in store.items(store.item_ids().tolist()).values()}
+    labels = store.labels()
+    store.save_embeddings("m", list(before), np.ones((2, 3), np.float32))
+    renamed = write_feed(tmp_path / "skus.csv", ["SKU-1,Mug,a.png,Kitchen", "SKU-2,Cap,b.png,Hats"], header="sku,title,image,type")
+    with pytest.raises(ProductIdsChanged, match="'SKU-1' has the picture of 'mug'.*--ids-changed.*--new-ids"):
+        import_feed(store, renamed, downloader=downloader)
+    assert {i.id: (i.product_id, i.sha256) for i in store.items(list(before)).values()} == before
+
+    report = import_feed(store, renamed, downloader=downloader, ids_changed=True)
+    assert report.summary() == "0 added, 2 updated, 0 unchanged, 0 failed" and report.renamed == [("mug", "SKU-1"), ("cap", "SKU-2")]
+    assert "2 products took the feed's new ids" in report.notes[-1]
+    assert {p: i.id for p, i in by_product(store).items()} == {"SKU-1": min(before), "SKU-2": max(before)}
+    assert store.labels() == labels and len(store.load_embeddings("m")) == 2
+    assert import_feed(store, renamed, downloader=downloader).summary() == "0 added, 0 updated, 2 unchanged, 0 failed"
+
+    back = write_feed(tmp_path / "old.csv", ["mug,Mug,a.png,Kitchen"])
+    assert import_feed(store, back, downloader=downloader, ids_changed=False).summary() == \
+        "1 added, 0 updated, 0 unchanged, 0 failed"
+    assert store.item_count() == 3
+
+
+def test_interrupted_downloads_resume_and_a_shared_url_is_fetched_once(store, tmp_path, downloader, monkeypatch):
+    """Ctrl-C while a batch downloads: finished batches stay, finished downloads stay in the cache,
+    and the rerun fetches only the rest; two ids with one URL download it once and become two items."""
+    monkeypatch.setattr("protoshelf.core.feed_import.BATCH_ROWS", 2)
+    files = {f"/{i}.png": write_image(tmp_path / "src" / f"{i}.png", (i * 40, 10, 10)).read_bytes() for i in range(5)}
+    real_fetch = ImageDownloader.fetch
+
+    def interrupted(self, url):
+        if url.endswith("/3.png"):
+            raise KeyboardInterrupt
+        return real_fetch(self, url)
+
+    with ImageServer(files) as server:
+        feed = write_feed(tmp_path / "feed.csv", [f"P{i},t{i},{server.url}/{i}.png," for i in range(5)]
+                          + [f"P5,same url as P0,{server.url}/0.png,"])
+        monkeypatch.setattr(ImageDownloader, "fetch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            import_feed(store, feed, downloader=downloader)
+        monkeypatch.setattr(ImageDownloader, "fetch", real_fetch)
+        assert store.item_count() == 2
+        report = import_feed(store, feed, downloader=downloader)
+    assert report.summary() == "4 added, 0 updated, 2 unchanged, 0 failed"
+    assert [server.hits[f"/{i}.png"] for i in (0, 1, 3, 4)] == [1, 1, 1, 1]  # 2 may have been stopped half-way
+    items = by_product(store)
+    assert items["P5"].sha256 == items["P0"].sha256 and items["P5"].id != items["P0"].id
+    assert not list((downloader.cache_dir / "partial").glob("*"))
+
+
+def test_cancel_while_a_server_asks_to_wait_stops_at_once(store, tmp_path):
+    """A 503 with Retry-After: 30 on every picture: Cancel (from the progress callback, as the app's
+    button does) ends the import within a second instead of after three 30 s waits per row."""
+    import threading
+    import time
+
+    png = write_image(tmp_path / "src" / "a.png").read_bytes()
+    with ImageServer({"/a.png": png}, flaky_failures=10, retry_after="30") as server:
+        feed = write_feed(tmp_path / "feed.csv", [f"P{i},t,{server.url}/flaky/a.png?{i}," for i in range(4)])
+        started = time.monotonic()
+
+        def cancel_soon(done, total):
+            if time.monotonic() - started > 0.5:
+                raise Cancelled
+
+        with pytest.raises(Cancelled):
+            import_feed(store, feed, downloader=ImageDownloader(tmp_path / "cache"), progress=cancel_soon)
+        assert time.monotonic() - started < 3
+    assert store.item_count() == 0 and server.hits  # the server was asked, and asked us to wait
+    assert not [t for t in threading.enumerate() if t.name.startswith("download")]
+    assert not list((tmp_path / "cache" / "partial").glob("*"))

@@ -59,3 +59,45 @@ def test_preview_shows_product_id_and_image_url(qtbot, open_window, fake_catalog
     texts = {label.text() for label in dialog.findChildren(QLabel)}
     assert {"SKU-42", "https://shop.example/42.jpg"} <= texts
     wait_idle(qtbot, window.session)
+
+
+def test_a_feed_with_new_ids_asks_and_renames(qtbot, open_window, extractor, tmp_path, monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    window = open_window(tmp_path / "c.sqlite", extractor=extractor)
+    importer = window.feed_importer
+    with qtbot.waitSignal(importer.finished, timeout=30_000):
+        importer.start(EXAMPLE)
+    wait_idle(qtbot, window.session, 60_000)
+    rows = list(csv.DictReader(EXAMPLE.open(encoding="utf-8")))
+    renamed = tmp_path / "handles.csv"
+    renamed.write_text("handle,title,image link\n" + "".join(
+        f"h-{r['id']},{r['title']},{EXAMPLE.parent / r['image_link']}\n" for r in rows), encoding="utf-8")
+    asked = []
+
+    def answer() -> None:  # the question comes once the first try is refused
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            asked.append(box.text())
+            next(b for b in box.buttons() if b.text() == "Same products, new ids").click()
+
+    poll = QTimer(interval=50, timeout=answer)
+    poll.start()
+    with qtbot.waitSignal(importer.finished, timeout=60_000) as finished:
+        importer.start(renamed)
+    poll.stop()
+    assert "'h-SKU-1001' has the picture of the catalog's 'SKU-1001'" in asked[0]
+    assert finished.args[0].summary() == "0 added, 10 updated, 0 unchanged, 0 failed"
+    assert window.session.model.rowCount() == 10
+    wait_idle(qtbot, window.session, 60_000)
+
+
+def test_a_feed_that_cannot_be_read_says_why(qtbot, open_window, fake_catalog, tmp_path):
+    path, _, _ = fake_catalog
+    window = open_window(path)
+    feed = tmp_path / "no_images.csv"
+    feed.write_text("id,title\nA,x\n", encoding="utf-8")
+    with qtbot.waitSignal(window.session.problem, timeout=30_000) as problem:
+        window.feed_importer.start(feed)
+    assert problem.args[0] == "The product feed could not be imported" and "no image column" in problem.args[1]
