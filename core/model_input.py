@@ -40,19 +40,18 @@ def open_model_image(source: Path | bytes, prep: Preprocessing) -> Image.Image:
 def to_model_input(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     """The whole picture resized to the model's square, as a uint8 CHW tensor (a view of HWC pixels).
 
-    An RGBA picture is resized premultiplied and composited on white at the model's size: compositing
-    is linear, so these are the pixels of compositing first (up to rounding), for 50,000 pixels
-    instead of the original's."""
+    An RGBA picture is composited on white at the model's size: compositing is linear, so these are
+    the pixels of compositing first (up to rounding), with two passes over the original fewer
+    (measured: no faster at 300 or 1000 px, where PNG decoding dominates)."""
     size = (prep.size, prep.size)
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    if image.mode == "RGBA":
-        premultiplied = np.asarray(image.convert("RGBa").resize(size, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP))
-        alpha = premultiplied[..., 3:]
-        pixels = np.minimum(premultiplied[..., :3], alpha) + (255 - alpha)
-    else:
-        pixels = np.array(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP))
-    return torch.from_numpy(pixels).permute(2, 0, 1)
+    resized = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+    if resized.mode == "RGBA":  # Pillow resamples RGBA premultiplied; the paste blends on white
+        canvas = Image.new("RGB", size, (255, 255, 255))
+        canvas.paste(resized, (0, 0), resized)
+        resized = canvas
+    return torch.from_numpy(np.array(resized)).permute(2, 0, 1)
 
 
 class CatalogImages(Dataset):

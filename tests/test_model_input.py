@@ -52,7 +52,7 @@ def test_alpha_composited_after_shrinking_matches_compositing_first(tmp_path):
 
     assert kept.mode == "RGBA" and composited_first.mode == "RGB"
     difference = np.abs(hwc(kept) - hwc(composited_first))
-    assert difference.max() <= 2 and difference.mean() < 0.6
+    assert difference.max() <= 3 and difference.mean() < 0.3  # rounding where alpha is nearly 0
     assert (hwc(kept)[:5, :5] == 255).all()  # fully transparent corners are white, not the hidden colour
 
 
