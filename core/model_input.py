@@ -6,7 +6,7 @@ ImageNet habit of "resize the short side, centre-crop 87.5%" cut off the product
 the whole picture scored 0.4-0.7 points better on emoji and 7-8 on photos of animals with plain
 prototypes, and padding long pictures to a square on white did no better (benchmarks/preprocessing.py).
 Changing these pixels changes every vector: a migration must then drop the stored image vectors
-(as 0007 does), so that old and new never mix.
+(as 0008 does), so that old and new never mix.
 
 Decoding is the part of embedding that competes with the backbone for the same cores, so it does
 only what the pixels need: a JPEG is decoded at the smallest scale not below the model's size

@@ -111,7 +111,7 @@ def test_catalogs_from_before_the_cache_get_a_version_on_upgrade(tmp_path):
             [(i, f"/{i}", f"{i:064x}") for i in range(1, ROWS + 1)],
         )
         conn.executemany(
-            "INSERT INTO embeddings (model, item_id, vector) VALUES ('text:m', ?, ?)  -- text vectors outlive 0007",
+            "INSERT INTO embeddings (model, item_id, vector) VALUES ('text:m', ?, ?)  -- text vectors outlive 0008",
             [(i, np.full(DIM, i, "<f4").tobytes()) for i in range(1, ROWS + 1)],
         )
     with Store(path) as store:

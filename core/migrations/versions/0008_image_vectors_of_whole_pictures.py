@@ -8,14 +8,14 @@ as if the same picture had changed. Title vectors (`text:*`) do not depend on pi
 An older ProtoShelf refuses a catalog at this revision, so it cannot add old-style vectors back.
 Deleting fires the `embedding_versions` triggers, so memory-mapped vector caches go stale too.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 from alembic import op
 
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
