@@ -12,7 +12,7 @@ each counts, and the median of the per-round ratios shows how much a shared mach
 it moves less than wall time, and on an idle one whose cores both runs keep busy, the ratio of
 throughputs is the inverse ratio of CPU times. The photos are synthetic product shots: an object
 on a white page as a 1000 px JPEG (about 100 KB), and a cut-out as a 300 px PNG with alpha. CPU
-time per image of each stage (decode, crop and resize, batch, hand-over from a worker, forward,
+time per image of each stage (decode, resize, batch, hand-over from a worker, forward,
 store), measured one after the other in this process, says where the difference goes.
 
     python -m benchmarks.embedding_throughput [--kinds jpeg png] [--images 192] [--command-images 1000]
@@ -40,8 +40,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from benchmarks import report
 from protoshelf.core.backbones import DEFAULT_BACKBONE, load_backbone
 from protoshelf.core.embedding import FeatureExtractor, default_batch_size, embed_catalog
-from protoshelf.core.model_input import collate, to_model_input
-from protoshelf.core.images import file_sha256, open_image
+from protoshelf.core.model_input import collate, open_model_image, to_model_input
+from protoshelf.core.images import file_sha256
 from protoshelf.core.store import ImportedFile, Store
 
 
@@ -135,8 +135,8 @@ def stage_costs(photos: list[Path], extractor: FeatureExtractor, batch_size: int
         spent[stage] = spent.get(stage, 0.0) + time.process_time() - started
         return result
 
-    images = [timed("decode", lambda: open_image(p, min_side=prep.resize)) for p in photos]
-    pixels = [timed("crop_resize", lambda: to_model_input(image, prep)) for image in images]
+    images = [timed("decode", lambda: open_model_image(p, prep)) for p in photos]
+    pixels = [timed("resize", lambda: to_model_input(image, prep)) for image in images]
     samples = [(i, "", t, "") for i, t in enumerate(pixels)]
     batches = [timed("batch", lambda: collate(samples[i : i + batch_size])) for i in range(0, len(samples), batch_size)]
     for batch in batches:
@@ -167,7 +167,7 @@ def naive(folder: Path, photos: list[Path]) -> float:
     backbone = load_backbone()
     prep = backbone.preprocessing
     transform = transforms.Compose([
-        transforms.Resize(prep.resize), transforms.CenterCrop(prep.size),
+        transforms.Resize((prep.size, prep.size)),
         transforms.ToTensor(), transforms.Normalize(prep.mean, prep.std),
     ])
     store = new_catalog(folder / "naive.sqlite", photos)
@@ -194,7 +194,7 @@ def run(images: int = 192, batch_size: int | None = None, side: int | None = Non
         extractor = FeatureExtractor(load_backbone(), torch.device(device))
         batch_size = batch_size or default_batch_size(extractor.device)
         prep = extractor.backbone.preprocessing
-        decoded = [to_model_input(open_image(p, min_side=prep.resize), prep) for p in photos]
+        decoded = [to_model_input(open_model_image(p, prep), prep) for p in photos]
         batches = [collate([(0, "", t, "") for t in decoded[i : i + batch_size]])[1]
                    for i in range(0, images, batch_size)]
         stages = stage_costs(photos, extractor, batch_size, folder)
@@ -243,7 +243,7 @@ def command_run(images: int, kind: str) -> dict:
     try:
         catalog = folder / "catalog.sqlite"
         new_catalog(catalog, write_photos(folder, images, KINDS[kind][1], kind)).close()
-        python = [sys.executable, "-c", "import core, torch"]
+        python = [sys.executable, "-c", "import protoshelf.core, torch"]
         with Clock() as torch_import:
             subprocess.run(python, check=True)
         extractor = FeatureExtractor(load_backbone(), torch.device("cpu"))

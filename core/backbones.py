@@ -25,10 +25,9 @@ class BackboneError(RuntimeError):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the short side to `resize`, centre-crop `size`, then normalise with mean/std."""
+    """Resize the whole picture to `size` x `size` (core/model_input.py), then normalise with mean/std."""
 
     size: int
-    resize: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
@@ -131,7 +130,7 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
 def packaged_preprocessing(name: str) -> Preprocessing | None:
     """The preprocessing of a built-in backbone, known without building it; None for other names."""
     spec = PACKAGED.get(name)
-    return spec and Preprocessing(spec.size, round(spec.size / 0.875), (0.5,) * 3, (0.5,) * 3)
+    return spec and Preprocessing(spec.size, (0.5,) * 3, (0.5,) * 3)
 
 
 def _read_state_dict(path: str, reinstall: str) -> dict[str, torch.Tensor]:
@@ -175,7 +174,7 @@ def _load_timm(name: str, model_name: str, allow_download: bool) -> Backbone:
         raise _download_error(name, exc) from exc
     config = timm.data.resolve_data_config({}, model=model)
     size = config["input_size"][-1]
-    preprocessing = Preprocessing(size, round(size / config["crop_pct"]), config["mean"], config["std"])
+    preprocessing = Preprocessing(size, config["mean"], config["std"])
     return _split_timm(name, model, preprocessing)
 
 
@@ -192,7 +191,7 @@ def _load_torchvision(name: str, model_name: str, allow_download: bool) -> Backb
         raise _download_error(name, exc) from exc
     parent, attribute, classifier = _last_linear(model)
     setattr(parent, attribute, nn.Identity())
-    preprocessing = Preprocessing(224, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    preprocessing = Preprocessing(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     return Backbone(name, model, classifier, preprocessing).eval()
 
 

@@ -2,8 +2,8 @@
 
 A GPU runs the backbone faster than a few CPU cores can decode full-size photos. On CUDA,
 DataLoader workers therefore only read JPEG files, and the GPU decodes each batch at once; the
-"resize the short side, centre-crop" of the CPU path is done there too, with antialiased bilinear
-resampling, so vectors match the CPU path's up to interpolation differences. Anything else (PNG,
+"resize the whole picture to the model's square" of the CPU path is done there too, with
+antialiased bilinear resampling, so vectors match the CPU path's up to interpolation differences. Anything else (PNG,
 WebP, a JPEG that fails the checks of `open_image` or that nvJPEG refuses) is decoded by Pillow
 as before. The same functions run on the CPU in the tests; on a GPU they are untested here.
 """
@@ -57,13 +57,10 @@ def collate(samples):
     return [s[0] for s in good], [(s[1], s[2]) for s in good], [(s[1], s[3]) for s in samples if s[2] is None]
 
 
-def centre_crop(image: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """CHW uint8 -> the model's square input, as `to_model_input` crops it."""
-    height, width = image.shape[-2:]
-    side = min(height, width) * prep.size / prep.resize
-    top, left = round((height - side) / 2), round((width - side) / 2)
-    region = image[:, top : top + round(side), left : left + round(side)].unsqueeze(0).float()
-    resized = functional.interpolate(region, size=(prep.size, prep.size), mode="bilinear", antialias=True, align_corners=False)
+def whole_picture(image: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """CHW uint8 -> the model's square input, the whole picture resized as `to_model_input` does."""
+    resized = functional.interpolate(image.unsqueeze(0).float(), size=(prep.size, prep.size), mode="bilinear",
+                                     antialias=True, align_corners=False)
     return resized[0].round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -80,7 +77,7 @@ def to_device_batch(ids: list[int], payloads: list[tuple[str, torch.Tensor]], fa
             failed.append((path, str(image)))
             continue
         kept.append(item_id)
-        images.append(centre_crop(image, prep) if payload.ndim == 1 else image)
+        images.append(whole_picture(image, prep) if payload.ndim == 1 else image)
     return kept, torch.stack(images) if images else None, failed
 
 

@@ -363,11 +363,11 @@ def evaluate_adapter(
     score them with prototypes: what the app does after fine-tuning, on one episode at a time."""
     from protoshelf.core.backbones import load_backbone, resolve_device
     from protoshelf.core.embedding import FeatureExtractor
-    from protoshelf.core.images import open_image
     from protoshelf.core.methods.finetune import embed_images
+    from protoshelf.core.model_input import open_model_image
 
     base = load_backbone(backbone)
-    side = base.preprocessing.resize
+    prep = base.preprocessing
     support_root, query_root = roots
     rng = np.random.default_rng(seed)
     tally = _Tally()
@@ -375,8 +375,8 @@ def evaluate_adapter(
         support, queries = sample_episode(support_tree, query_tree, shots, rng, ways)
         if not queries:
             raise ValueError("no query images left: use fewer shots or a --query folder")
-        support_images = [open_image(support_root / im.relative, min_side=side) for im in support]
-        query_images = [open_image((query_root or support_root) / im.relative, min_side=side) for im in queries]
+        support_images = [open_model_image(support_root / im.relative, prep) for im in support]
+        query_images = [open_model_image((query_root or support_root) / im.relative, prep) for im in queries]
         labels = [im.category for im in support]
         started = time.perf_counter()
         tuned = adapter.adapt(base, support_images, labels, device)

@@ -67,8 +67,11 @@ def check_file_size(size: int) -> None:
         raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
 
 
-def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image:
-    """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale not below it."""
+def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bool = False) -> Image.Image:
+    """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale not below it.
+
+    `keep_alpha`: a picture with transparency comes back RGBA instead of composited on white, for a
+    caller that shrinks it first and composites the few pixels left (core/model_input.py)."""
     try:
         if isinstance(source, (bytes, bytearray)):
             handle = io.BytesIO(source)
@@ -87,7 +90,7 @@ def open_image(source: Path | bytes, min_side: int | None = None) -> Image.Image
             image.seek(0)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
-            return _to_rgb(image)
+            return _to_rgba(image) if keep_alpha and _has_alpha(image) else _to_rgb(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -142,11 +145,18 @@ def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _to_rgba(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGBA" else image.convert("RGBA")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if _has_alpha(image):
+        canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, _to_rgba(image)).convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

@@ -2,7 +2,7 @@
 
 The driver reads (item id, image path) pairs of the items still to embed from the catalog. Ray
 Data streams them through two stages: CPU tasks decode and crop the images (the same
-`open_image` and `to_model_input` as a local run), and a fixed pool of actors, one per GPU (or
+`open_model_image` and `to_model_input` as a local run), and a fixed pool of actors, one per GPU (or
 per two CPUs on a cluster without GPUs), each holding the backbone, turns them into features.
 The driver writes the results back in batches, one transaction each, so a run stopped half-way
 keeps what it finished, exactly like the local `embed_catalog`. The same code on the same
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from protoshelf.core.backbones import DEFAULT_BACKBONE, Preprocessing, load_backbone, resolve_device
-from protoshelf.core.embedding import CPU_BATCH, GPU_BATCH, EmbedReport, FeatureExtractor, to_model_input
-from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.embedding import CPU_BATCH, GPU_BATCH, EmbedReport, FeatureExtractor
+from protoshelf.core.model_input import open_model_image, to_model_input
+from protoshelf.core.images import ImageError
 from protoshelf.core.progress import Progress, no_progress
 from protoshelf.core.store import Store
 
@@ -45,7 +46,7 @@ def decode_batch(batch: dict[str, np.ndarray], prep: Preprocessing) -> dict[str,
     errors = np.full(len(batch["path"]), "", dtype=object)
     for row, path in enumerate(batch["path"]):
         try:
-            images[row] = to_model_input(open_image(Path(path), min_side=prep.resize), prep).numpy()
+            images[row] = to_model_input(open_model_image(Path(path), prep), prep).numpy()
         except (ImageError, OSError) as exc:
             errors[row] = str(exc)
     return {"item_id": batch["item_id"], "path": batch["path"], "image": images, "error": errors}

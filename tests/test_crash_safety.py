@@ -28,7 +28,8 @@ import pytest
 from conftest import add_items, raw_sql, write_image
 from protoshelf.core.classify import classify_catalog
 from protoshelf.core.embedding import embed_catalog
-from protoshelf.core.images import file_sha256, open_image
+from protoshelf.core.images import file_sha256
+from protoshelf.core.model_input import open_model_image
 from protoshelf.core.importer import find_images, import_images
 from protoshelf.core.store import Store
 from crash_worker import CLASSIFY_BACKBONE, EMBED_BATCH, IMPORT_BATCH, apply_op, label_ops
@@ -161,7 +162,7 @@ def test_killed_embedding_keeps_whole_batches_and_resumes_without_duplicates(tmp
         done = store.load_embeddings(model)
         assert len(done) % EMBED_BATCH == 0 and 0 < len(done) < 16
         paths = {i: it.path for i, it in store.items(done.item_ids.tolist()).items()}
-        fresh = extractor.embed_images([open_image(Path(paths[i]), min_side=256) for i in done.item_ids[:4]])
+        fresh = extractor.embed_images([open_model_image(Path(paths[i]), extractor.backbone.preprocessing) for i in done.item_ids[:4]])
         np.testing.assert_allclose(done.matrix[:4], fresh, rtol=1e-3, atol=1e-3)
 
         report = embed_catalog(store, extractor=extractor, workers=0, batch_size=8)

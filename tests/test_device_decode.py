@@ -7,14 +7,13 @@ from PIL import Image
 
 from conftest import write_image
 from protoshelf.core.device_decode import JpegFiles, collate, to_device_batch
-from protoshelf.core.embedding import to_model_input
-from protoshelf.core.images import open_image
+from protoshelf.core.model_input import open_model_image, to_model_input
 
 CPU = torch.device("cpu")
 
 
 def pil_path(path, prep) -> torch.Tensor:
-    return to_model_input(open_image(path, min_side=prep.resize), prep)
+    return to_model_input(open_model_image(path, prep), prep)
 
 
 def test_jpeg_bytes_png_crops_and_broken_files_take_their_paths(tmp_path, extractor):

@@ -50,12 +50,16 @@ def test_upgrade_keeps_every_row_and_then_two_products_share_a_picture(tmp_path,
     picture = write_image(tmp_path / "a.png")
     catalog_at_0006(path, picture)
     before = dump(path)
-    with Store(path) as store:
-        assert dump(path) == before
-        with sqlite3.connect(path) as raw:
-            assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
-            assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-            assert raw.execute("PRAGMA foreign_keys").fetchone() == (0,)  # a plain connection's default
+    engine = make_engine(path)
+    upgrade(engine, "0007")
+    engine.dispose()
+    assert dump(path) == before
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert raw.execute("PRAGMA foreign_keys").fetchone() == (0,)  # a plain connection's default
+    with Store(path) as store:  # at head, 0008 drops the pixel vectors of the old model input
+        store.save_embeddings("img", [1, 2, 3], np.ones((3, 3), np.float32))
         with make_engine(path).connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on for the store's connections
         store.set_title(2, "Navy mug")  # the title trigger came back with the rebuilt table

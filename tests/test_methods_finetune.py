@@ -40,7 +40,7 @@ def one_thread():
 def small_backbone():
     """The real EfficientNet-Lite0 at 64 px input, so a training step takes a fraction of a second."""
     backbone = load_backbone()
-    backbone.preprocessing = dataclasses.replace(backbone.preprocessing, size=64, resize=72)
+    backbone.preprocessing = dataclasses.replace(backbone.preprocessing, size=64)
     return backbone
 
 

@@ -97,7 +97,7 @@ class TinyBackbone(nn.Module):
     """Mean colour per image: a 3-number "embedding" that is exact and instant to check."""
 
     name = "tiny"
-    preprocessing = Preprocessing(8, 8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    preprocessing = Preprocessing(8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return images.mean(dim=(2, 3))

@@ -111,10 +111,10 @@ def test_catalogs_from_before_the_cache_get_a_version_on_upgrade(tmp_path):
             [(i, f"/{i}", f"{i:064x}") for i in range(1, ROWS + 1)],
         )
         conn.executemany(
-            "INSERT INTO embeddings (model, item_id, vector) VALUES ('m', ?, ?)",
+            "INSERT INTO embeddings (model, item_id, vector) VALUES ('text:m', ?, ?)  -- text vectors outlive 0008",
             [(i, np.full(DIM, i, "<f4").tobytes()) for i in range(1, ROWS + 1)],
         )
     with Store(path) as store:
-        assert store.load_embeddings("m").matrix.flags.owndata
-        cached = store.load_embeddings("m")
+        assert store.load_embeddings("text:m").matrix.flags.owndata
+        cached = store.load_embeddings("text:m")
         assert not cached.matrix.flags.owndata and cached.matrix[:, 0].tolist() == list(range(1, ROWS + 1))

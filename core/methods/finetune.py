@@ -33,8 +33,9 @@ from torch import nn
 from torchvision.transforms import v2
 
 from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, BackboneError, resolve_device, shared_backbone
-from protoshelf.core.embedding import FeatureExtractor, embed_catalog, to_model_input
-from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.embedding import FeatureExtractor, embed_catalog
+from protoshelf.core.model_input import open_model_image, to_model_input
+from protoshelf.core.images import ImageError
 from protoshelf.core.methods.base import BackboneAdapter, encode_labels
 from protoshelf.core.methods.heads import balanced_class_weights
 from protoshelf.core.progress import Progress, no_progress
@@ -102,14 +103,6 @@ def augmentation(size: int) -> v2.Compose:
     ])
 
 
-def resized_tensor(image: Image.Image, short_side: int) -> torch.Tensor:
-    """uint8 CHW tensor with the short side at `short_side`: what random crops are taken from."""
-    scale = short_side / min(image.size)
-    size = (max(short_side, round(image.width * scale)), max(short_side, round(image.height * scale)))
-    resized = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
 def split_held_out(y: np.ndarray, min_shots: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Rows to train on and rows to hold out (a fifth per class, at least one), when every class has enough."""
     counts = np.bincount(y)
@@ -163,8 +156,7 @@ def finetune(
     anchors = [p.detach().clone() for p in params]
     prep = model.preprocessing
     normalise = _Normalise(model).to(target)
-    pixels = [resized_tensor(im, prep.resize) for im in images]
-    centred = torch.stack([to_model_input(im.convert("RGB"), prep) for im in images])
+    pixels = torch.stack([to_model_input(im, prep) for im in images])  # what the embedding sees; crops are taken from it
     train_rows, held_rows = split_held_out(y, config.holdout_min_shots, rng)
     y_t = torch.from_numpy(y).to(target)
 
@@ -173,7 +165,7 @@ def finetune(
             return model.features(normalise(batch_uint8.to(target)))
 
     with torch.no_grad():
-        start = torch.cat([embed(centred[i : i + 64]).float() for i in range(0, len(centred), 64)])
+        start = torch.cat([embed(pixels[i : i + 64]).float() for i in range(0, len(pixels), 64)])
     class_weights = balanced_class_weights(torch.from_numpy(y), len(classes)).to(target)
     head = nn.Parameter(torch.zeros(len(classes), start.shape[1], device=target).index_add_(
         0, y_t[train_rows], start[train_rows]))
@@ -183,14 +175,14 @@ def finetune(
 
     def held_out_loss() -> float:
         with torch.no_grad():
-            features = torch.cat([embed(centred[held_rows[i : i + 64]]) for i in range(0, len(held_rows), 64)])
+            features = torch.cat([embed(pixels[held_rows[i : i + 64]]) for i in range(0, len(held_rows), 64)])
             return float(F.cross_entropy(logits(features), y_t[held_rows], weight=class_weights))
 
     optimiser = torch.optim.SGD(
         [{"params": params, "lr": config.lr}, {"params": [head], "lr": config.head_lr}], momentum=0.9, nesterov=True
     )
     scaler = torch.amp.GradScaler(target.type, enabled=cuda)
-    augment = augmentation(prep.size) if config.augment else v2.CenterCrop(prep.size)
+    augment = augmentation(prep.size) if config.augment else v2.Identity()
     result = FineTuneResult(model, classes)
     best_state = None
     if len(held_rows):
@@ -337,7 +329,7 @@ def finetune_catalog(
     images, y = [], []
     for item_id, category in chosen:
         try:
-            images.append(open_image(Path(items[item_id].path), min_side=backbone.preprocessing.resize))
+            images.append(open_model_image(Path(items[item_id].path), backbone.preprocessing))
             y.append(category)
         except (ImageError, OSError, KeyError):
             continue

@@ -1,0 +1,84 @@
+"""The backbone's input: the whole picture on the model's square, alpha composited on white after
+shrinking, JPEGs decoded small, and stored vectors of the old input dropped."""
+from __future__ import annotations
+
+import numpy as np
+from alembic import command
+from PIL import Image
+
+from protoshelf.core.backbones import packaged_preprocessing
+from protoshelf.core.images import open_image
+from protoshelf.core.migrations import alembic_config, upgrade
+from protoshelf.core.model_input import open_model_image, to_model_input
+from protoshelf.core.schema import Item
+from protoshelf.core.store import Store
+
+PREP = packaged_preprocessing("efficientnet_lite0")
+RED, WHITE = (220, 20, 20), (255, 255, 255)
+
+
+def hwc(image: Image.Image) -> np.ndarray:
+    return to_model_input(image, PREP).permute(1, 2, 0).numpy().astype(int)
+
+
+def test_a_long_products_ends_survive(tmp_path):
+    """A 3:1 product with red caps on its far ends: both caps reach the model, across its height."""
+    product = Image.new("RGB", (600, 200), WHITE)
+    product.paste(RED, (0, 60, 24, 140))
+    product.paste(RED, (576, 60, 600, 140))
+    path = tmp_path / "pen.png"
+    product.save(path)
+
+    pixels = hwc(open_model_image(path, PREP))
+
+    assert pixels.shape == (PREP.size, PREP.size, 3)
+    for column in (pixels[:, 2], pixels[:, -3]):
+        red_rows = np.flatnonzero((column[:, 0] > 180) & (column[:, 1] < 80))
+        assert 60 < len(red_rows) < 110 and 60 < red_rows.mean() < 160
+    assert (pixels[:, PREP.size // 2] == 255).all()  # the white middle stays white
+
+
+def test_alpha_composited_after_shrinking_matches_compositing_first(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    alpha = np.zeros((300, 420), np.uint8)
+    alpha[40:260, 60:360] = 255
+    alpha[100:200, :] = rng.integers(0, 256, (100, 420), dtype=np.uint8)  # soft, uneven edges
+    path = tmp_path / "cutout.png"
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+
+    kept = open_model_image(path, PREP)
+    composited_first = open_image(path)
+
+    assert kept.mode == "RGBA" and composited_first.mode == "RGB"
+    difference = np.abs(hwc(kept) - hwc(composited_first))
+    assert difference.max() <= 3 and difference.mean() < 0.3  # rounding where alpha is nearly 0
+    assert (hwc(kept)[:5, :5] == 255).all()  # fully transparent corners are white, not the hidden colour
+
+
+def test_jpegs_are_decoded_at_the_smallest_scale_not_below_the_model(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (1000, 920), RED).save(path, quality=90)
+    wide = tmp_path / "wide.jpg"
+    Image.new("RGB", (1800, 450), RED).save(wide, quality=90)
+
+    assert open_model_image(path, PREP).size == (250, 230)  # 1/4: 1/8 would be below 224 px
+    assert min(open_model_image(wide, PREP).size) >= PREP.size
+
+
+def test_an_old_catalogs_image_vectors_are_dropped_and_title_vectors_kept(tmp_path):
+    with Store(tmp_path / "old.sqlite") as store:
+        with store._write() as s:
+            s.add_all(Item(path=f"/x/{i}.png", sha256=f"{i:064x}", width=1, height=1, file_size=1) for i in range(3))
+        ids = store.item_ids()
+        command.downgrade(alembic_config(store._engine), "0006")
+        vectors = np.ones((3, 4), np.float32)
+        for model in ("efficientnet_lite0", "concept:efficientnet_lite0", "efficientnet_lite0~tuned", "text:minilm"):
+            store.save_embeddings(model, ids, vectors)
+        upgrade(store._engine)
+
+        assert store.items_without_embedding("efficientnet_lite0") == store.items_without_embedding("text:minilm") + [
+            (int(i), f"/x/{n}.png") for n, i in enumerate(ids)]
+        assert len(store.load_embeddings("concept:efficientnet_lite0")) == 0
+        assert len(store.load_embeddings("efficientnet_lite0~tuned")) == 0
+        assert len(store.load_embeddings("text:minilm")) == 3
