@@ -129,7 +129,7 @@ class CatalogClassifier:
             if features.count > CV_UNLABELLED else features
         model = Calibrated(
             lambda: LateFusion(method, names=names, **params),
-            lambda fitted: LateFusion(method, weights=fitted.weights_, names=names, **params),
+            LateFusion.fixed,
             can_hold_out_singletons=bool(names),
         ).fit(features.take(positions), categories, unlabelled=features, progress=progress, fold_unlabelled=sample)
         scored = np.flatnonzero(present)

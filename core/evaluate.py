@@ -451,6 +451,6 @@ def calibrated_model(method: str, params: dict, names: dict | None, features: Mo
     named_space = bool(names) and any(m in NAME_SPACES for m in features.modalities)
     return Calibrated(
         lambda: LateFusion(method, names=names, **params),
-        lambda fitted: LateFusion(method, weights=fitted.weights_, names=names, **params),
+        LateFusion.fixed,
         can_hold_out_singletons=named_space,
     )
