@@ -9,8 +9,15 @@ temperature T and "none of these" offset b that give the held-out examples' true
 highest likelihood are kept: p ∝ p_model^(1/T) over the classes, p_none^(1/T)·e^b for "none".
 The offset may only shrink "none", and by at most e²: the held-out examples all belong to some
 category, so an unbounded offset went to its lowest value and an item unlike every category
-(socks in a shop of fruit and instruments) got assigned. Where nothing can be held out (every
-category has a single example and no name), T = 1, b = 0 and `fitted_` says so.
+(socks in a shop of fruit and instruments) got assigned.
+
+Only held-out examples whose category keeps another example in training set T and b. A lone
+example held out leaves its category with the bare name, a harder problem than any the catalog
+poses: on tuxpaint photos at one example per category those rows fitted T = 3–9 and made
+confidences half the accuracy. Those rows still feed the quality view. The fit is shrunk toward
+the default (T = 1, b = 0: the method's own scores) as if `PRIOR_ROWS` held-out rows had
+agreed with it, so a dozen held-out rows cannot swing it to an extreme; with none, the default
+stands and `fitted_` is False.
 
 `expected_calibration_error`, `precision_coverage` and `expected_precision` measure and use it.
 """
@@ -32,6 +39,10 @@ EPS = 1e-12
 CERTAINTY_GAP = 1e-4
 """A calibrated score never claims certainty: a few dozen held-out examples cannot vouch for 100%."""
 ECE_BINS = 15
+PRIOR_ROWS = 5
+"""Held-out rows' worth of belief in the default temperature: a Gaussian prior on log T…"""
+PRIOR_LOG_SPREAD = np.log(4.0)
+"""…with this standard deviation: a factor of 4 either way is one standard deviation."""
 
 
 def with_none(scores: np.ndarray) -> np.ndarray:
@@ -52,8 +63,9 @@ def tempered(scores: np.ndarray, temperature: float, none_offset: float = 0.0) -
     return (p[:, :-1] / p.sum(axis=1, keepdims=True) * (1 - CERTAINTY_GAP)).astype(np.float32)
 
 
-def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """The grid (temperature, none offset) with the lowest log-loss of the true class indices `truth`."""
+def fit_temperature(scores: np.ndarray, truth: np.ndarray, prior_rows: float = PRIOR_ROWS) -> tuple[float, float]:
+    """The grid (temperature, none offset) with the lowest log-loss of the true class indices
+    `truth`, plus the Gaussian prior's `prior_rows` × (log T)² / 2σ² around the default T = 1."""
     log_p = np.log(np.maximum(with_none(scores), EPS))
     rows = np.arange(len(truth))
     best, best_loss = (1.0, 0.0), np.inf
@@ -65,7 +77,7 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float
             none = z[:, -1] + b
             top = np.maximum(classes_max, none)
             log_norm = top + np.log(classes_sum * np.exp(classes_max - top) + np.exp(none - top))
-            loss = float((log_norm - z[rows, truth]).mean())
+            loss = float((log_norm - z[rows, truth]).sum() + prior_rows * np.log(t) ** 2 / (2 * PRIOR_LOG_SPREAD ** 2))
             if loss < best_loss - 1e-9:
                 best, best_loss = (float(t), float(b)), loss
     return best
@@ -134,9 +146,12 @@ class Calibrated:
             positions.append(test)
         if not parts:
             return self
-        scores, truth = np.concatenate(parts), np.concatenate(truths)
-        self.held_out_ = (scores, truth, np.concatenate(positions))
-        (self.temperature_, self.none_offset_), self.fitted_ = fit_temperature(scores, truth), True
+        scores, truth, positions = np.concatenate(parts), np.concatenate(truths), np.concatenate(positions)
+        self.held_out_ = (scores, truth, positions)
+        kept_another = stratified_folds(labels, self.folds)[positions] >= 0
+        if kept_another.any():
+            (self.temperature_, self.none_offset_) = fit_temperature(scores[kept_another], truth[kept_another])
+            self.fitted_ = True
         return self
 
     def fold_of(self, labels: np.ndarray) -> np.ndarray:
