@@ -82,7 +82,8 @@ def expected_share_correct(confidence: np.ndarray, category_ids: np.ndarray, una
 @dataclass(frozen=True)
 class Why:
     """What drove one item's prediction: the labelled examples nearest to it in the category it
-    was given, and the share of that category's examples that is its name (1 of n + 1)."""
+    was given, and the share of that category's evidence that is its name (k of k + n, k chosen
+    on held-out examples; core/fusion.py)."""
 
     category_id: int
     nearest: list[tuple[int, float]]
@@ -119,6 +120,13 @@ def why(predictions, labels: dict[int, int], item_id: int, k: int = 3) -> Why | 
         similarity = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
         order = np.argsort(-similarity)[:k]
         nearest = [(int(ids[places[i]]), float(similarity[i])) for i in order]
-        name_share = 1.0 / (len(examples) + 1) if predictions.names_used else None
-        return Why(category, nearest, modality, name_share)
+        return Why(category, nearest, modality, _name_share(predictions, modality, len(examples)))
     return None
+
+
+def _name_share(predictions, modality: str, examples: int) -> float | None:
+    """The name's share where it competes with `modality`'s examples: titles in "text", pictures in
+    their concept space."""
+    if not predictions.names_used or predictions.model is None:
+        return None
+    return predictions.model.model_.name_share("concept" if modality == "image" else "text", examples)

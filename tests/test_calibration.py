@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from protoshelf.core.calibration import (
-    Calibrated, expected_calibration_error, expected_precision, fit_temperature, precision_coverage, tempered,
+    Calibrated, default_temperature, expected_calibration_error, expected_precision, fit_temperature,
+    precision_coverage, tempered,
 )
 from protoshelf.core.fusion import LateFusion, ModalFeatures
 
@@ -100,3 +101,18 @@ def test_few_held_out_rows_are_shrunk_toward_the_default_temperature():
     unshrunk, _ = fit_temperature(scores, truth, prior_rows=0)
     shrunk, _ = fit_temperature(scores, truth)
     assert 1.0 < shrunk < unshrunk
+
+
+def test_with_nothing_to_hold_out_the_default_temperature_stands():
+    rng = np.random.default_rng(3)
+    x, y = blobs(rng, classes=3, per_class=10, dim=8, spread=1.0)
+    features = ModalFeatures.of(image=x)
+    support = np.array([0, 10, 20])
+    model = Calibrated(lambda: LateFusion("prototypes"), LateFusion.fixed, default=(3.0, -2.0))
+    model.fit(features.take(support), y[support], unlabelled=features)
+    assert not model.fitted_
+    raw = model.model_.predict(features)
+    assert np.allclose(model.predict(features), tempered(raw, 3.0, -2.0))
+    assert model.predict(features).max(axis=1).mean() < raw.max(axis=1).mean()  # one example: less sure
+    assert default_temperature("prototypes", "image", False, True) == (2.0, -2.0)
+    assert default_temperature("linear-probe", "image", False, True) == (1.0, 0.0)  # fitted for prototypes only
