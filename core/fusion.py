@@ -48,6 +48,7 @@ pictures, their ImageNet concepts included (core/names.py)."""
 WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 NAME_WEIGHTS = (1.0, 0.5, 2.0, 0.25, 4.0, 0.125, 8.0)
 """How many examples a category's name counts as; one first, so that ties keep it."""
+CHOICE_TEMPERATURES = tuple(np.exp(np.linspace(np.log(0.25), np.log(8.0), 11)))
 MIN_WEIGHT = 1e-6
 """A modality weighted 0 still scores the items that have nothing else."""
 CV_UNLABELLED = 4096
@@ -141,6 +142,20 @@ def pool(log_probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarra
     probabilities with the "none" column last."""
     logits = sum(w * lp for w, lp in zip(weights, log_probs)) / sum(weights)
     return softmax(logits)
+
+
+def sharpness_free_loss(logits: np.ndarray, truth: np.ndarray) -> float:
+    """Held-out log-loss at the best of a few temperatures. Calibration sets the temperature
+    afterwards, so a choice must not win by sharpness alone: on Twemoji, mixing in a flat
+    modality lowered the plain log-loss while it cost 3 points of accuracy."""
+    rows = np.arange(len(truth))
+    best = np.inf
+    for temperature in CHOICE_TEMPERATURES:
+        z = logits / temperature
+        top = z.max(axis=1)
+        log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+        best = min(best, float((log_norm - z[rows, truth]).mean()))
+    return best
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -312,7 +327,7 @@ class LateFusion:
                 train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
                 fitted = self._fit_one(matrix[train], y[train], sample, modality, name_weight=weight)
                 held_out.append(log_scores(fitted, matrix[test], self.classes_))
-            losses.append(-np.concatenate(held_out)[np.arange(len(truth)), truth].mean())
+            losses.append(sharpness_free_loss(np.concatenate(held_out), truth))
         return NAME_WEIGHTS[int(np.argmin(losses))]
 
     def _choose_balance(self, support, labels, samples, progress) -> dict[str, float]:
@@ -339,8 +354,8 @@ class LateFusion:
         losses = []
         for balance in candidates:
             weights = normalised(balance, self.spreads_)
-            fused = pool(stacked, [weights[m] for m in self.modalities_])
-            losses.append(-np.log(np.maximum(fused[np.arange(len(truth)), truth], EPS)).mean())
+            logits = sum(weights[m] * lp for m, lp in zip(self.modalities_, stacked))
+            losses.append(sharpness_free_loss(logits, truth))
         return candidates[int(np.argmin(losses))]
 
     def _default_balance(self, candidates: list[dict[str, float]]) -> dict[str, float]:
