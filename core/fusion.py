@@ -49,6 +49,10 @@ WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 NAME_WEIGHTS = (1.0, 0.5, 2.0, 0.25, 4.0, 0.125, 8.0)
 """How many examples a category's name counts as; one first, so that ties keep it."""
 CHOICE_TEMPERATURES = tuple(np.exp(np.linspace(np.log(0.25), np.log(8.0), 11)))
+CHOICE_PRIOR = 2.0
+"""Nats of held-out log-loss a choice must save to move all the way from its default (k = 1,
+balanced weights): with two categories of three examples, six held-out rows once put all the
+weight on names and concepts, and socks became a musical instrument."""
 MIN_WEIGHT = 1e-6
 """A modality weighted 0 still scores the items that have nothing else."""
 CV_UNLABELLED = 4096
@@ -327,7 +331,8 @@ class LateFusion:
                 train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
                 fitted = self._fit_one(matrix[train], y[train], sample, modality, name_weight=weight)
                 held_out.append(log_scores(fitted, matrix[test], self.classes_))
-            losses.append(sharpness_free_loss(np.concatenate(held_out), truth))
+            deviation = abs(np.log2(weight)) / np.log2(max(NAME_WEIGHTS))
+            losses.append(len(truth) * sharpness_free_loss(np.concatenate(held_out), truth) + CHOICE_PRIOR * deviation)
         return NAME_WEIGHTS[int(np.argmin(losses))]
 
     def _choose_balance(self, support, labels, samples, progress) -> dict[str, float]:
@@ -351,11 +356,12 @@ class LateFusion:
             progress(k + 1, fold_count + 1)
         truth = class_index(self.classes_, y[np.concatenate(held_out)])
         stacked = [np.concatenate(log_probs[m]) for m in self.modalities_]
-        losses = []
+        losses, default = [], self._default_balance(candidates)
         for balance in candidates:
             weights = normalised(balance, self.spreads_)
             logits = sum(weights[m] * lp for m, lp in zip(self.modalities_, stacked))
-            losses.append(sharpness_free_loss(logits, truth))
+            deviation = sum(abs(balance[m] - default[m]) for m in self.modalities_) / 2
+            losses.append(len(truth) * sharpness_free_loss(logits, truth) + CHOICE_PRIOR * deviation)
         return candidates[int(np.argmin(losses))]
 
     def _default_balance(self, candidates: list[dict[str, float]]) -> dict[str, float]:
