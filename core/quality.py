@@ -28,10 +28,14 @@ class CategoryQuality:
 
 @dataclass(frozen=True)
 class LikelyWrong:
+    """A labelled example that, held out, scored `own_score` for its own category and
+    `predicted_score` for the category it looks like (`predicted`)."""
+
     item_id: int
     labelled: int
     own_score: float
     predicted: int
+    predicted_score: float
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def quality_report(model, support_ids: np.ndarray, classes: np.ndarray, pairs: i
     own = scores[np.arange(len(truth)), truth]
     doubtful = np.flatnonzero(own < LIKELY_WRONG_SCORE)
     likely_wrong = sorted(
-        (LikelyWrong(int(support_ids[positions[i]]), int(classes[truth[i]]), float(own[i]), int(classes[predicted[i]]))
+        (LikelyWrong(int(support_ids[positions[i]]), int(classes[truth[i]]), float(own[i]),
+                     int(classes[predicted[i]]), float(scores[i, predicted[i]]))
          for i in doubtful),
         key=lambda w: w.own_score,
     )
