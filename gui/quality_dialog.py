@@ -36,6 +36,7 @@ class QualityDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["Category", "Examples held out", "Precision", "Recall"])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.confused = QListWidget(self)
         self.likely_wrong = QListWidget(self)
@@ -89,8 +90,10 @@ class QualityDialog(QDialog):
         for labelled, predicted, count in report.confused:
             self.confused.addItem(f"{names.get(labelled, labelled)} → {names.get(predicted, predicted)}: {count}")
         for wrong in report.likely_wrong:
+            info = self.session.model.item_info(wrong.item_id)
+            shown = info.display_name if info is not None else f"Item {wrong.item_id}"
             item = QListWidgetItem(
-                f"Item {wrong.item_id}: labelled {names.get(wrong.labelled, wrong.labelled)}, "
+                f"{shown} (item {wrong.item_id}): labelled {names.get(wrong.labelled, wrong.labelled)}, "
                 f"{wrong.own_score:.0%} for it held out; looks like {names.get(wrong.predicted, wrong.predicted)} "
                 f"({wrong.predicted_score:.0%})"
             )
