@@ -63,6 +63,7 @@ def test_planted_mislabel_is_first_in_the_grid_filter_and_leaves_it_when_fixed(q
     with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
         QTest.keyClick(window.view, Qt.Key(ord(str(red.position))))
         assert wrong not in window.view.model().visible_ids().tolist()  # gone at once, before the refit
+        assert window.filter.currentText() == f"Likely wrong examples ({count - 1})"
     wait_idle(qtbot, session)
     assert wrong not in session.model.likely_wrong_ids().tolist()  # and the refit agrees
     position = window.filter.findData(FILTER_LIKELY_WRONG)
