@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
 from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
 
 from protoshelf.gui.catalog_model import (
-    ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
+    DoubtRole, ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
     SORT_MOST_CONFIDENT,
 )
-from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView
+from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView, describe_doubt
 from protoshelf.gui.categories_panel import CategoriesPanel, swatch
 from protoshelf.gui.category_picker import CategoryPicker, category_text, rank_categories
 from protoshelf.gui.duplicates_dialog import DuplicatesDialog
@@ -260,7 +260,11 @@ class MainWindow(QMainWindow):
     @Slot()
     def accept_suggestion(self) -> None:
         """Label the selected suggested items as the classifier predicts, then move on to the next item.
-        An item the classifier calls unlike every category is never accepted: that would add a bad example."""
+        An item the classifier calls unlike every category is never accepted: that would add a bad example.
+        In Likely wrong examples, it relabels the selected examples as the category each looks like."""
+        if self.filter.currentData() == FILTER_LIKELY_WRONG:
+            self._relabel_as_looks_like()
+            return
         selected = [self.suggestions[i] for i in self.view.selected_ids() if i in self.suggestions]
         chosen = [s for s in selected if self.acceptable(s)]
         if not chosen:
@@ -276,6 +280,16 @@ class MainWindow(QMainWindow):
         following = int(rows.max()) + 1 if len(rows) else 0
         if following < self.session.model.rowCount():
             self.view.setCurrentIndex(self.session.model.index(following))
+
+    def _relabel_as_looks_like(self) -> None:
+        model, rows = self.session.model, self.view.selected_rows()
+        doubts = [model.index(int(r)).data(DoubtRole) for r in rows]
+        doubts = [d for d in doubts if d is not None]
+        if not doubts:
+            self._show_notice("Select a likely wrong example, then press A to relabel it as the category it looks like.")
+            return
+        for category_id in dict.fromkeys(d.predicted for d in doubts):
+            self.session.label([d.item_id for d in doubts if d.predicted == category_id], category_id)
 
     # --- similar items, suggestions and near-duplicates --------------------------------
 
@@ -306,6 +320,12 @@ class MainWindow(QMainWindow):
 
     @Slot(QModelIndex)
     def _explain_suggestion(self, current: QModelIndex) -> None:
+        doubt = current.data(DoubtRole) if current.isValid() else None
+        if doubt is not None and self.filter.currentData() == FILTER_LIKELY_WRONG:
+            names = {c.id: c.name for c in self.session.categories}
+            self._show_notice(f"{describe_doubt(names, doubt)}. A or Enter relabels it as {names.get(doubt.predicted, '?')}; "
+                              "a number key or L chooses another.")
+            return
         suggestion = self.suggestions.get(current.data(ItemIdRole)) if current.isValid() else None
         if suggestion is not None and self.filter.currentData() == SHOW_SUGGESTED:
             names = {c.id: c.name for c in self.session.categories}

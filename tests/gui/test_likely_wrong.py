@@ -87,4 +87,11 @@ def test_clicking_a_likely_wrong_example_in_the_quality_view_selects_it_in_the_g
     assert window.filter.currentData() == FILTER_LIKELY_WRONG
     assert window.view.currentIndex().data(DoubtRole).item_id == wrong
     assert window.view.selected_ids() == [wrong]
+    assert "A or Enter relabels it as Red" in window.statusBar().currentMessage()
+
+    with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
+        QTest.keyClick(window.view, Qt.Key.Key_A)  # take the category it looks like
+    assert session.labels[wrong] == categories[0]
+    assert wrong not in window.view.model().visible_ids().tolist()
+    wait_idle(qtbot, session)
     dialog.close()
