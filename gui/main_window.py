@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
 from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
 
 from protoshelf.gui.catalog_model import (
-    DoubtRole, ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
-    SORT_MOST_CONFIDENT,
+    DoubtRole, ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
+    SORT_CATALOG, SORT_LEAST_CONFIDENT, SORT_MOST_CONFIDENT,
 )
 from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView, describe_doubt
 from protoshelf.gui.categories_panel import CategoriesPanel, swatch
@@ -323,7 +323,8 @@ class MainWindow(QMainWindow):
         doubt = current.data(DoubtRole) if current.isValid() else None
         if doubt is not None and self.filter.currentData() == FILTER_LIKELY_WRONG:
             names = {c.id: c.name for c in self.session.categories}
-            self._show_notice(f"{describe_doubt(names, doubt)}. A or Enter relabels it as {names.get(doubt.predicted, '?')}; "
+            looks = names.get(doubt.predicted, "?")
+            self._show_notice(f"{describe_doubt(names, doubt)}. A or Enter relabels it as {looks}; "
                               "a number key or L chooses another.")
             return
         suggestion = self.suggestions.get(current.data(ItemIdRole)) if current.isValid() else None
