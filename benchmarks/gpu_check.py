@@ -8,6 +8,12 @@ then re-embeds it under the new backbone name; and the embedding ratio benchmark
 and fp16 autocast. It prints one JSON object: the GPU, the fine-tune's figures, and images/s of
 forward-only and end-to-end with their ratio for the README. Without CUDA it says so and exits 0;
 `--device cpu` runs the same steps on the CPU (small), which is what the tests do.
+
+With `--finetune-when DIR` (a folder holding the built `twemoji-subcategory` and `tuxpaint-animals`
+trees, ~12 MB, since the GPU machine has no network to build them) it also runs
+benchmarks/finetune_when.py on the GPU with `--finetune-when-episodes` episodes per cell: whether
+fine-tuning beats frozen features when it can afford more episodes than the CPU. Its table goes to
+stderr, its cells into the JSON.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from benchmarks import finetune_when
 from benchmarks.embedding_throughput import new_catalog, run
 from protoshelf.core.backbones import describe_device
 from protoshelf.core.methods.finetune import FineTuneConfig, finetune_catalog
@@ -75,16 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--side", type=int, default=None, help="pixels of the benchmark's photos (default 1000)")
     parser.add_argument("--per-category", type=int, default=6, help="images per category in the fine-tune")
+    parser.add_argument("--finetune-when", type=Path, metavar="DIR",
+                        help="built benchmark trees: also measure when fine-tuning helps (benchmarks/finetune_when.py)")
+    parser.add_argument("--finetune-when-episodes", type=int, default=10)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU on this machine; nothing to check (use --device cpu to try the steps).")
         return 0
     device = torch.device(args.device)
+    trees = finetune_when.trees_in(args.finetune_when) if args.finetune_when is not None else None  # fail fast
     folder = Path(tempfile.mkdtemp(prefix="protoshelf-gpu-check-"))
     try:
         summary = {"device": describe_device(device), "torch": torch.__version__,
                    "finetune": finetune_check(args.device, folder, args.per_category),
                    "embedding": run(args.images, None, args.side, args.rounds, None, 0, "jpeg", args.device)}
+        if trees is not None:
+            summary["finetune_when"] = finetune_when.run(trees, list(finetune_when.DATASETS), [1, 5, 10],
+                                                         args.finetune_when_episodes, device=args.device, out=sys.stderr)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary["load_average"] = round(os.getloadavg()[0], 1)

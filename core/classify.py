@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from protoshelf.core.backbones import DEFAULT_BACKBONE
-from protoshelf.core.calibration import Calibrated
+from protoshelf.core.calibration import Calibrated, default_temperature
 from protoshelf.core.fusion import CV_UNLABELLED, USES, LateFusion, ModalFeatures
 from protoshelf.core.methods import DEFAULT_METHOD, UNASSIGNED, decide, is_meta_learner, resolve_method, top_k
 from protoshelf.core.names import NAME_SPACES, NameEncoder, concept_model
@@ -129,8 +129,9 @@ class CatalogClassifier:
             if features.count > CV_UNLABELLED else features
         model = Calibrated(
             lambda: LateFusion(method, names=names, **params),
-            lambda fitted: LateFusion(method, weights=fitted.weights_, names=names, **params),
+            LateFusion.fixed,
             can_hold_out_singletons=bool(names),
+            default=default_temperature(method, modality, bool(categories), bool(names)),
         ).fit(features.take(positions), categories, unlabelled=features, progress=progress, fold_unlabelled=sample)
         scored = np.flatnonzero(present)
         queries = features if len(scored) == features.count else features.take(scored)

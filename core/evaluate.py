@@ -26,7 +26,9 @@ import numpy as np
 import platformdirs
 
 from protoshelf.core.backbones import DEFAULT_BACKBONE
-from protoshelf.core.calibration import DEFAULT_THRESHOLD, Calibrated, expected_calibration_error, precision_coverage
+from protoshelf.core.calibration import (
+    DEFAULT_THRESHOLD, Calibrated, default_temperature, expected_calibration_error, precision_coverage,
+)
 from protoshelf.core.embedding import embed_catalog
 from protoshelf.core.fusion import USES, LateFusion, ModalFeatures
 from protoshelf.core.importer import find_images, import_images, read_titles_csv
@@ -425,7 +427,7 @@ def evaluate_trees(
         categories = sorted({im.category for im in queries} | {im.category for im in support})
         started = time.perf_counter()
         model = calibrated_model(
-            method, params or {}, {c: names[c] for c in categories} if names else None, query_features
+            method, params or {}, {c: names[c] for c in categories} if names else None, query_features, shots > 0,
         ).fit(
             support_tree.features.take([im.row for im in support]),
             [im.category for im in support],
@@ -445,12 +447,20 @@ def evaluate_trees(
     )
 
 
-def calibrated_model(method: str, params: dict, names: dict | None, features: ModalFeatures) -> Calibrated:
+def calibrated_model(method: str, params: dict, names: dict | None, features: ModalFeatures,
+                     has_examples: bool = True) -> Calibrated:
     """Fusion (with names, if any) under a temperature fitted by cross-validation; each fold
     reuses the full fit's fusion weights, so it costs one fit per modality."""
     named_space = bool(names) and any(m in NAME_SPACES for m in features.modalities)
     return Calibrated(
         lambda: LateFusion(method, names=names, **params),
-        lambda fitted: LateFusion(method, weights=fitted.weights_, names=names, **params),
+        LateFusion.fixed,
         can_hold_out_singletons=named_space,
+        default=default_temperature(method, modality_of(features), has_examples, named_space),
     )
+
+
+def modality_of(features: ModalFeatures) -> str:
+    """The user's modality setting these features come from: titles, pictures, or both."""
+    has = set(features.modalities)
+    return "fused" if "text" in has and has - {"text"} else "text" if "text" in has else "image"

@@ -28,10 +28,14 @@ class CategoryQuality:
 
 @dataclass(frozen=True)
 class LikelyWrong:
+    """A labelled example that, held out, scored `own_score` for its own category and
+    `predicted_score` for the category it looks like (`predicted`)."""
+
     item_id: int
     labelled: int
     own_score: float
     predicted: int
+    predicted_score: float
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def quality_report(model, support_ids: np.ndarray, classes: np.ndarray, pairs: i
     own = scores[np.arange(len(truth)), truth]
     doubtful = np.flatnonzero(own < LIKELY_WRONG_SCORE)
     likely_wrong = sorted(
-        (LikelyWrong(int(support_ids[positions[i]]), int(classes[truth[i]]), float(own[i]), int(classes[predicted[i]]))
+        (LikelyWrong(int(support_ids[positions[i]]), int(classes[truth[i]]), float(own[i]),
+                     int(classes[predicted[i]]), float(scores[i, predicted[i]]))
          for i in doubtful),
         key=lambda w: w.own_score,
     )
@@ -82,7 +87,8 @@ def expected_share_correct(confidence: np.ndarray, category_ids: np.ndarray, una
 @dataclass(frozen=True)
 class Why:
     """What drove one item's prediction: the labelled examples nearest to it in the category it
-    was given, and the share of that category's examples that is its name (1 of n + 1)."""
+    was given, and the share of that category's evidence that is its name (k of k + n, k chosen
+    on held-out examples; core/fusion.py)."""
 
     category_id: int
     nearest: list[tuple[int, float]]
@@ -119,6 +125,13 @@ def why(predictions, labels: dict[int, int], item_id: int, k: int = 3) -> Why | 
         similarity = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
         order = np.argsort(-similarity)[:k]
         nearest = [(int(ids[places[i]]), float(similarity[i])) for i in order]
-        name_share = 1.0 / (len(examples) + 1) if predictions.names_used else None
-        return Why(category, nearest, modality, name_share)
+        return Why(category, nearest, modality, _name_share(predictions, modality, len(examples)))
     return None
+
+
+def _name_share(predictions, modality: str, examples: int) -> float | None:
+    """The name's share where it competes with `modality`'s examples: titles in "text", pictures in
+    their concept space."""
+    if not predictions.names_used or predictions.model is None:
+        return None
+    return predictions.model.model_.name_share("concept" if modality == "image" else "text", examples)

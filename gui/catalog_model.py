@@ -23,6 +23,7 @@ from protoshelf.core.store import Store
 
 if TYPE_CHECKING:
     from protoshelf.core.classify import CatalogPredictions
+    from protoshelf.core.quality import LikelyWrong
 
 NOT_CLASSIFIED = -2
 NO_LABEL = -1
@@ -36,11 +37,14 @@ PredictionRole = Qt.ItemDataRole.UserRole + 3
 ConfidenceRole = Qt.ItemDataRole.UserRole + 4
 PathRole = Qt.ItemDataRole.UserRole + 5
 TitleRole = Qt.ItemDataRole.UserRole + 6
+DoubtRole = Qt.ItemDataRole.UserRole + 7
+"""A labelled example that looks mislabelled (core/quality.py's LikelyWrong), else None."""
 
 FILTER_ALL = "all"
 FILTER_UNASSIGNED = "unassigned"
 FILTER_LABELLED = "labelled"
 FILTER_NOT_CLASSIFIED = "not-classified"
+FILTER_LIKELY_WRONG = "likely-wrong"
 SORT_CATALOG = "catalog"
 SORT_LEAST_CONFIDENT = "confidence-ascending"
 SORT_MOST_CONFIDENT = "confidence-descending"
@@ -103,6 +107,7 @@ class CatalogModel(QAbstractListModel):
         self._search_source: dict[int, str] = {}
         self._rows: LRUCache = LRUCache(ROW_CACHE)
         self.predictions: CatalogPredictions | None = None
+        self._doubts: dict[int, LikelyWrong] = {}
         self.filter: str | int = FILTER_ALL
         self.lists: dict[str, np.ndarray] = {}
         self.search = ""
@@ -129,6 +134,9 @@ class CatalogModel(QAbstractListModel):
             return int(self._predicted[position])
         if role == ConfidenceRole:
             return None if self._predicted[position] == NOT_CLASSIFIED else float(self._confidence[position])
+        if role == DoubtRole:
+            doubt = self._doubts.get(int(self._ids[position]))
+            return doubt if doubt is not None and doubt.labelled == self._labels[position] else None
         if role in (Qt.ItemDataRole.DisplayRole, TitleRole, PathRole, Qt.ItemDataRole.ToolTipRole):
             info = self._row_info(index.row())
             if info is None:
@@ -256,6 +264,16 @@ class CatalogModel(QAbstractListModel):
         order = np.argsort(-scores, kind="stable")
         return [(int(self.predictions.classes[j]), float(scores[j])) for j in order]
 
+    def likely_wrong_ids(self) -> np.ndarray:
+        """Labelled examples that scored low for their own category when held out, worst first;
+        one relabelled since the fit that found it is no longer listed."""
+        if not self._doubts or not len(self._ids):
+            return np.empty(0, np.int64)
+        ids = np.fromiter(self._doubts, np.int64, len(self._doubts))
+        labelled = np.fromiter((d.labelled for d in self._doubts.values()), np.int64, len(self._doubts))
+        where, found = _positions(self._ids, ids)
+        return ids[found & (self._labels[where] == labelled)]
+
     def counts(self) -> Counts:
         """Kept until labels or predictions change: the panel and the status bar both ask after each."""
         if self._counts is None:
@@ -285,6 +303,8 @@ class CatalogModel(QAbstractListModel):
         self._predicted.fill(NOT_CLASSIFIED)
         self._confidence.fill(0)
         self._score_row.fill(-1)
+        report = predictions.quality if predictions is not None else None
+        self._doubts = {w.item_id: w for w in report.likely_wrong} if report is not None else {}
         if predictions is None or not len(self._ids):
             return
         where, found = _positions(self._ids, np.asarray(predictions.item_ids, np.int64))
@@ -302,6 +322,8 @@ class CatalogModel(QAbstractListModel):
     def _visible_positions(self) -> np.ndarray:
         if isinstance(self.filter, str) and self.filter in self.lists:
             return self._listed_positions(self.lists[self.filter])
+        if self.filter == FILTER_LIKELY_WRONG:
+            return self._listed_positions(self.likely_wrong_ids())
         keep = np.ones(len(self._ids), bool)
         if self.filter == FILTER_UNASSIGNED:
             keep = (self._labels == NO_LABEL) & (self._predicted == UNASSIGNED)

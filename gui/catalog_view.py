@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from protoshelf.gui.catalog_model import (
-    MIME_TYPE, ConfidenceRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
+    MIME_TYPE, ConfidenceRole, DoubtRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
 )
 from protoshelf.gui.drops import dropped_paths
 from protoshelf.gui.thumbnails import ThumbnailCache
@@ -35,6 +35,7 @@ PAD = 8
 CELL = QSize(THUMB + 2 * PAD + 8, THUMB + 64)
 GAP = 6
 UNASSIGNED_COLOUR = QColor("#8a8f98")
+DOUBT_COLOUR = QColor("#e8a317")
 EMPTY_CATALOG = ("No products yet.\n\nDrop image files or folders here, or use File ▸ Import folder… (Ctrl+I).\n"
                  "Then make a category (Edit ▸ New category…) and drag a few examples onto it.")
 NO_MATCHES = "No items match what is shown. Choose “All items” in Show, or clear the search."
@@ -89,6 +90,13 @@ def describe_prediction(names: dict[int, str], label, predicted: int, confidence
     return f"Predicted {names.get(predicted, '?')} {percent(confidence)}"
 
 
+def describe_doubt(names: dict[int, str], doubt) -> str:
+    """Why a labelled example is listed as likely wrong, from its held-out scores."""
+    labelled, looks = names.get(doubt.labelled, "?"), names.get(doubt.predicted, "?")
+    return (f"Likely wrong: held out, it scores {percent(doubt.own_score)} for {labelled} "
+            f"and {percent(doubt.predicted_score)} for {looks}; it looks like {looks}")
+
+
 def badge_text(metrics: QFontMetrics, name: str, suffix: str, width: int) -> str:
     """The name cut at its end to fit, then the percentage whole: "Clothing & acc… 87%"."""
     return metrics.elidedText(name, Qt.TextElideMode.ElideRight, width - metrics.horizontalAdvance(suffix)) + suffix
@@ -135,6 +143,9 @@ class CatalogDelegate(QStyledItemDelegate):
         scores = index.model().scores_of(index.data(ItemIdRole)) if predicted is not None and predicted < 0 else []
         names = {category_id: name for category_id, (name, _) in self.categories.items()}
         badge = describe_prediction(names, label, predicted, index.data(ConfidenceRole), scores[0] if scores else None)
+        doubt = index.data(DoubtRole)
+        if doubt is not None:
+            badge += f"\n{describe_doubt(names, doubt)}"
         return f"{index.data(Qt.ItemDataRole.ToolTipRole) or ''}\n{badge}".strip()
 
     def helpEvent(self, event, view, option, index) -> bool:
@@ -160,11 +171,14 @@ class CatalogDelegate(QStyledItemDelegate):
         label = index.data(LabelRole)
         image_rect = QRectF(cell.center().x() - THUMB / 2, cell.top() + PAD, THUMB, THUMB)
         self._paint_thumbnail(painter, image_rect, item_id, index, palette)
+        doubt = index.data(DoubtRole) if label is not None else None
         if label is not None:
             self._paint_example_marker(painter, image_rect, self._colour(label))
+        if doubt is not None:
+            self._paint_doubt_marker(painter, image_rect)
 
         badge_rect = QRectF(cell.left() + 6, image_rect.bottom() + 6, cell.width() - 12, 22)
-        self._paint_badge(painter, badge_rect, label, index.data(PredictionRole), index.data(ConfidenceRole))
+        self._paint_badge(painter, badge_rect, label, index.data(PredictionRole), index.data(ConfidenceRole), doubt)
 
         title_rect = QRect(int(cell.left()) + 4, int(badge_rect.bottom()) + 3, int(cell.width()) - 8, 20)
         painter.setPen(palette.color(QPalette.ColorRole.Text))
@@ -207,11 +221,29 @@ class CatalogDelegate(QStyledItemDelegate):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(tick)
 
-    def _paint_badge(self, painter: QPainter, rect: QRectF, label, predicted: int, confidence) -> None:
+    @staticmethod
+    def _paint_doubt_marker(painter: QPainter, rect: QRectF) -> None:
+        """A likely mislabelled example: an amber disc with "!" opposite the example's check mark."""
+        disc = QRectF(rect.left() - 6, rect.top() - 6, 26, 26)
+        painter.save()
+        painter.setPen(QPen(QColor("white"), 2))
+        painter.setBrush(DOUBT_COLOUR)
+        painter.drawEllipse(disc)
+        font = QFont(painter.font())
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(text_colour_on(DOUBT_COLOUR))
+        painter.drawText(disc, Qt.AlignmentFlag.AlignCenter, "!")
+        painter.restore()
+
+    def _paint_badge(self, painter: QPainter, rect: QRectF, label, predicted: int, confidence, doubt=None) -> None:
+        """`doubt`: a likely-wrong example's badge adds its own category's held-out score."""
         suffix = ""
         if label is not None:
             name, colour = self.categories.get(label, ("?", UNASSIGNED_COLOUR))
             text, outline = name, False
+            if doubt is not None:
+                suffix = f" {percent(doubt.own_score)}?"
         elif predicted == NOT_CLASSIFIED:
             colour, text, outline = UNASSIGNED_COLOUR, "not classified yet", True
         elif predicted < 0:

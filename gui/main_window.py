@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
 from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
 
 from protoshelf.gui.catalog_model import (
-    ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT,
-    SORT_MOST_CONFIDENT,
+    DoubtRole, ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
+    SORT_CATALOG, SORT_LEAST_CONFIDENT, SORT_MOST_CONFIDENT,
 )
-from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView
+from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView, describe_doubt
 from protoshelf.gui.categories_panel import CategoriesPanel, swatch
 from protoshelf.gui.category_picker import CategoryPicker, category_text, rank_categories
 from protoshelf.gui.duplicates_dialog import DuplicatesDialog
@@ -131,6 +131,8 @@ class MainWindow(QMainWindow):
         session.problem.connect(self._show_problem)
         session.import_finished.connect(self._on_import_finished)
         session.predictions_changed.connect(self._update_summary)
+        session.predictions_changed.connect(self._update_likely_wrong_count)
+        session.labels_changed.connect(self._update_likely_wrong_count)
         session.predictions_changed.connect(self._suggest_more_when_worked_through)
         session.labels_changed.connect(self._update_summary)
         session.model_loaded.connect(self._on_model_loaded)
@@ -258,7 +260,11 @@ class MainWindow(QMainWindow):
     @Slot()
     def accept_suggestion(self) -> None:
         """Label the selected suggested items as the classifier predicts, then move on to the next item.
-        An item the classifier calls unlike every category is never accepted: that would add a bad example."""
+        An item the classifier calls unlike every category is never accepted: that would add a bad example.
+        In Likely wrong examples, it relabels the selected examples as the category each looks like."""
+        if self.filter.currentData() == FILTER_LIKELY_WRONG:
+            self._relabel_as_looks_like()
+            return
         selected = [self.suggestions[i] for i in self.view.selected_ids() if i in self.suggestions]
         chosen = [s for s in selected if self.acceptable(s)]
         if not chosen:
@@ -274,6 +280,16 @@ class MainWindow(QMainWindow):
         following = int(rows.max()) + 1 if len(rows) else 0
         if following < self.session.model.rowCount():
             self.view.setCurrentIndex(self.session.model.index(following))
+
+    def _relabel_as_looks_like(self) -> None:
+        model, rows = self.session.model, self.view.selected_rows()
+        doubts = [model.index(int(r)).data(DoubtRole) for r in rows]
+        doubts = [d for d in doubts if d is not None]
+        if not doubts:
+            self._show_notice("Select a likely wrong example, then press A to relabel it as the category it looks like.")
+            return
+        for category_id in dict.fromkeys(d.predicted for d in doubts):
+            self.session.label([d.item_id for d in doubts if d.predicted == category_id], category_id)
 
     # --- similar items, suggestions and near-duplicates --------------------------------
 
@@ -304,6 +320,13 @@ class MainWindow(QMainWindow):
 
     @Slot(QModelIndex)
     def _explain_suggestion(self, current: QModelIndex) -> None:
+        doubt = current.data(DoubtRole) if current.isValid() else None
+        if doubt is not None and self.filter.currentData() == FILTER_LIKELY_WRONG:
+            names = {c.id: c.name for c in self.session.categories}
+            looks = names.get(doubt.predicted, "?")
+            self._show_notice(f"{describe_doubt(names, doubt)}. A or Enter relabels it as {looks}; "
+                              "a number key or L chooses another.")
+            return
         suggestion = self.suggestions.get(current.data(ItemIdRole)) if current.isValid() else None
         if suggestion is not None and self.filter.currentData() == SHOW_SUGGESTED:
             names = {c.id: c.name for c in self.session.categories}
@@ -348,7 +371,8 @@ class MainWindow(QMainWindow):
         self.filter.blockSignals(True)
         self.filter.clear()
         for text, value in (("All items", FILTER_ALL), ("Unassigned", FILTER_UNASSIGNED),
-                            ("Labelled examples", FILTER_LABELLED), ("Not classified yet", FILTER_NOT_CLASSIFIED)):
+                            ("Labelled examples", FILTER_LABELLED), (self._likely_wrong_text(), FILTER_LIKELY_WRONG),
+                            ("Not classified yet", FILTER_NOT_CLASSIFIED)):
             self.filter.addItem(text, value)
         self.filter.addItem("Suggested to label", SHOW_SUGGESTED)
         if self.similar_title is not None:
@@ -365,6 +389,25 @@ class MainWindow(QMainWindow):
             self._apply_view()
         self.view.viewport().update()
 
+    def _likely_wrong_text(self) -> str:
+        return f"Likely wrong examples ({len(self.session.model.likely_wrong_ids()):,})"
+
+    @Slot()
+    def _update_likely_wrong_count(self) -> None:
+        self.filter.setItemText(self.filter.findData(FILTER_LIKELY_WRONG), self._likely_wrong_text())
+
+    @Slot(int)
+    def show_likely_wrong(self, item_id: int) -> None:
+        """From the quality view: the likely-wrong examples in the grid, worst first, with this one selected."""
+        self.show_filter(FILTER_LIKELY_WRONG)
+        row = self.session.model.row_of(item_id)
+        if row is not None:
+            index = self.session.model.index(row)
+            self.view.setCurrentIndex(index)
+            self.view.scrollTo(index)
+        self.raise_()
+        self.activateWindow()
+
     @Slot(object)
     def show_filter(self, value) -> None:
         self.filter.setCurrentIndex(max(self.filter.findData(value), 0))
@@ -375,7 +418,7 @@ class MainWindow(QMainWindow):
         if shown == SHOW_SUGGESTED and self._shown_filter != SHOW_SUGGESTED:
             self.session.suggest()
         self._shown_filter = shown
-        self.sort.setEnabled(shown not in self.session.model.lists)
+        self.sort.setEnabled(shown not in self.session.model.lists and shown != FILTER_LIKELY_WRONG)
         self.session.model.set_view(filter=shown, search=self.search.text(), sort=self.sort.currentData())
         self._update_count()
 
@@ -408,6 +451,7 @@ class MainWindow(QMainWindow):
         dialog = QualityDialog(self.session, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.item_activated.connect(lambda item_id: PreviewDialog(self.session, item_id, self).show())
+        dialog.show_in_grid.connect(self.show_likely_wrong)
         dialog.show()
         return dialog
 

@@ -24,6 +24,8 @@ class QualityDialog(QDialog):
 
     item_activated = Signal(int)
     """A likely-wrong example was double-clicked: its item id."""
+    show_in_grid = Signal(int)
+    """A likely-wrong example was clicked: show the likely-wrong examples in the grid, this one selected."""
 
     def __init__(self, session: CatalogSession, parent=None):
         super().__init__(parent)
@@ -34,17 +36,21 @@ class QualityDialog(QDialog):
         self.table.setHorizontalHeaderLabels(["Category", "Examples held out", "Precision", "Recall"])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.confused = QListWidget(self)
         self.likely_wrong = QListWidget(self)
         self.likely_wrong.itemDoubleClicked.connect(self._on_wrong_activated)
+        self.likely_wrong.itemClicked.connect(self._on_wrong_clicked)
+        self.likely_wrong.setToolTip("Click: show them in the grid (Show ▸ Likely wrong examples). Double-click: open it.")
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(QLabel("Per category, estimated by holding each labelled example out:"))
         layout.addWidget(self.table, 2)
         layout.addWidget(QLabel("Most confused (labelled → predicted when held out):"))
         layout.addWidget(self.confused, 1)
-        layout.addWidget(QLabel("Likely wrong examples (their own category scores low when held out):"))
+        layout.addWidget(QLabel("Likely wrong examples, worst first (their own category scores low when held out; "
+                                "click one to see them in the grid):", wordWrap=True))
         layout.addWidget(self.likely_wrong, 1)
         session.predictions_changed.connect(self.refresh)
         session.categories_changed.connect(self.refresh)
@@ -84,12 +90,19 @@ class QualityDialog(QDialog):
         for labelled, predicted, count in report.confused:
             self.confused.addItem(f"{names.get(labelled, labelled)} → {names.get(predicted, predicted)}: {count}")
         for wrong in report.likely_wrong:
+            info = self.session.model.item_info(wrong.item_id)
+            shown = info.display_name if info is not None else f"Item {wrong.item_id}"
             item = QListWidgetItem(
-                f"Item {wrong.item_id}: labelled {names.get(wrong.labelled, wrong.labelled)}, "
-                f"{wrong.own_score:.0%} for it held out; looks like {names.get(wrong.predicted, wrong.predicted)}"
+                f"{shown} (item {wrong.item_id}): labelled {names.get(wrong.labelled, wrong.labelled)}, "
+                f"{wrong.own_score:.0%} for it held out; looks like {names.get(wrong.predicted, wrong.predicted)} "
+                f"({wrong.predicted_score:.0%})"
             )
             item.setData(Qt.ItemDataRole.UserRole, wrong.item_id)
             self.likely_wrong.addItem(item)
+
+    @Slot(QListWidgetItem)
+    def _on_wrong_clicked(self, item: QListWidgetItem) -> None:
+        self.show_in_grid.emit(int(item.data(Qt.ItemDataRole.UserRole)))
 
     @Slot(QListWidgetItem)
     def _on_wrong_activated(self, item: QListWidgetItem) -> None:

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from protoshelf.core.calibration import (
-    Calibrated, expected_calibration_error, expected_precision, fit_temperature, precision_coverage, tempered,
+    DEFAULT_TEMPERATURES, Calibrated, default_temperature, expected_calibration_error, expected_precision, fit_temperature,
+    precision_coverage, tempered,
 )
 from protoshelf.core.fusion import LateFusion, ModalFeatures
 
@@ -18,7 +19,7 @@ def calibrated_run(x, y, shots, rng):
     support = np.concatenate([np.flatnonzero(y == c)[:shots] for c in np.unique(y)])
     queries = np.setdiff1d(np.arange(len(y)), support)
     features = ModalFeatures.of(image=x)
-    model = Calibrated(lambda: LateFusion("prototypes"), lambda f: LateFusion("prototypes", weights=f.weights_))
+    model = Calibrated(lambda: LateFusion("prototypes"), LateFusion.fixed)
     model.fit(features.take(support), y[support], unlabelled=features)
     scores = model.predict(features.take(queries))
     confidence = scores.max(axis=1)
@@ -78,3 +79,40 @@ def test_ece_precision_and_coverage_by_hand():
     assert expected_calibration_error(confidence, correct) == pytest.approx(0.5 * 0.4 + 0.5 * 0.3)
     assert precision_coverage(confidence, correct, 0.5) == (0.5, 0.5)
     assert expected_precision(confidence, 0.5) == pytest.approx(0.9)
+
+
+def test_lone_examples_held_out_feed_the_quality_view_but_not_the_temperature():
+    rng = np.random.default_rng(4)
+    x, y = blobs(rng, classes=4, per_class=10, dim=8, spread=1.0)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    names = {c: x[y == c].mean(axis=0) for c in range(4)}
+    support = np.array([0, 10, 20, 30])
+    features = ModalFeatures.of(text=x)
+    model = Calibrated(lambda: LateFusion("prototypes", names=names), LateFusion.fixed, can_hold_out_singletons=True)
+    model.fit(features.take(support), y[support], unlabelled=features)
+    assert len(model.held_out_[1]) == 4  # each lone example was held out, its class left with the name
+    assert not model.fitted_ and model.temperature_ == 1.0 and model.none_offset_ == 0.0
+
+
+def test_few_held_out_rows_are_shrunk_toward_the_default_temperature():
+    rng = np.random.default_rng(5)
+    scores = np.eye(3)[rng.integers(0, 3, 6)] * 0.98 + 0.005  # six sure answers…
+    truth = (scores.argmax(axis=1) + np.array([0, 0, 0, 0, 1, 2])) % 3  # …two of them wrong
+    unshrunk, _ = fit_temperature(scores, truth, prior_rows=0)
+    shrunk, _ = fit_temperature(scores, truth)
+    assert 1.0 < shrunk < unshrunk
+
+
+def test_with_nothing_to_hold_out_the_default_temperature_stands():
+    rng = np.random.default_rng(3)
+    x, y = blobs(rng, classes=3, per_class=10, dim=8, spread=1.0)
+    features = ModalFeatures.of(image=x)
+    support = np.array([0, 10, 20])
+    model = Calibrated(lambda: LateFusion("prototypes"), LateFusion.fixed, default=(3.0, -2.0))
+    model.fit(features.take(support), y[support], unlabelled=features)
+    assert not model.fitted_
+    raw = model.model_.predict(features)
+    assert np.allclose(model.predict(features), tempered(raw, 3.0, -2.0))
+    assert model.predict(features).max(axis=1).mean() < raw.max(axis=1).mean()  # one example: less sure
+    assert default_temperature("prototypes", "image", False, True) == DEFAULT_TEMPERATURES[("image", False, True)] != (1.0, 0.0)
+    assert default_temperature("linear-probe", "image", False, True) == (1.0, 0.0)  # fitted for prototypes only

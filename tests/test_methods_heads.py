@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from protoshelf.core.methods import METHODS, feature_method_names, make_method, recommended_method, resolve_method
+from protoshelf.core.methods import (
+    METHODS, feature_method_names, is_backbone_adapter, make_method, recommended_method, resolve_method,
+)
 from protoshelf.core.methods.linear_probe import ONE_SHOT_PENALTY, PENALTIES, LinearProbe, train_head
 from protoshelf.core.methods.meta import ProtoMAML
 from protoshelf.core.methods.transductive import TransductivePrototypes
@@ -132,6 +134,12 @@ def test_recommended_method_depends_on_shots():
     assert picks == sorted(picks, key=[few, many].index)  # one switch, from the few-shot method to the other
     assert resolve_method("auto", 1) == few and resolve_method("auto", 10) == many
     assert resolve_method("prototypes", 1) == resolve_method("prototypes", 10) == "prototypes"
+
+
+def test_auto_never_fine_tunes_since_it_was_not_measured_to_help():
+    """benchmarks/finetune_when.py found no shot count where fine-tuning first improved auto's pick."""
+    assert not any(is_backbone_adapter(recommended_method(shots)) for shots in range(0, 101))
+    assert not any(is_backbone_adapter(resolve_method("auto", shots)) for shots in range(0, 101))
 
 
 @pytest.mark.parametrize("method", ["linear-probe", "transductive", "meta-maml", "matching", "relation", "reptile"])

@@ -118,3 +118,48 @@ def test_evaluate_zero_shots_from_folder_names(tmp_path, capsys):
     assert result["accuracy"] >= 0.8  # ImageNet knows bananas and violins
     assert {"ece", "precision_at_threshold", "coverage_at_threshold"} <= set(result)
     assert main([*argv, "--no-names"]) == 2  # nothing to predict from
+
+
+def named_directions(rng, classes: int, per_class: int, name_noise: float):
+    """Titles around class directions, and names that point at them through `name_noise`."""
+    directions = unit(rng.normal(size=(classes, 32)))
+    x = unit(np.repeat(directions, per_class, axis=0) + rng.normal(scale=0.35, size=(classes * per_class, 32)))
+    names = unit(directions + rng.normal(scale=name_noise, size=directions.shape))
+    return x, np.repeat(np.arange(classes), per_class), dict(zip(range(classes), names))
+
+
+def fitted_name_share(x, y, names, shots):
+    support = np.concatenate([np.flatnonzero(y == c)[:shots] for c in np.unique(y)])
+    features = ModalFeatures.of(text=x)
+    model = LateFusion("prototypes", names=names).fit(features.take(support), y[support], unlabelled=features)
+    return model.name_share("text", shots)
+
+
+def test_the_chosen_name_weight_fades_with_examples():
+    rng = np.random.default_rng(4)
+    x, y, names = named_directions(rng, classes=12, per_class=20, name_noise=0.3)
+    shares = [fitted_name_share(x, y, names, shots) for shots in (2, 5, 15)]
+    assert shares[0] > shares[1] > shares[2]
+    assert shares[0] >= 0.2 and shares[2] < 0.15
+
+
+def test_a_useless_name_gets_a_small_weight():
+    rng = np.random.default_rng(5)
+    x, y, _ = named_directions(rng, classes=12, per_class=20, name_noise=0.3)
+    useless = dict(zip(range(12), unit(rng.normal(size=(12, 32)))))  # points nowhere in particular
+    assert fitted_name_share(x, y, useless, 5) < 0.1
+
+
+def test_without_names_concepts_stay_out_until_held_out_examples_say_otherwise():
+    rng = np.random.default_rng(6)
+    image = rng.normal(size=(30, 8)).astype(np.float32)
+    concept = unit(rng.normal(size=(30, 8)))
+    y = np.repeat(np.arange(3), 10)
+    features = ModalFeatures.of(image=image, concept=concept)
+    one_shot = features.take([0, 10, 20])
+    plain = LateFusion("prototypes").fit(one_shot, y[[0, 10, 20]], unlabelled=features)
+    assert plain.balance_ == {"image": 1.0, "concept": 0.0}
+    named = LateFusion("prototypes", names=dict(zip(range(3), concept[[0, 10, 20]]))).fit(
+        one_shot, y[[0, 10, 20]], unlabelled=features
+    )
+    assert named.balance_["concept"] > 0

@@ -22,14 +22,14 @@ def test_quality_view_finds_a_mislabelled_example_and_follows_refits(qtbot, open
     assert {dialog.table.item(r, 0).text() for r in range(3)} == {"Red", "Green", "Blue"}
     assert "expected to be right" in dialog.summary.text()
     flagged = [dialog.likely_wrong.item(r).text() for r in range(dialog.likely_wrong.count())]
-    assert any(text.startswith(f"Item {wrong}:") and "looks like Red" in text for text in flagged), flagged
+    assert any(f"(item {wrong}): labelled Blue" in text and "looks like Red" in text for text in flagged), flagged
     assert dialog.confused.count() >= 1 and "Blue → Red" in dialog.confused.item(0).text()
 
     with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
         session.label([wrong], categories[0])  # fixed: the flag goes away after the refit
     wait_idle(qtbot, session)
     flagged = [dialog.likely_wrong.item(r).text() for r in range(dialog.likely_wrong.count())]
-    assert not any(text.startswith(f"Item {wrong}:") for text in flagged)
+    assert not any(f"(item {wrong})" in text for text in flagged)
 
 
 def test_preview_says_which_examples_drove_the_prediction(qtbot, open_window, fake_catalog):
