@@ -30,8 +30,11 @@ from protoshelf.core.progress import Progress
 
 def open_store(path: Path):
     """The catalog; SQLAlchemy loads here, not for `--help`."""
-    from protoshelf.core.store import Store
+    from protoshelf.core.store import Store, needs_upgrade
 
+    if needs_upgrade(path):
+        print(f"Updating {shown(path)} to this version of ProtoShelf (a big catalog takes a few minutes)…",
+              file=sys.stderr, flush=True)
     return Store(path)
 
 

@@ -131,6 +131,24 @@ def check_catalog_file(path: Path) -> None:
         raise StoreError(f"{path} was made by a newer version of ProtoShelf: upgrade ProtoShelf to open it")
 
 
+def needs_upgrade(path: str | Path) -> bool:
+    """Whether opening this existing catalog will first migrate its schema, which can take minutes
+    on a big one (a table rebuild), so callers can say so or do it off the GUI thread."""
+    from protoshelf.core.migrations import head_revision
+
+    path = Path(path).expanduser()
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                                timeout=BUSY_TIMEOUT_S)) as raw:
+            if not raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone():
+                return False
+            return raw.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0] != head_revision()
+    except sqlite3.Error:
+        return False  # opening it will say what is wrong
+
+
 def validate_category_name(name: str) -> str:
     """Return the cleaned name or raise StoreError saying what is wrong with it."""
     cleaned = unicodedata.normalize("NFC", name).strip()

@@ -9,16 +9,17 @@ import logging
 import signal
 import sys
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, QTimer, Slot
+from PySide6.QtCore import QEventLoop, QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QProgressDialog, QWidget
 
 from protoshelf.core.demo import build_demo_catalog
 from protoshelf.core.desktop import APP_ID, ICON
 from protoshelf.core.errors import user_message
-from protoshelf.core.store import default_catalog_path
+from protoshelf.core.store import Store, default_catalog_path, needs_upgrade
 from protoshelf.gui.main_window import MainWindow
 from protoshelf.gui.session import CatalogSession
 
@@ -38,6 +39,29 @@ def choose_catalog(db_path: str | Path | None, demo: bool, settings: QSettings) 
         return default_catalog_path()
 
 
+def upgrade_off_the_gui_thread(path: Path, parent: QWidget | None) -> None:
+    """Migrate an older catalog's schema on a worker thread behind a busy dialog, since rebuilding
+    the items table of a million-item catalog takes minutes; raises what opening it raised."""
+    if not needs_upgrade(path):
+        return
+    dialog = QProgressDialog("Updating the catalog to this version of ProtoShelf…\n"
+                             "A big catalog takes a few minutes; nothing in it is lost.", None, 0, 0, parent)
+    dialog.setWindowTitle("Updating the catalog")
+    dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
+    dialog.setMinimumDuration(0)
+    loop, poll = QEventLoop(), QTimer(interval=50)
+    with ThreadPoolExecutor(1, thread_name_prefix="catalog-upgrade") as pool:
+        done = pool.submit(lambda: Store(path).close())
+        poll.timeout.connect(lambda: done.done() and loop.quit())
+        poll.start()
+        dialog.show()
+        if not done.done():
+            loop.exec()
+        poll.stop()
+    dialog.close()
+    done.result()
+
+
 class App(QObject):
     """Owns the window of the open catalog; opening another catalog replaces the window."""
 
@@ -52,6 +76,7 @@ class App(QObject):
         """The new window, or None (after saying why) when the file is not a catalog we can open."""
         previous = self.window
         try:
+            upgrade_off_the_gui_thread(Path(path), previous)
             session = CatalogSession(path, **self.session_options)
         except Exception as exc:  # noqa: BLE001 - any unreadable file: say so, keep what is open
             log.exception("cannot open %s", path)

@@ -74,6 +74,8 @@ class ModelInfo:
     """Each method's one line from the registry, for its tooltip."""
     backbone_adapters: frozenset[str] = frozenset()
     """Methods that are one-off jobs yielding a backbone (fine-tuning), not a method to keep."""
+    meta_learners: frozenset[str] = frozenset()
+    """Methods that first learn from the catalog's categories, so a fit needs their state."""
 
 
 def extractor_key(backbone: str, device: str) -> tuple:
@@ -84,7 +86,7 @@ def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> M
     """Import torch, timm and the classifier on the worker, and say what they offer."""
     from protoshelf.core.backbones import BackboneError, available_backbones, describe_device, resolve_device
     from protoshelf.core.classify import CatalogClassifier  # noqa: F401 - the import is the work
-    from protoshelf.core.methods import describe, is_backbone_adapter, method_names
+    from protoshelf.core.methods import describe, is_backbone_adapter, is_meta_learner, method_names
 
     devices = []
     for name in ("auto", "cpu", "cuda", "mps"):
@@ -100,8 +102,9 @@ def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> M
     names = method_names()
     from protoshelf.core.methods.finetune import finetuned_backbones
 
-    return ModelInfo(names, [*available_backbones(), *finetuned_backbones()], devices, description, {n: describe(n) for n in names},
-                     frozenset(n for n in names if is_backbone_adapter(n)))
+    return ModelInfo(names, [*available_backbones(), *finetuned_backbones()], devices, description,
+                     {n: describe(n) for n in names}, frozenset(filter(is_backbone_adapter, names)),
+                     frozenset(filter(is_meta_learner, names)))
 
 
 def extractor_for(context: WorkerContext, backbone: str, device: str) -> FeatureExtractor:

@@ -108,11 +108,10 @@ class CatalogSession(QObject):
 
     def start(self) -> None:
         """Bring the catalog up to date: load torch and the model behind the shown window, predict
-        from what is embedded, then embed the rest."""
+        from what is embedded (once the model is loaded), then embed the rest."""
         self.live.run("Loading the model", jobs.load_model, self.device, kind=TaskKind.LOAD,
                       on_success=self._on_model_loaded, failure_title="The model could not be loaded")
         self.refresh_search_texts()
-        self.schedule_fit(now=True)
         self.embed()
 
     # --- reading the mirror -----------------------------------------------------------
@@ -138,6 +137,7 @@ class CatalogSession(QObject):
     def _on_model_loaded(self, info: jobs.ModelInfo) -> None:
         self.model_info = info
         self.model_loaded.emit(info)
+        self.schedule_fit(now=True)
 
     @property
     def busy(self) -> bool:
@@ -262,9 +262,10 @@ class CatalogSession(QObject):
         self.live.cancel(kind=TaskKind.FIT)
         self.live.cancel(kind=TaskKind.SAVE)
         self._save_timer.stop()
-        from protoshelf.core.methods import is_meta_learner
-
-        request = self.fit_request(self.training.meta_states_for_fit() if is_meta_learner(self.method) else ())
+        if self.model_info is None:  # the methods' kinds come with the model, loaded on a worker (torch):
+            return  # asking here would import torch on the GUI thread; _on_model_loaded fits
+        meta = self.method in self.model_info.meta_learners
+        request = self.fit_request(self.training.meta_states_for_fit() if meta else ())
         self.live.run("Updating predictions", jobs.fit, request, kind=TaskKind.FIT,
                       on_success=partial(self._on_fitted, request), failure_title="Predictions could not be updated")
 

@@ -443,3 +443,48 @@ def test_a_label_change_does_not_wait_behind_a_long_save_of_predictions(qtbot, o
         qtbot.waitUntil(saving.is_set, timeout=10_000)  # and the save is tried again afterwards
     finally:
         finished.set()
+
+
+def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tmp_path, monkeypatch):
+    """A schema migration can take minutes on a big catalog: it runs on a worker thread while the
+    app shows a busy dialog and keeps handling events, then the catalog opens with its items."""
+    import threading
+
+    from alembic import command
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QProgressDialog
+
+    from protoshelf.core import migrations
+    from protoshelf.core.store import make_engine, needs_upgrade
+    from tests.conftest import add_items
+
+    path = tmp_path / "old.sqlite"
+    with Store(path) as store:
+        add_items(store, 3)
+    assert not needs_upgrade(path)
+    engine = make_engine(path)
+    command.downgrade(migrations.alembic_config(engine), "0006")
+    engine.dispose()
+    assert needs_upgrade(path)
+
+    seen, real_upgrade = {}, migrations.upgrade
+
+    def slow_upgrade(engine, revision="head"):
+        if migrations.current_revision(engine) != migrations.head_revision():  # the call that migrates
+            seen["thread"] = threading.current_thread()
+            threading.Event().wait(0.3)
+        real_upgrade(engine, revision)
+
+    monkeypatch.setattr(migrations, "upgrade", slow_upgrade)
+    ticks, heartbeat = [], QTimer(interval=20)  # on the GUI thread: is it free, and what does it show?
+    heartbeat.timeout.connect(lambda: ticks.append(
+        any(isinstance(w, QProgressDialog) and w.isVisible() for w in QApplication.topLevelWidgets())))
+    heartbeat.start()
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = App(settings, embed_titles=False).open_catalog(path)
+    heartbeat.stop()
+    qtbot.addWidget(window)
+    assert seen["thread"] is not threading.main_thread()
+    assert sum(ticks) >= 5  # the GUI thread kept running its event loop, the dialog shown, during the 0.3 s
+    assert not needs_upgrade(path) and window.session.model.rowCount() == 3
+    wait_idle(qtbot, window.session, 60_000)
