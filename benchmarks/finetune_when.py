@@ -83,13 +83,13 @@ def run_cell(by_category, shots: int, episodes: int, ways: int, queries: int, ep
              device: str = "cpu") -> dict:
     from protoshelf.core.backbones import DEFAULT_BACKBONE, load_backbone, resolve_device
     from protoshelf.core.embedding import FeatureExtractor
-    from protoshelf.core.images import open_image
     from protoshelf.core.methods import recommended_method
     from protoshelf.core.methods.finetune import FineTuneConfig, embed_images, finetune
+    from protoshelf.core.model_input import open_model_image
 
     base = load_backbone(DEFAULT_BACKBONE)
     frozen_extractor = FeatureExtractor(base, resolve_device(device))
-    side = base.preprocessing.resize
+    prep = base.preprocessing
     rng = np.random.default_rng(seed)
     scores: dict[str, list[float]] = {m: [] for m in FROZEN + TUNED}
     gains, kept, seconds, ways_used = [], 0, [], 0
@@ -99,8 +99,8 @@ def run_cell(by_category, shots: int, episodes: int, ways: int, queries: int, ep
             break
         support_paths, labels, query_paths, truth = episode
         ways_used = len(set(labels))
-        support_images = [open_image(p, min_side=side) for p in support_paths]
-        query_images = [open_image(p, min_side=side) for p in query_paths]
+        support_images = [open_model_image(p, prep) for p in support_paths]
+        query_images = [open_model_image(p, prep) for p in query_paths]
         s, q = embed_images(frozen_extractor, support_images), embed_images(frozen_extractor, query_images)
         scores["prototypes"].append(accuracy("prototypes", s, labels, q, truth))
         scores["linear-probe"].append(accuracy("linear-probe", s, labels, q, truth))
