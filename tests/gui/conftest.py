@@ -103,6 +103,14 @@ def wait_idle(qtbot, session, timeout: int = 20_000) -> None:
     qtbot.waitUntil(lambda: not session.busy, timeout=timeout)
 
 
+def label_all(qtbot, session, labels: dict[int, int]) -> None:
+    """Label {item id: category id} one category at a time, each waiting for its refit, then idle."""
+    for category in dict.fromkeys(labels.values()):
+        with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
+            session.label([i for i, c in labels.items() if c == category], category)
+    wait_idle(qtbot, session)
+
+
 def select_rows(window, rows) -> None:
     """Select these grid rows, the first one current, as a user's clicks would."""
     view = window.view

@@ -7,7 +7,7 @@ from PySide6.QtTest import QTest
 
 import protoshelf.core.classify as classify
 from protoshelf.gui.catalog_model import FILTER_LIKELY_WRONG, DoubtRole
-from tests.gui.conftest import examples, wait_idle
+from tests.gui.conftest import examples, label_all, wait_idle
 
 
 def plant_mislabel(qtbot, session, truth, categories):
@@ -15,10 +15,7 @@ def plant_mislabel(qtbot, session, truth, categories):
     labels = {i: categories[k] for k in range(3) for i in examples(truth, k, n=4)}
     wrong = examples(truth, 0, n=5)[-1]
     labels[wrong] = categories[2]
-    for category in categories:
-        with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
-            session.label([i for i, c in labels.items() if c == category], category)
-    wait_idle(qtbot, session)
+    label_all(qtbot, session, labels)
     return wrong
 
 

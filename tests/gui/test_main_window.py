@@ -17,7 +17,7 @@ from protoshelf.gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, Item
 from protoshelf.gui.preview import PreviewDialog
 from protoshelf.gui.problems_dialog import ProblemsDialog
 from tests.conftest import write_image
-from tests.gui.conftest import examples, select_rows, two_selected, wait_idle
+from tests.gui.conftest import examples, label_all, select_rows, two_selected, wait_idle
 
 
 def drop(widget, point: QPoint, mime: QMimeData) -> QDropEvent:
@@ -44,10 +44,7 @@ def category_point(window, category_id) -> QPoint:
 def label_examples(qtbot, window, truth, categories) -> dict[int, int]:
     session = window.session
     labels = {i: categories[k] for k in range(3) for i in examples(truth, k)}
-    for category in categories:
-        with qtbot.waitSignal(session.predictions_changed, timeout=10_000):
-            session.label([i for i, c in labels.items() if c == category], category)
-    wait_idle(qtbot, session)
+    label_all(qtbot, session, labels)
     return labels
 
 
