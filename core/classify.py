@@ -131,7 +131,7 @@ class CatalogClassifier:
             lambda: LateFusion(method, names=names, **params),
             LateFusion.fixed,
             can_hold_out_singletons=bool(names),
-            default=default_temperature(method, modality, bool(categories), bool(names)),
+            default=default_temperature(method, features.user_modality(), bool(categories), bool(names)),
         ).fit(features.take(positions), categories, unlabelled=features, progress=progress, fold_unlabelled=sample)
         scored = np.flatnonzero(present)
         queries = features if len(scored) == features.count else features.take(scored)

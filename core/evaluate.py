@@ -456,11 +456,5 @@ def calibrated_model(method: str, params: dict, names: dict | None, features: Mo
         lambda: LateFusion(method, names=names, **params),
         LateFusion.fixed,
         can_hold_out_singletons=named_space,
-        default=default_temperature(method, modality_of(features), has_examples, named_space),
+        default=default_temperature(method, features.user_modality(), has_examples, named_space),
     )
-
-
-def modality_of(features: ModalFeatures) -> str:
-    """The user's modality setting these features come from: titles, pictures, or both."""
-    has = set(features.modalities)
-    return "fused" if "text" in has and has - {"text"} else "text" if "text" in has else "image"

@@ -100,6 +100,12 @@ class ModalFeatures:
     def modalities(self) -> list[str]:
         return [m for m in self.matrices if len(self.rows[m])]
 
+    def user_modality(self) -> str:
+        """The user's modality setting these features answer: titles, pictures, or both (a catalog
+        without titles has no text features, whatever was asked for)."""
+        has = set(self.modalities)
+        return "fused" if "text" in has and has - {"text"} else "text" if "text" in has else "image"
+
     def has(self, modality: str) -> np.ndarray:
         mask = np.zeros(self.count, bool)
         if modality in self.rows:

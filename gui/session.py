@@ -94,6 +94,7 @@ class CatalogSession(QObject):
         self.model_info: jobs.ModelInfo | None = None
         self.recent_categories: list[int] = []
         self.closed = False
+        self._model_failed = False
         self._predictions_saved = True
         self.embeddings_version = 0
         """Raised whenever vectors were added, so the lanes reload theirs before the next use."""
@@ -110,7 +111,8 @@ class CatalogSession(QObject):
         """Bring the catalog up to date: load torch and the model behind the shown window, predict
         from what is embedded (once the model is loaded), then embed the rest."""
         self.live.run("Loading the model", jobs.load_model, self.device, kind=TaskKind.LOAD,
-                      on_success=self._on_model_loaded, failure_title="The model could not be loaded")
+                      on_success=self._on_model_loaded, failure_title="The model could not be loaded",
+                      on_failure=self._on_model_failed)
         self.refresh_search_texts()
         self.embed()
 
@@ -137,6 +139,11 @@ class CatalogSession(QObject):
     def _on_model_loaded(self, info: jobs.ModelInfo) -> None:
         self.model_info = info
         self.model_loaded.emit(info)
+        self.schedule_fit(now=True)
+
+    def _on_model_failed(self, _error: BaseException) -> None:
+        """Already reported; fits still run (as feature methods) and say what goes wrong in them."""
+        self._model_failed = True
         self.schedule_fit(now=True)
 
     @property
@@ -262,9 +269,9 @@ class CatalogSession(QObject):
         self.live.cancel(kind=TaskKind.FIT)
         self.live.cancel(kind=TaskKind.SAVE)
         self._save_timer.stop()
-        if self.model_info is None:  # the methods' kinds come with the model, loaded on a worker (torch):
-            return  # asking here would import torch on the GUI thread; _on_model_loaded fits
-        meta = self.method in self.model_info.meta_learners
+        if self.model_info is None and not self._model_failed:  # the methods' kinds come with the model,
+            return  # loaded on a worker (torch): asking here would import torch on the GUI thread; it fits
+        meta = self.model_info is not None and self.method in self.model_info.meta_learners
         request = self.fit_request(self.training.meta_states_for_fit() if meta else ())
         self.live.run("Updating predictions", jobs.fit, request, kind=TaskKind.FIT,
                       on_success=partial(self._on_fitted, request), failure_title="Predictions could not be updated")

@@ -85,3 +85,37 @@ def test_downgrade_refuses_while_products_share_a_picture_and_loses_nothing(tmp_
         with pytest.raises(RuntimeError, match="1 pictures belong to more than one product"):
             command.downgrade(alembic_config(make_engine(store.path)), "0006")
         assert dump(store.path) == before and store.item_count() == 2
+
+
+def test_opening_waits_while_another_process_upgrades_longer_than_a_busy_timeout(tmp_path, monkeypatch):
+    """A second opener of an old catalog waits for the first one's upgrade (minutes on a big
+    catalog) instead of failing with "database is locked" after one busy timeout."""
+    import threading
+    import time
+
+    from protoshelf.core import store as store_module
+    from protoshelf.core.migrations import current_revision, head_revision
+
+    path = tmp_path / "old.sqlite"
+    catalog_at_0006(path, write_image(tmp_path / "a.png"))
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the other process, mid-upgrade
+    opened = {}
+
+    def open_it():
+        try:
+            with Store(path) as store:
+                opened["items"] = store.item_count()
+        except Exception as exc:  # noqa: BLE001 - the failure this test is about
+            opened["error"] = exc
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    time.sleep(1.0)  # five busy timeouts
+    assert opener.is_alive() and not opened
+    holder.execute("ROLLBACK")
+    holder.close()
+    opener.join(30)
+    assert opened == {"items": 3}
+    assert current_revision(make_engine(path)) == head_revision()

@@ -220,3 +220,12 @@ def test_no_support_item_with_both_modalities_keeps_the_even_balance():
                             {"image": image_rows, "text": text_rows})
     model = LateFusion().fit(support, y)
     assert model.balance_ == {"image": 0.5, "text": 0.5}
+
+
+def test_the_temperature_key_is_what_the_features_hold_not_what_was_asked():
+    """'fused' asked on a catalog without titles is pictures alone, and calibrates as such."""
+    a, b = np.ones((4, 3), np.float32), np.ones((4, 5), np.float32)
+    assert ModalFeatures.of(image=a).user_modality() == "image"
+    assert ModalFeatures.of(image=a, concept=b).user_modality() == "image"
+    assert ModalFeatures.of(text=b).user_modality() == "text"
+    assert ModalFeatures.of(image=a, text=b).user_modality() == "fused"

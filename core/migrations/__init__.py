@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).parent
+UPGRADE_WAIT_S = 3600.0
+"""How long opening a catalog waits while another process upgrades it: rebuilding the items table
+of a million-item catalog takes minutes, longer than one busy timeout."""
 _ALEMBIC = threading.Lock()
 """Alembic runs env.py through module-global proxies (`alembic.context`), so two threads opening
 catalogs at once would tear each other's state down (KeyError: 'config')."""
@@ -62,6 +66,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and head_revision() is not None and current_revision(engine) == head_revision():
         return
     from alembic import command
+    from sqlalchemy.exc import OperationalError
 
-    with _ALEMBIC:
-        command.upgrade(alembic_config(engine), revision)
+    deadline = time.monotonic() + UPGRADE_WAIT_S
+    while True:
+        try:
+            with _ALEMBIC:
+                command.upgrade(alembic_config(engine), revision)
+            return
+        except OperationalError as exc:  # another process holds the write lock, most likely upgrading
+            if "locked" not in str(exc) or time.monotonic() > deadline:  # this very catalog: wait for it
+                raise

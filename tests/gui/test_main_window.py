@@ -485,3 +485,30 @@ def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tm
     assert sum(ticks) >= 5  # the GUI thread kept running its event loop, the dialog shown, during the 0.3 s
     assert not needs_upgrade(path) and window.session.model.rowCount() == 3
     wait_idle(qtbot, window.session, 60_000)
+
+
+def test_a_model_that_fails_to_load_is_reported_and_labels_still_predict(qtbot, fake_catalog, monkeypatch):
+    """The first fit waits for the model's load (the methods' kinds come with it); a failed load is
+    reported once and must not leave the catalog without predictions."""
+    import protoshelf.core.methods  # noqa: F401 - torch imported once here, not by two lanes at once
+    from protoshelf.gui import jobs
+    from protoshelf.gui.main_window import MainWindow
+    from protoshelf.gui.session import CatalogSession
+
+    def broken(*_args):
+        raise RuntimeError("no model here")
+
+    monkeypatch.setattr(jobs, "load_model", broken)
+    path, truth, categories = fake_catalog
+    session = CatalogSession(path, embed_titles=False)
+    problems = []
+    session.problem.connect(lambda title, text: problems.append(title))
+    window = MainWindow(session, None)
+    qtbot.addWidget(window)
+    window.show()
+    session.start()
+    wait_idle(qtbot, session)
+    assert problems == ["The model could not be loaded"] and session.model_info is None
+    label_all(qtbot, session, {i: categories[k] for k in range(3) for i in examples(truth, k)})
+    predicted = [window.view.model().index(r).data(PredictionRole) for r in range(window.view.model().rowCount())]
+    assert predicted == [categories[k] for k in truth]
