@@ -104,7 +104,7 @@ def import_feeds(args, feeds: list[str]) -> int:
     for feed in feeds:
         with open_store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
             report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
-        for note in report.notes:
+        for note in filter(None, [*report.notes, report.renamed_note()]):
             print(note, file=sys.stderr)
         for where, reason in report.failed:
             print(f"failed {feed} {where}: {reason}", file=sys.stderr)

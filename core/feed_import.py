@@ -42,6 +42,14 @@ class FeedReport:
             f"{len(self.failed)} failed"
         )
 
+    def renamed_note(self) -> str | None:
+        """What the user asked for happened (`ids_changed`): said with the summary, not as a problem."""
+        if not self.renamed:
+            return None
+        (former, new), more = self.renamed[0], len(self.renamed) - 1
+        return (f"{len(self.renamed)} products took the feed's new ids, keeping their labels "
+                f"(e.g. {former!r} is now {new!r}{f' and {more} more' if more else ''})")
+
 
 @dataclass(frozen=True)
 class _Import:
@@ -107,10 +115,6 @@ def import_feed(
                 batch = []
         _import_batch(run, batch, downloading)
     progress(feed.rows_total, feed.rows_total)
-    if report.renamed:
-        (former, new), more = report.renamed[0], len(report.renamed) - 1
-        report.notes.append(f"{len(report.renamed)} products took the feed's new ids, keeping their labels "
-                            f"(e.g. {former!r} is now {new!r}{f' and {more} more' if more else ''})")
     return report
 
 

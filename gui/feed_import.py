@@ -80,7 +80,8 @@ class FeedImporter(QObject):
 
     def _imported(self, report: FeedReport) -> None:
         self._reload()
-        self.session.notice.emit(f"Feed import: {report.summary()}.")
+        renamed = report.renamed_note()
+        self.session.notice.emit(f"Feed import: {report.summary()}." + (f" {renamed}." if renamed else ""))
         if report.failed or report.notes:
             self.session.problem.emit("Some rows of the feed need a look", describe_problems(report))
         self.finished.emit(report)

@@ -226,7 +226,7 @@ def test_a_changed_id_column_asks_then_renames_or_adds(store, tmp_path, download
 
     report = import_feed(store, renamed, downloader=downloader, ids_changed=True)
     assert report.summary() == "0 added, 2 updated, 0 unchanged, 0 failed" and report.renamed == [("mug", "SKU-1"), ("cap", "SKU-2")]
-    assert "2 products took the feed's new ids" in report.notes[-1]
+    assert "2 products took the feed's new ids" in report.renamed_note() and report.notes == []
     assert {p: i.id for p, i in by_product(store).items()} == {"SKU-1": min(before), "SKU-2": max(before)}
     assert store.labels() == labels and len(store.load_embeddings("m")) == 2
     assert import_feed(store, renamed, downloader=downloader).summary() == "0 added, 0 updated, 2 unchanged, 0 failed"

@@ -80,13 +80,17 @@ def test_a_feed_with_new_ids_asks_and_renames(qtbot, open_window, extractor, tmp
         box = QApplication.activeModalWidget()
         if isinstance(box, QMessageBox):
             asked.append(box.text())
-            next(b for b in box.buttons() if b.text() in ("Same products, new ids", "OK")).click()
+            next(b for b in box.buttons() if b.text() == "Same products, new ids").click()
 
     poll = QTimer(interval=50, timeout=answer)
     poll.start()
+    problems, notices = [], []
+    window.session.problem.connect(lambda title, text: problems.append(title))
+    window.session.notice.connect(notices.append)
     with qtbot.waitSignal(importer.finished, timeout=60_000) as finished:
         importer.start(renamed)
     poll.stop()
+    assert problems == [] and "10 products took the feed's new ids" in notices[-1]  # done as asked: no problem
     assert len(asked) == 1 and "'h-SKU-1001' has the picture of the catalog's 'SKU-1001'" in asked[0], asked
     assert finished.args[0].summary() == "0 added, 10 updated, 0 unchanged, 0 failed"
     assert window.session.model.rowCount() == 10
