@@ -108,13 +108,14 @@ class CatalogSession(QObject):
         self.model.set_items(self.store.item_ids(), self.labels)
 
     def start(self) -> None:
-        """Bring the catalog up to date: load torch and the model behind the shown window, predict
-        from what is embedded (once the model is loaded), then embed the rest."""
+        """Bring the catalog up to date: load torch and the model behind the shown window; once it
+        is loaded, predict from what is embedded and embed the rest. One lane imports torch before
+        the other uses it: two threads importing torch at once can fail in torchvision's circular
+        imports ("partially initialized module")."""
         self.live.run("Loading the model", jobs.load_model, self.device, kind=TaskKind.LOAD,
                       on_success=self._on_model_loaded, failure_title="The model could not be loaded",
                       on_failure=self._on_model_failed)
         self.refresh_search_texts()
-        self.embed()
 
     # --- reading the mirror -----------------------------------------------------------
 
@@ -140,11 +141,13 @@ class CatalogSession(QObject):
         self.model_info = info
         self.model_loaded.emit(info)
         self.schedule_fit(now=True)
+        self.embed()
 
     def _on_model_failed(self, _error: BaseException) -> None:
-        """Already reported; fits still run (as feature methods) and say what goes wrong in them."""
+        """Already reported; fits and embedding still run and say what goes wrong in them."""
         self._model_failed = True
         self.schedule_fit(now=True)
+        self.embed()
 
     @property
     def busy(self) -> bool:

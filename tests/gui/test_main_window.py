@@ -490,7 +490,6 @@ def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tm
 def test_a_model_that_fails_to_load_is_reported_and_labels_still_predict(qtbot, fake_catalog, monkeypatch):
     """The first fit waits for the model's load (the methods' kinds come with it); a failed load is
     reported once and must not leave the catalog without predictions."""
-    import protoshelf.core.methods  # noqa: F401 - torch imported once here, not by two lanes at once
     from protoshelf.gui import jobs
     from protoshelf.gui.main_window import MainWindow
     from protoshelf.gui.session import CatalogSession
