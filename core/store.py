@@ -117,8 +117,7 @@ def check_catalog_file(path: Path) -> None:
         with contextlib.closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as raw:
             application_id = raw.execute("PRAGMA application_id").fetchone()[0]
             tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            version = (raw.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0]
-                       if "alembic_version" in tables else None)
+            version = _schema_version(raw)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {user_message(exc)}") from exc
     made_by_us = application_id == APPLICATION_ID or (  # catalogs from before migration 0005
@@ -129,6 +128,13 @@ def check_catalog_file(path: Path) -> None:
                          "it was left untouched")
     if made_by_us and version is not None and version not in known_revisions():
         raise StoreError(f"{path} was made by a newer version of ProtoShelf: upgrade ProtoShelf to open it")
+
+
+def _schema_version(raw: sqlite3.Connection) -> str | None:
+    """The Alembic revision a file's schema is at, read without Alembic; None when it has none."""
+    if not raw.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").fetchone():
+        return None
+    return raw.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0]
 
 
 def needs_upgrade(path: str | Path) -> bool:
@@ -142,9 +148,8 @@ def needs_upgrade(path: str | Path) -> bool:
     try:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
                                                 timeout=BUSY_TIMEOUT_S)) as raw:
-            if not raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone():
-                return False
-            return raw.execute("SELECT max(version_num) FROM alembic_version").fetchone()[0] != head_revision()
+            version = _schema_version(raw)
+        return version is not None and version != head_revision()
     except sqlite3.Error:
         return False  # opening it will say what is wrong
 
