@@ -40,6 +40,8 @@ SETS = {
     "photos": ("tuxpaint-animals", None, ["tuxpaint-animals-titles.csv"]),
 }
 MODALITIES = ("image", "text", "fused")
+FIT_SETS = ("twemoji", "photos")
+"""The sets the no-hold-out temperatures are fitted on (one style of drawing, one of photograph)."""
 
 
 def load(support: str, query: str | None, csvs: list[str]):
@@ -108,9 +110,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(SETS), default=list(SETS))
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 1, 5, 10])
     parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=list(MODALITIES))
-    parser.add_argument("--fit-defaults", nargs="+", choices=["twemoji", "photos"], metavar="SET",
+    parser.add_argument("--fit-defaults", nargs="+", choices=FIT_SETS, metavar="SET",
                         help="fit the no-hold-out temperatures on these sets, print them and stop")
-    parser.add_argument("--defaults-from", choices=["twemoji", "photos"],
+    parser.add_argument("--defaults-from", choices=FIT_SETS,
                         help="first refit the no-hold-out temperatures on this set alone (an out-of-domain check)")
     args = parser.parse_args()
     if args.fit_defaults:
