@@ -8,12 +8,12 @@ Three figures in images/s, measured in one run, at one batch size:
   a time through the backbone, one commit per image.
 
 Rounds alternate forward and end-to-end runs so both see the same machine load; the best round of
-each counts, and the median of the per-round ratios shows how much a shared machine moved them. CPU time per image (decoding workers included) is reported too: on a shared machine
+each counts, and the median of the per-round ratios shows how much a shared machine moved them. CPU time per image (decoding threads included) is reported too: on a shared machine
 it moves less than wall time, and on an idle one whose cores both runs keep busy, the ratio of
 throughputs is the inverse ratio of CPU times. The photos are synthetic product shots: an object
 on a white page as a 1000 px JPEG (about 100 KB), and a cut-out as a 300 px PNG with alpha. CPU
-time per image of each stage (decode, resize, batch, hand-over from a worker, forward,
-store), measured one after the other in this process, says where the difference goes.
+time per image of each stage (decode, resize, batch, forward, store), measured one after the
+other in this process, says where the difference goes.
 
     python -m benchmarks.embedding_throughput [--kinds jpeg png] [--images 192] [--command-images 1000]
 """
@@ -23,7 +23,6 @@ import protoshelf.core  # noqa: F401  - first: it sets OpenMP's wait policy, whi
 import argparse
 import io
 import os
-import pickle
 import resource
 import shutil
 import subprocess
@@ -34,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from multiprocessing.reduction import ForkingPickler
 from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import report
@@ -91,7 +89,7 @@ def new_catalog(path: Path, photos: list[Path]) -> Store:
 
 
 class Clock:
-    """Wall and CPU seconds of a block, CPU counting finished child processes (decoding workers)."""
+    """Wall and CPU seconds of a block, all threads, and finished child processes (the command run)."""
 
     def __enter__(self) -> "Clock":
         self.wall, self.cpu = time.perf_counter(), self._cpu()
@@ -139,8 +137,6 @@ def stage_costs(photos: list[Path], extractor: FeatureExtractor, batch_size: int
     pixels = [timed("resize", lambda: to_model_input(image, prep)) for image in images]
     samples = [(i, "", t, "") for i, t in enumerate(pixels)]
     batches = [timed("batch", lambda: collate(samples[i : i + batch_size])) for i in range(0, len(samples), batch_size)]
-    for batch in batches:
-        timed("worker_to_main", lambda: pickle.loads(_shared_pickle(batch)))
     extractor(batches[0][1])
     features = [timed("forward", lambda: extractor(tensors)) for _, tensors, _ in batches]
     store = new_catalog(folder / "stages.sqlite", photos)
@@ -151,13 +147,6 @@ def stage_costs(photos: list[Path], extractor: FeatureExtractor, batch_size: int
     finally:
         store.close()
     return {stage: round(seconds / len(photos) * 1000, 2) for stage, seconds in spent.items()}
-
-
-def _shared_pickle(batch) -> bytes:
-    """A batch pickled as a DataLoader worker sends it (tensors through shared memory)."""
-    out = io.BytesIO()
-    ForkingPickler(out, pickle.HIGHEST_PROTOCOL).dump(batch)
-    return out.getvalue()
 
 
 def naive(folder: Path, photos: list[Path]) -> float:
@@ -297,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="jpeg: 1000 px photos; png: 300 px cut-outs with alpha")
     parser.add_argument("--side", type=int, default=None, help="default: the kind's (jpeg 1000, png 300)")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: embed_catalog's)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: embed_catalog's)")
     parser.add_argument("--naive-images", type=int, default=32, help="the naive loop is slow: it sees fewer")
     parser.add_argument("--command-images", type=int, default=0,
                         help="also time `protoshelf embed` of this many images per kind against its floor (0: skip)")

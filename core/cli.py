@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", parents=[common, backbone, device], help="compute missing embeddings")
     p.add_argument("--batch-size", type=whole_number(1, 4096), default=None,
                    help="images per batch (default: 16 on a CPU, 64 on a GPU)")
-    p.add_argument("--workers", type=whole_number(0, 256), default=None, help="image decoding processes")
+    p.add_argument("--workers", type=whole_number(0, 256), default=None, help="image decoding threads (0: decode between batches)")
     p.add_argument("--no-titles", action="store_true", help="skip the product-title embeddings")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="ray: spread the image embedding over a Ray cluster (pip install 'protoshelf[ray]')")

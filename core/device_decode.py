@@ -1,7 +1,7 @@
 """JPEG decoding on the GPU (nvJPEG, through torchvision.io.decode_jpeg), for embedding on CUDA.
 
 A GPU runs the backbone faster than a few CPU cores can decode full-size photos. On CUDA,
-DataLoader workers therefore only read JPEG files, and the GPU decodes each batch at once; the
+the decoding threads therefore only read JPEG files, and the GPU decodes each batch at once; the
 "resize the whole picture to the model's square" of the CPU path is done there too, with
 antialiased bilinear resampling, so vectors match the CPU path's up to interpolation differences. Anything else (PNG,
 WebP, a JPEG that fails the checks of `open_image` or that nvJPEG refuses) is decoded by Pillow
@@ -52,9 +52,12 @@ class JpegFiles(CatalogImages):
 
 
 def collate(samples):
-    """(ids, [(path, payload)], failed): the payloads differ in shape, so they stay a list."""
+    """(ids, [(path, payload)], failed): the payloads differ in shape, so they stay a list, in
+    page-locked memory where CUDA is, so that copying them to the GPU does not wait on the CPU."""
     good = [s for s in samples if s[2] is not None]
-    return [s[0] for s in good], [(s[1], s[2]) for s in good], [(s[1], s[3]) for s in samples if s[2] is None]
+    pin = torch.cuda.is_available()
+    payloads = [(s[1], s[2].pin_memory() if pin else s[2]) for s in good]
+    return [s[0] for s in good], payloads, [(s[1], s[3]) for s in samples if s[2] is None]
 
 
 def whole_picture(image: torch.Tensor, prep: Preprocessing) -> torch.Tensor:

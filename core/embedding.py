@@ -3,20 +3,23 @@
 Only items without a vector for the chosen backbone are embedded, and each batch is committed on
 its own, so a cancelled or killed run picks up where it stopped. Running out of GPU memory halves
 the batch, then moves to the CPU, and says so in the report instead of ending the run. Images are
-decoded to uint8 in DataLoader workers (core/model_input.py; on CUDA, JPEGs on the GPU:
-core/device_decode.py); normalisation happens on the device, where it is nearly free.
+decoded to uint8 in threads, a few batches ahead of the backbone (core/model_input.py; on CUDA,
+JPEGs on the GPU: core/device_decode.py); normalisation happens on the device, where it is nearly free.
 """
 from __future__ import annotations
 
 import copy
 import ctypes
 import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from protoshelf.core.backbones import DEFAULT_BACKBONE, Backbone, packaged_preprocessing, resolve_device, shared_backbone
 from protoshelf.core.model_input import CatalogImages, collate, stack_images, to_model_input
@@ -143,20 +146,48 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-START_PREFETCH = 8
-"""Batches the CPU workers decode ahead, all together: enough to keep them busy while the backbone
-is built, and 20 MB of shared memory at 224 px (a container's /dev/shm may hold only 64 MB)."""
+DECODE_AHEAD = 8
+"""Batches decoded ahead of the backbone, all threads together: enough to keep them busy while the
+backbone is built, and 20 MB at 224 px."""
 
 
-def _loader(rows: list[tuple[int, str]], prep, batch_size: int, workers: int, on_gpu: bool) -> DataLoader:
-    workers = min(workers, max(0, len(rows) // batch_size))
-    if on_gpu:  # workers only read JPEG files; the GPU decodes them
+def decoded_batches(dataset: Sequence, collate: Callable, batch_size: int, threads: int,
+                    ahead: int = DECODE_AHEAD) -> Iterator:
+    """`collate`d batches of `dataset` in order, decoded by `threads` threads while the backbone
+    runs (0: in the caller's thread, when asked for).
+
+    Threads, not DataLoader worker processes: Pillow and numpy let go of the GIL while they work,
+    and worker processes cost more than their decoding: each run forked a process the size of the
+    app, and each batch crossed over through shared memory. On 2 cores, end to end went from 74%
+    to 94% of the backbone's own throughput for 1000 px JPEGs, and from 74% to 85% for 300 px PNGs
+    (median of 5 alternating rounds of 128 images). Closing the iterator drops the batches not begun."""
+    spans = [range(start, min(start + batch_size, len(dataset))) for start in range(0, len(dataset), batch_size)]
+
+    def decode(span: range):
+        return collate([dataset[index] for index in span])
+
+    if threads == 0:
+        yield from map(decode, spans)
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="protoshelf-decode")
+    pending: deque[Future] = deque()
+    try:
+        for span in spans:
+            pending.append(pool.submit(decode, span))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, on_gpu: bool) -> Iterator:
+    if on_gpu:  # the threads only read JPEG files; the GPU decodes them
         from protoshelf.core import device_decode
 
-        return DataLoader(device_decode.JpegFiles(rows, prep), batch_size=batch_size, num_workers=workers,
-                          collate_fn=device_decode.collate, pin_memory=True)
-    return DataLoader(CatalogImages(rows, prep), batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                      prefetch_factor=max(2, START_PREFETCH // workers) if workers else None)
+        return decoded_batches(device_decode.JpegFiles(rows, prep), device_decode.collate, batch_size, threads)
+    return decoded_batches(CatalogImages(rows, prep), collate, batch_size, threads)
 
 
 def embed_catalog(
@@ -170,7 +201,7 @@ def embed_catalog(
 ) -> EmbedReport:
     """Embed every item that has no vector for `backbone_name` yet.
 
-    The decoding workers start before the backbone is built, so the first batches are ready when
+    The decoding threads start before the backbone is built, so the first batches are ready when
     it is: building it (timm, torchvision, weights) takes seconds of one core's time.
     """
     rows = store.items_without_embedding(backbone_name)
@@ -186,22 +217,22 @@ def embed_catalog(
         extractor = pretrained_extractor(backbone_name, target)
         prep = extractor.backbone.preprocessing
     on_gpu = target.type == "cuda" and torch.cuda.is_available()
-    release_freed_memory()  # before the workers fork: memory they would share is copied page by page
-    batches = iter(_loader(rows, prep, batch_size, default_workers() if workers is None else workers, on_gpu))
-    if extractor is None:
-        extractor = pretrained_extractor(backbone_name, target)
-    features = _MemoryFallback(extractor, batch_size, report)
-    done = 0
-    if on_gpu:
-        from protoshelf.core import device_decode
-    for ids, tensors, failed in batches:
+    threads = default_workers() if workers is None else workers
+    with closing(_batches(rows, prep, batch_size, threads, on_gpu)) as batches:
+        if extractor is None:
+            extractor = pretrained_extractor(backbone_name, target)
+        features = _MemoryFallback(extractor, batch_size, report)
+        done = 0
         if on_gpu:
-            ids, tensors, failed = device_decode.to_device_batch(ids, tensors, failed, prep, extractor.device)
-        report.failed.extend(failed)
-        if ids:
-            store.save_embeddings(backbone_name, ids, features(tensors))
-            report.embedded += len(ids)
-        done += len(ids) + len(failed)
-        progress(done, len(rows))
+            from protoshelf.core import device_decode
+        for ids, tensors, failed in batches:
+            if on_gpu:
+                ids, tensors, failed = device_decode.to_device_batch(ids, tensors, failed, prep, extractor.device)
+            report.failed.extend(failed)
+            if ids:
+                store.save_embeddings(backbone_name, ids, features(tensors))
+                report.embedded += len(ids)
+            done += len(ids) + len(failed)
+            progress(done, len(rows))
     release_freed_memory()
     return report

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import resource
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +13,7 @@ import torch
 
 from conftest import DEMO, no_network, write_image
 from protoshelf.core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
-from protoshelf.core.embedding import _glibc, embed_catalog, to_model_input
+from protoshelf.core.embedding import _glibc, decoded_batches, embed_catalog, to_model_input
 from protoshelf.core.images import open_image
 from protoshelf.core.importer import import_images
 from protoshelf.core.progress import Cancelled
@@ -80,8 +84,8 @@ def test_embedding_is_resumable_and_skips_items_already_done(store, tmp_path, ex
 
 
 def test_workers_decode_while_the_backbone_takes_whole_batches(store, tmp_path, extractor, monkeypatch):
-    """The GPU must not idle while images are drawn one by one: decoding runs in DataLoader worker
-    processes and the backbone sees full batches, with the same vectors as decoding in-process."""
+    """The GPU must not idle while images are drawn one by one: decoding runs in threads ahead of
+    the backbone, which sees full batches in order, with the same vectors as decoding in between."""
     for i in range(10):
         write_image(tmp_path / f"{i}.png", colour=(25 * i, 100, 200 - 20 * i))
     import_images(store, [tmp_path])
@@ -96,6 +100,52 @@ def test_workers_decode_while_the_backbone_takes_whole_batches(store, tmp_path, 
     embed_catalog(other, extractor=extractor, batch_size=4, workers=0)
     np.testing.assert_allclose(other.load_embeddings("efficientnet_lite0").matrix, in_workers.matrix, atol=1e-5)
     other.close()
+
+
+class CountedItems:
+    """A dataset that notes which thread decoded each item, taking `seconds` for each."""
+
+    def __init__(self, size: int, seconds: float = 0.0):
+        self.size = size
+        self.seconds = seconds
+        self.threads: list[str] = []
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        time.sleep(self.seconds)
+        self.threads.append(threading.current_thread().name)
+        return index
+
+
+def test_batches_come_in_order_from_decoding_threads():
+    items = CountedItems(50)
+    assert list(decoded_batches(items, list, batch_size=4, threads=3)) == [list(range(i, min(i + 4, 50))) for i in range(0, 50, 4)]
+    assert len(items.threads) == 50 and all(name.startswith("protoshelf-decode") for name in items.threads)
+    caller = CountedItems(5)
+    assert list(decoded_batches(caller, list, batch_size=2, threads=0)) == [[0, 1], [2, 3], [4]]
+    assert set(caller.threads) == {threading.current_thread().name}
+
+
+def test_decoding_stays_a_few_batches_ahead_of_the_backbone():
+    """A catalog of a million items must not be decoded into memory ahead of a slow backbone."""
+    items = CountedItems(1000)
+    batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3)
+    next(batches)
+    time.sleep(0.3)
+    assert len(items.threads) == (1 + 3) * 10  # the batch taken and three ahead
+    batches.close()
+
+
+def test_a_closed_run_leaves_the_batches_not_begun():
+    """Cancelling does not wait for the batches decoded ahead: those not begun are dropped."""
+    items = CountedItems(1000, seconds=0.02)
+    batches = decoded_batches(items, list, batch_size=5, threads=2, ahead=6)
+    next(batches)
+    batches.close()
+    time.sleep(1.0)
+    assert len(items.threads) <= 4 * 5  # the first batch and those two threads had begun
 
 
 def test_missing_originals_are_reported_not_fatal(store, tmp_path, extractor):
@@ -121,6 +171,15 @@ def test_batches_reuse_the_memory_of_the_ones_before(extractor):
         extractor(batch)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert min(faults) < 200 * len(batch), faults
+
+
+def test_timm_is_imported_with_the_collector_paused_and_running_again_after():
+    """The collector skips the million objects the import leaves (see import_timm), and a long
+    session must not be left without one."""
+    code = ("import gc; from protoshelf.core.backbones import import_timm; import_timm(); "
+            "print(gc.isenabled(), gc.get_freeze_count() > 100_000)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert shown.split() == ["True", "True"]
 
 
 def test_nothing_to_embed_builds_no_backbone(store, tmp_path, extractor, monkeypatch):
