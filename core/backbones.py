@@ -130,22 +130,20 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
 
 def import_timm():
     """timm, imported here rather than at the top (it takes seconds), with the cycle collector
-    paused meanwhile and what it created frozen after (gc.freeze).
+    paused meanwhile: timm pulls in torchvision, and torchvision torch._dynamo, about a million
+    objects that live as long as the process, and collecting cycles while they were created took
+    0.6 s of the 2.1 s import. (The command line also skips the collection over them at exit:
+    core/cli.py `exit_without_final_collection`.)"""
+    if "timm" not in sys.modules:
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            import timm
+        finally:
+            if collecting:
+                gc.enable()
+    import timm  # waits for another thread's import in progress, as a plain import does
 
-    timm pulls in torchvision, and torchvision torch._dynamo: about a million objects that live as
-    long as the process. Collecting cycles while they were created took 0.6 s of the 2.1 s import,
-    and each full collection after, the last one at exit included, walked them all again: exiting
-    took 1.25 s, and 0.23 s frozen."""
-    if "timm" in sys.modules:
-        return sys.modules["timm"]
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        import timm
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
     return timm
 
 

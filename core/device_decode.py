@@ -56,8 +56,17 @@ def collate(samples):
     page-locked memory where CUDA is, so that copying them to the GPU does not wait on the CPU."""
     good = [s for s in samples if s[2] is not None]
     pin = torch.cuda.is_available()
-    payloads = [(s[1], s[2].pin_memory() if pin else s[2]) for s in good]
+    payloads = [(s[1], pinned(s[2]) if pin else s[2]) for s in good]
     return [s[0] for s in good], payloads, [(s[1], s[3]) for s in samples if s[2] is None]
+
+
+def pinned(payload: torch.Tensor) -> torch.Tensor:
+    """A copy of JPEG bytes or of a CHW view of HWC pixels in page-locked memory, copied by numpy:
+    this runs in decoding threads, where a torch copy would start an OpenMP team of its own."""
+    source = payload if payload.ndim == 1 else payload.permute(1, 2, 0)
+    out = torch.empty(source.shape, dtype=torch.uint8, pin_memory=True)
+    out.numpy()[...] = source.numpy()
+    return out if payload.ndim == 1 else out.permute(2, 0, 1)
 
 
 def whole_picture(image: torch.Tensor, prep: Preprocessing) -> torch.Tensor:

@@ -109,5 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(argv, open_app=open_app)
 
 
+def console() -> None:
+    """The installed `protoshelf` command."""
+    from protoshelf.core.cli import exit_without_final_collection
+
+    exit_without_final_collection(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
