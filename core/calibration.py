@@ -15,11 +15,9 @@ Only held-out examples whose category keeps another example in training set T an
 example held out leaves its category with the bare name, a harder problem than any the catalog
 poses: on tuxpaint photos at one example per category those rows fitted T = 3–9 and made
 confidences half the accuracy. Those rows still feed the quality view. The fit is shrunk toward
-the temperature that stands when nothing can be held out (`default_temperature`) as if
-`PRIOR_ROWS` held-out rows had agreed with it, so a dozen held-out rows cannot swing it to an
-extreme, and a second example per category moves the temperature from that default by what the
-held-out rows show, not to the method's own scores (T = 1) first. With no such row (names alone,
-or one example per category) there is nothing to fit on: the default stands and `fitted_` is False.
+T = 1 (the method's own scores) as if `PRIOR_ROWS` held-out rows had agreed with it, so a dozen
+held-out rows cannot swing it to an extreme. With no such row (names alone, or one example per
+category) there is nothing to fit on: `default_temperature` stands and `fitted_` is False.
 
 `expected_calibration_error`, `precision_coverage` and `expected_precision` measure and use it.
 """
@@ -86,10 +84,9 @@ def tempered(scores: np.ndarray, temperature: float, none_offset: float = 0.0) -
     return (p[:, :-1] / p.sum(axis=1, keepdims=True) * (1 - CERTAINTY_GAP)).astype(np.float32)
 
 
-def fit_temperature(scores: np.ndarray, truth: np.ndarray, prior_rows: float = PRIOR_ROWS,
-                    centre: float = 1.0) -> tuple[float, float]:
+def fit_temperature(scores: np.ndarray, truth: np.ndarray, prior_rows: float = PRIOR_ROWS) -> tuple[float, float]:
     """The grid (temperature, none offset) with the lowest log-loss of the true class indices
-    `truth`, plus the Gaussian prior's `prior_rows` × (log T − log centre)² / 2σ²."""
+    `truth`, plus the Gaussian prior's `prior_rows` × (log T)² / 2σ² around the default T = 1."""
     log_p = np.log(np.maximum(with_none(scores), EPS))
     rows = np.arange(len(truth))
     best, best_loss = (1.0, 0.0), np.inf
@@ -101,8 +98,7 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray, prior_rows: float = P
             none = z[:, -1] + b
             top = np.maximum(classes_max, none)
             log_norm = top + np.log(classes_sum * np.exp(classes_max - top) + np.exp(none - top))
-            prior = prior_rows * np.log(t / centre) ** 2 / (2 * PRIOR_LOG_SPREAD ** 2)
-            loss = float((log_norm - z[rows, truth]).sum() + prior)
+            loss = float((log_norm - z[rows, truth]).sum() + prior_rows * np.log(t) ** 2 / (2 * PRIOR_LOG_SPREAD ** 2))
             if loss < best_loss - 1e-9:
                 best, best_loss = (float(t), float(b)), loss
     return best
@@ -177,8 +173,7 @@ class Calibrated:
         self.held_out_ = (scores, truth, positions)
         kept_another = stratified_folds(labels, self.folds)[positions] >= 0
         if kept_another.any():
-            (self.temperature_, self.none_offset_) = fit_temperature(
-                scores[kept_another], truth[kept_another], centre=self.default[0])
+            (self.temperature_, self.none_offset_) = fit_temperature(scores[kept_another], truth[kept_another])
             self.fitted_ = True
         return self
 

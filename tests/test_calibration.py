@@ -101,23 +101,6 @@ def test_few_held_out_rows_are_shrunk_toward_the_default_temperature():
     unshrunk, _ = fit_temperature(scores, truth, prior_rows=0)
     shrunk, _ = fit_temperature(scores, truth)
     assert 1.0 < shrunk < unshrunk
-    assert unshrunk < fit_temperature(scores, truth, centre=4 * unshrunk)[0] < 4 * unshrunk
-
-
-def test_a_second_example_per_category_moves_the_temperature_from_the_default_not_from_one():
-    """Two examples per category hold out one each: a few rows, so the prior still weighs; it must
-    weigh toward the temperature the app showed with one example, or confidences jump."""
-    rng = np.random.default_rng(6)
-    x, y = blobs(rng, classes=3, per_class=10, dim=8, spread=1.0)
-    features = ModalFeatures.of(image=x)
-    support = np.array([0, 1, 10, 11, 20, 21])
-    fits = {}
-    for default in (1.0, 6.0):
-        model = Calibrated(lambda: LateFusion("prototypes"), LateFusion.fixed, default=(default, -2.0))
-        model.fit(features.take(support), y[support], unlabelled=features)
-        assert model.fitted_
-        fits[default] = model.temperature_
-    assert fits[1.0] < fits[6.0]
 
 
 def test_with_nothing_to_hold_out_the_default_temperature_stands():
