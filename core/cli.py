@@ -603,8 +603,8 @@ def main(argv: list[str] | None = None, open_app=None) -> int:
 def exit_without_final_collection(code: int):
     """sys.exit(code), with every object alive frozen first (gc.freeze), so that the interpreter's
     collections at exit do not walk the million objects torch and timm leave: exiting after
-    `protoshelf embed` took 1.2 s, and 0.26 s frozen. Only where the process ends: a library or a session must not
-    freeze what may yet become garbage."""
+    `protoshelf embed` took 1.2 s, and 0.26 s frozen. Only where the process ends: a library or a
+    session must not freeze what may yet become garbage."""
     gc.freeze()
     sys.exit(code)
 

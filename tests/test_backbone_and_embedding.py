@@ -104,16 +104,15 @@ def test_threads_decode_while_the_backbone_takes_whole_batches(store, tmp_path, 
 
 
 class CountedItems:
-    """A dataset that notes which thread decoded each item; items from `gated_from` on wait for
-    `gate`, and `failing` raises."""
+    """A dataset that notes each item it decoded and in which thread; items from `gated_from` on
+    wait for `gate`, and `failing` raises."""
 
     def __init__(self, size: int, gated_from: int | None = None, failing: int | None = None):
         self.size = size
         self.gated_from = size if gated_from is None else gated_from
         self.failing = failing
         self.gate = threading.Event()
-        self.threads: list[str] = []
-        self.decoded: list[int] = []
+        self.decoded: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
         return self.size
@@ -123,8 +122,7 @@ class CountedItems:
             self.gate.wait(timeout=30)
         if index == self.failing:
             raise RuntimeError(f"item {index} is broken")
-        self.threads.append(threading.current_thread().name)
-        self.decoded.append(index)
+        self.decoded.append((index, threading.current_thread().name))
         return index
 
 
@@ -142,17 +140,17 @@ def decoding_threads() -> list[threading.Thread]:
 def test_batches_come_in_order_from_decoding_threads():
     items = CountedItems(50)
     assert list(decoded_batches(items, list, batch_size=4, threads=3)) == [list(range(i, min(i + 4, 50))) for i in range(0, 50, 4)]
-    assert len(items.threads) == 50 and all(name.startswith("protoshelf-decode") for name in items.threads)
+    assert len(items.decoded) == 50 and all(name.startswith("protoshelf-decode") for _, name in items.decoded)
     caller = CountedItems(5)
     assert list(decoded_batches(caller, list, batch_size=2, threads=0)) == [[0, 1], [2, 3], [4]]
-    assert set(caller.threads) == {threading.current_thread().name}
+    assert {name for _, name in caller.decoded} == {threading.current_thread().name}
 
 
 def test_decoding_starts_before_the_first_batch_is_asked_for():
     """The backbone takes seconds to build: the threads decode meanwhile."""
     items = CountedItems(100)
     batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3)
-    wait_for(lambda: len(items.threads) == 30)
+    wait_for(lambda: len(items.decoded) == 30)
     batches.close()
 
 
@@ -177,9 +175,9 @@ def test_decoding_stays_a_few_batches_ahead_of_the_backbone():
     items = CountedItems(1000)
     batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3)
     assert next(batches) == list(range(10))
-    wait_for(lambda: len(items.threads) >= (1 + 3) * 10)  # the batch taken and three ahead
+    wait_for(lambda: len(items.decoded) >= (1 + 3) * 10)  # the batch taken and three ahead
     time.sleep(0.3)
-    assert len(items.threads) == (1 + 3) * 10
+    assert len(items.decoded) == (1 + 3) * 10
     batches.close()
 
 
@@ -191,7 +189,7 @@ def test_a_closed_run_leaves_the_batches_not_begun_and_no_threads():
     batches.close()  # the threads are held in batch 1 and maybe 2; batches 3 to 7 were not begun
     items.gate.set()
     wait_for(lambda: not decoding_threads())
-    assert set(range(10)) <= set(items.decoded) <= set(range(15))
+    assert set(range(10)) <= {index for index, _ in items.decoded} <= set(range(15))
 
 
 def test_a_failed_batch_comes_after_the_good_ones_before_it():
@@ -231,7 +229,7 @@ def test_batches_reuse_the_memory_of_the_ones_before(extractor):
 def test_timm_is_imported_with_the_collector_paused_and_running_again_after():
     """A long session must not be left without a cycle collector, nor with objects frozen that may
     yet become garbage (only the command line freezes, as it exits)."""
-    code = ("import gc; from protoshelf.core.backbones import import_timm; gc.disable(); gc.enable(); "
+    code = ("import gc; from protoshelf.core.backbones import import_timm; "
             "timm = import_timm(); print(gc.isenabled(), gc.get_freeze_count(), hasattr(timm, 'create_model'))")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     assert shown.split() == ["True", "0", "True"]
