@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -398,6 +399,24 @@ def test_7_processes_first_opening_a_catalog_at_once_all_succeed(tmp_path, start
     assert all(code == 0 for code, _ in errors), errors
     with Store(path) as store:
         assert sorted(c.name for c in store.categories()) == [f"C{i}" for i in range(6)]
+
+
+def test_7_opening_a_new_catalog_while_another_process_begins_writing_it_waits(tmp_path):
+    # The race behind a red CI run: on a still-empty file, SQLite refuses the switch to WAL at once
+    # ("database is locked", no busy timeout) while another connection holds the write lock.
+    path = tmp_path / "c.sqlite"
+    first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    first.execute("BEGIN IMMEDIATE")
+    releaser = threading.Timer(0.3, first.rollback)
+    releaser.start()
+    try:
+        with Store(path) as store:
+            store.create_category("Shoes")
+    finally:
+        releaser.join()
+        first.close()
+    with Store(path) as store:
+        assert [c.name for c in store.categories()] == ["Shoes"]
 
 
 # --- 8. big titles CSVs -------------------------------------------------------------------------
