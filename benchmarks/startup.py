@@ -67,15 +67,27 @@ print(json.dumps({"first_launch_idle_s": idle, "first_launch_cpu_s": cpu}))
 """
 
 
-def timed(command: list[str], source: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": str(source), "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+def source_env(source: Path, tmp: Path) -> dict[str, str]:
+    """An environment whose `import protoshelf.core` reads `source`. PYTHONPATH=source alone does
+    not: the checkout has no `protoshelf` folder, so the import fell through to this venv's editable
+    install and every "before" timed the code of "after". A `protoshelf` folder linking the
+    checkout's core/ and gui/, first on the path, is found before the editable install's finder."""
+    package = tmp / "import-root" / "protoshelf"
+    package.mkdir(parents=True)
+    (package / "__init__.py").touch()
+    for part in ("core", "gui"):
+        (package / part).symlink_to(source / part, target_is_directory=True)
+    return {**os.environ, "PYTHONPATH": str(package.parent),
+            "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+
+
+def timed(command: list[str], source: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, cwd=source, env=env, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def app_times(source: Path, catalog: Path, script: str = APP) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(source), "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+def app_times(source: Path, env: dict[str, str], catalog: Path, script: str = APP) -> dict:
     out = subprocess.run([sys.executable, "-c", script, str(catalog)], cwd=source, env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -90,12 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     cli = [sys.executable, "-m", "protoshelf.core.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "demo.sqlite"
-        env = {**os.environ, "PYTHONPATH": str(source)}  # built by the timed code: its schema
+        env = source_env(source, Path(tmp))  # the catalogs are built by the timed code: its schema
+        where = subprocess.run([sys.executable, "-c", "import protoshelf.core as c; print(c.__file__)"], cwd=source,
+                               env=env, check=True, capture_output=True, text=True).stdout.strip()
+        assert Path(where).resolve().is_relative_to(source), f"timing {where}, not {source}"
         subprocess.run([sys.executable, "-c", "import sys; from protoshelf.core.demo import build_demo_catalog; "
                         "from protoshelf.core.store import Store; from protoshelf.core.embedding import embed_catalog; "
                         "p = build_demo_catalog(sys.argv[1]); s = Store(p); embed_catalog(s, device='cpu'); s.close()",
                         str(catalog)], cwd=source, env=env, check=True, capture_output=True)
-        timed([*cli, "--db", str(catalog), "categories"], source)  # upgrade the schema once, outside the timing
+        timed([*cli, "--db", str(catalog), "categories"], source, env)  # upgrade the schema once, outside the timing
         fresh = Path(tmp) / "fresh.sqlite"
         subprocess.run([sys.executable, "-c", "import sys; from protoshelf.core.demo import build_demo_catalog; "
                         "build_demo_catalog(sys.argv[1])", str(fresh)], cwd=source, env=env, check=True)
@@ -103,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                                              "first_predictions_s": [], "first_launch_idle_s": [],
                                              "first_launch_cpu_s": []}
         for run in range(args.runs):
-            figures["help_s"].append(timed([*cli, "--help"], source))
-            figures["categories_s"].append(timed([*cli, "--db", str(catalog), "categories"], source))
-            for name, value in app_times(source, catalog).items():
+            figures["help_s"].append(timed([*cli, "--help"], source, env))
+            figures["categories_s"].append(timed([*cli, "--db", str(catalog), "categories"], source, env))
+            for name, value in app_times(source, env, catalog).items():
                 figures[name].append(value)
             first = shutil.copy(fresh, Path(tmp) / f"first-{run}.sqlite")  # a new path: no cached vectors
-            for name, value in app_times(source, first, FIRST_LAUNCH).items():
+            for name, value in app_times(source, env, first, FIRST_LAUNCH).items():
                 figures[name].append(value)
     print(f"{source}: median of {args.runs} (min-max), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for name, values in figures.items():
