@@ -121,10 +121,10 @@ class NameEncoder:
 
     def model(self):
         if self.encoder is None and self.unavailable is None:
-            from protoshelf.core.text import TextModelError, TitleEncoder
+            from protoshelf.core.text import TextModelError, shared_title_encoder
 
             try:
-                self.encoder = TitleEncoder(self.device)
+                self.encoder = shared_title_encoder(self.device)
             except (TextModelError, ImportError, OSError) as exc:
                 self.unavailable = str(exc)
         return self.encoder

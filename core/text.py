@@ -8,6 +8,7 @@ vector" is exactly the work left: a cancelled run resumes there and an edited ti
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,16 @@ class TitleEncoder:
     """all-MiniLM-L6-v2 loaded from its package folder, never from the network.
 
     `local_files_only` is HF_HUB_OFFLINE for this one load; setting the variable for the whole
-    process would also stop the timm backbones a user has allowed to download.
+    process would also stop the timm backbones a user has allowed to download. One call encodes at
+    a time: the fast tokenizer refuses a second thread ("Already borrowed"), and the app's lanes
+    share one encoder (`shared_title_encoder`).
     """
 
     def __init__(self, device: str = "auto"):
         from sentence_transformers import SentenceTransformer
 
         self.device = resolve_device(device)
+        self._encoding = threading.Lock()
         path = text_model_path()
         try:
             self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
@@ -62,11 +66,27 @@ class TitleEncoder:
 
     def __call__(self, titles: list[str], batch_size: int = 128) -> np.ndarray:
         """Unit-length float32 vectors, one per title."""
-        vectors = self.model.encode(
-            titles, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._encoding:
+            vectors = self.model.encode(
+                titles, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, np.float32)
+
+
+_shared: dict[str, TitleEncoder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_title_encoder(device: str = "auto") -> TitleEncoder:
+    """The process's one title model on `device`, loaded on first use. The app's title lane and
+    each lane's category names used to load their own (three copies at start, each about 90 MB
+    and a second of one core). A load that fails is not kept, so the next call says why again."""
+    key = str(resolve_device(device))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = TitleEncoder(key)
+        return _shared[key]
 
 
 def embed_titles(
@@ -81,7 +101,7 @@ def embed_titles(
     if not rows:
         progress(0, 0)
         return TextEmbedReport(TEXT_EMBEDDING, str(encoder.device) if encoder else device)
-    encoder = encoder or TitleEncoder(device)
+    encoder = encoder or shared_title_encoder(device)
     report = TextEmbedReport(TEXT_EMBEDDING, str(encoder.device))
     progress(0, len(rows))
     for start in range(0, len(rows), batch_size):

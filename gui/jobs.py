@@ -1,8 +1,9 @@
 """The work the app hands to its worker lanes: each job is `job(context, progress, ...)`.
 
 Jobs only call core functions on the lane's own Store; they never touch Qt objects. Models that are
-slow to load (the image backbone, the title encoder, the in-memory classifier) are cached in the
-lane's WorkerContext, so dropping three new images does not reload a network. The core modules are
+slow to load are kept, so dropping three new images does not reload a network: the image backbone
+and the title model once per process (core's `shared_backbone`, `shared_title_encoder`), the
+in-memory classifier in the lane's WorkerContext. The core modules are
 imported inside the jobs, on the worker thread: torch and timm take seconds to import, and the
 window must be on screen before that (`load_model` is the first job and says so).
 """
@@ -137,12 +138,12 @@ def embed_missing(
             extractor=extractor_for(context, backbone, device),
         )
     if titles:
-        from protoshelf.core.text import TEXT_EMBEDDING, TextModelError, TitleEncoder, embed_titles
+        from protoshelf.core.text import TEXT_EMBEDDING, TextModelError, embed_titles, shared_title_encoder
 
         if store.titles_without_embedding(TEXT_EMBEDDING):
             progress.stage("Embedding titles")
             try:
-                encoder = context.cached(("titles", device), lambda: TitleEncoder(device))
+                encoder = shared_title_encoder(device)
             except (TextModelError, ImportError, OSError) as exc:
                 summary.titles_unavailable = str(exc)
             else:

@@ -66,6 +66,7 @@ def test_a_cancelled_run_keeps_finished_batches_and_resumes(store, tmp_path, enc
         raise AssertionError("nothing to embed: the model must not even load")
 
     monkeypatch.setattr(text, "TitleEncoder", no_model)
+    monkeypatch.setattr(text, "_shared", {})
     assert embed_titles(store).embedded == 0
 
 
@@ -159,3 +160,33 @@ def test_text_modality_without_titles_has_nothing_to_learn_from(store, tmp_path)
     classifier = CatalogClassifier(store)
     assert classifier.run({ids[0]: category}).modality == "image"
     assert classifier.run({ids[0]: category}, modality="text") is None
+
+
+def test_one_title_model_serves_every_thread_and_the_category_names(monkeypatch):
+    # The app's title lane and each lane's names used to load a model of their own; the fast
+    # tokenizer of a shared one refuses two threads at once unless encoding takes turns.
+    import threading
+
+    from protoshelf.core.names import NameEncoder
+
+    monkeypatch.setattr(text, "_shared", {})
+    with no_network():
+        shared = text.shared_title_encoder("cpu")
+    assert NameEncoder("cpu").model() is shared and text.shared_title_encoder("auto") is shared
+    titles = [f"red running shoe size {i} with a long description of the sole and laces" for i in range(300)]
+    expected = shared(titles[:8])
+    failures, results = [], []
+
+    def encode():
+        try:
+            results.append(shared(titles, batch_size=16)[:8])
+        except Exception as exc:  # noqa: BLE001 - the failure is what this test looks for
+            failures.append(exc)
+
+    threads = [threading.Thread(target=encode) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and len(results) == 4
+    assert all(np.allclose(r, expected, atol=1e-5) for r in results)
