@@ -30,7 +30,7 @@ from protoshelf.gui.commands import (
 )
 from protoshelf.gui.intake import Intake
 from protoshelf.gui.training import Training
-from protoshelf.gui.workers import Task, TaskKind, TaskRunner
+from protoshelf.gui.workers import Task, TaskKind, TaskRunner, failure_text
 
 if TYPE_CHECKING:
     from protoshelf.core.classify import CatalogPredictions
@@ -81,7 +81,7 @@ class CatalogSession(QObject):
         self.jobs = TaskRunner(self.path, "jobs", self)
         self.live = TaskRunner(self.path, "live", self)
         for lane in (self.jobs, self.live):
-            lane.problem.connect(self.problem)
+            lane.problem.connect(self._relay_problem)
         if extractor is not None:
             for lane in (self.jobs, self.live):
                 lane.context.cache[jobs.extractor_key(backbone, device)] = extractor
@@ -95,6 +95,7 @@ class CatalogSession(QObject):
         self.recent_categories: list[int] = []
         self.closed = False
         self._model_failed = False
+        self._model_failure = ""
         self._predictions_saved = True
         self.embeddings_version = 0
         """Raised whenever vectors were added, so the lanes reload theirs before the next use."""
@@ -143,11 +144,21 @@ class CatalogSession(QObject):
         self.schedule_fit(now=True)
         self.embed()
 
-    def _on_model_failed(self, _error: BaseException) -> None:
+    def _on_model_failed(self, error: BaseException) -> None:
         """Already reported; fits and embedding still run and say what goes wrong in them."""
         self._model_failed = True
+        self._model_failure = failure_text(error)
         self.schedule_fit(now=True)
         self.embed()
+
+    @Slot(str, str)
+    def _relay_problem(self, title: str, details: str) -> None:
+        """A failure the failed model load already explained (torch will not import, so the fit and
+        the embedding fail the same way) goes to the status bar, not into a second and third dialog."""
+        if details and details == self._model_failure:
+            self.notice.emit(f"{title}: {details.splitlines()[0]}")
+        else:
+            self.problem.emit(title, details)
 
     @property
     def busy(self) -> bool:

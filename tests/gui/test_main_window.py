@@ -487,6 +487,33 @@ def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tm
     wait_idle(qtbot, window.session, 60_000)
 
 
+def test_torch_that_will_not_import_is_one_dialog_not_one_per_task(qtbot, fake_catalog, monkeypatch):
+    """The load, the fits and the embedding all fail the same way (four dialogs before); the user
+    reads it once, and the others reach the status bar."""
+    from protoshelf.gui import jobs
+    from protoshelf.gui.main_window import MainWindow
+    from protoshelf.gui.session import CatalogSession
+
+    def no_torch(*_args, **_kwargs):
+        raise ImportError("No module named 'torch'")
+
+    for job in ("load_model", "fit", "embed_missing"):
+        monkeypatch.setattr(jobs, job, no_torch)
+    path, _truth, _categories = fake_catalog
+    session = CatalogSession(path, embed_titles=False)
+    problems, notices = [], []
+    session.problem.connect(lambda title, text: problems.append(title))
+    session.notice.connect(notices.append)
+    window = MainWindow(session, None)
+    qtbot.addWidget(window)
+    window.show()
+    session.start()
+    wait_idle(qtbot, session)
+    assert problems == ["The model could not be loaded"]
+    assert {n.split(":")[0] for n in notices if "No module named 'torch'" in n} == {
+        "Embedding failed", "Predictions could not be updated"}
+
+
 def test_a_model_that_fails_to_load_is_reported_and_labels_still_predict(qtbot, fake_catalog, monkeypatch):
     """The first fit waits for the model's load (the methods' kinds come with it); a failed load is
     reported once and must not leave the catalog without predictions."""
