@@ -3,9 +3,9 @@
 Jobs only call core functions on the lane's own Store; they never touch Qt objects. Models that are
 slow to load are kept, so dropping three new images does not reload a network: the image backbone
 and the title model once per process (core's `shared_backbone`, `shared_title_encoder`), the
-in-memory classifier in the lane's WorkerContext. The core modules are
-imported inside the jobs, on the worker thread: torch and timm take seconds to import, and the
-window must be on screen before that (`load_model` is the first job and says so).
+in-memory classifier in the lane's WorkerContext. The core modules are imported inside the jobs,
+on the worker thread: torch and timm take seconds to import, and the window must be on screen
+before that (`load_model` is the first job and says so).
 """
 from __future__ import annotations
 

@@ -94,8 +94,8 @@ class CatalogSession(QObject):
         self.model_info: jobs.ModelInfo | None = None
         self.recent_categories: list[int] = []
         self.closed = False
-        self._model_failed = False
-        self._model_failure = ""
+        self._model_failure: str | None = None
+        """What the failed model load said; None while it has not failed."""
         self._predictions_saved = True
         self.embeddings_version = 0
         """Raised whenever vectors were added, so the lanes reload theirs before the next use."""
@@ -146,7 +146,6 @@ class CatalogSession(QObject):
 
     def _on_model_failed(self, error: BaseException) -> None:
         """Already reported; fits and embedding still run and say what goes wrong in them."""
-        self._model_failed = True
         self._model_failure = failure_text(error)
         self.schedule_fit(now=True)
         self.embed()
@@ -283,7 +282,7 @@ class CatalogSession(QObject):
         self.live.cancel(kind=TaskKind.FIT)
         self.live.cancel(kind=TaskKind.SAVE)
         self._save_timer.stop()
-        if self.model_info is None and not self._model_failed:  # the methods' kinds come with the model,
+        if self.model_info is None and self._model_failure is None:  # the methods' kinds come with the model,
             return  # loaded on a worker (torch): asking here would import torch on the GUI thread; it fits
         meta = self.model_info is not None and self.method in self.model_info.meta_learners
         request = self.fit_request(self.training.meta_states_for_fit() if meta else ())
