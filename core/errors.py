@@ -62,6 +62,19 @@ def _os_message(exc: OSError) -> str:
 
 def user_message(exc: BaseException) -> str:
     """One line for any failure; unexpected ones say how to see the details."""
+    known = known_message(exc)
+    if known is not None:
+        return known
+    return f"{unexpected_message(exc)}; run again with --debug to see the details"
+
+
+def unexpected_message(exc: BaseException) -> str:
+    return f"unexpected error ({type(exc).__name__}: {exc})"
+
+
+def known_message(exc: BaseException) -> str | None:
+    """The sentence for a failure this module recognises (a refusal, a full disk, a busy catalog…);
+    None for one it does not, whose details (a traceback) the user needs."""
     if isinstance(exc, ValueError):  # StoreError, ImageError, UserError and kin carry user text
         return " ".join(str(exc).split()) or type(exc).__name__
     for cause in _causes(exc):
@@ -77,4 +90,4 @@ def user_message(exc: BaseException) -> str:
             return _os_message(cause)
     if isinstance(exc, OSError) and str(exc):  # no errno to go by: its own words
         return " ".join(str(exc).split())
-    return f"unexpected error ({type(exc).__name__}: {exc}); run again with --debug to see the details"
+    return None

@@ -33,6 +33,7 @@ class ModelControls(QGroupBox):
             combo.setEnabled(False)
         session.model_loaded.connect(self._on_model_loaded)
         self.device_label = QLabel(session.device_description())
+        session.model_failed.connect(lambda: self.device_label.setText(session.device_description()))
         self.device_label.setStyleSheet("color: palette(mid);")
 
         self.modality = QComboBox()

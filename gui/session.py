@@ -55,6 +55,7 @@ class CatalogSession(QObject):
     duplicates_found = Signal(list)
     backbone_changed = Signal(str)
     model_loaded = Signal(object)
+    model_failed = Signal()
     image_tried = Signal(list)
 
     def __init__(
@@ -95,7 +96,7 @@ class CatalogSession(QObject):
         self.recent_categories: list[int] = []
         self.closed = False
         self._model_failure: str | None = None
-        """What the failed model load said; None while it has not failed."""
+        """The first line of what the failed model load said; None while it has not failed."""
         self._predictions_saved = True
         self.embeddings_version = 0
         """Raised whenever vectors were added, so the lanes reload theirs before the next use."""
@@ -130,7 +131,7 @@ class CatalogSession(QObject):
 
     def device_description(self) -> str:
         if self.model_info is None:
-            return "Loading the model…"
+            return "Loading the model…" if self._model_failure is None else "The model could not be loaded."
         from protoshelf.core.backbones import BackboneError, describe_device, resolve_device
 
         try:
@@ -146,7 +147,8 @@ class CatalogSession(QObject):
 
     def _on_model_failed(self, error: BaseException) -> None:
         """Already reported; fits and embedding still run and say what goes wrong in them."""
-        self._model_failure = failure_text(error)
+        self._model_failure = failure_text(error).partition("\n")[0]
+        self.model_failed.emit()
         self.schedule_fit(now=True)
         self.embed()
 
@@ -154,8 +156,9 @@ class CatalogSession(QObject):
     def _relay_problem(self, title: str, details: str) -> None:
         """A failure the failed model load already explained (torch will not import, so the fit and
         the embedding fail the same way) goes to the status bar, not into a second and third dialog."""
-        if details and details == self._model_failure:
-            self.notice.emit(f"{title}: {details.splitlines()[0]}")
+        summary = details.partition("\n")[0]
+        if summary and summary == self._model_failure:
+            self.notice.emit(f"{title}: {summary}")
         else:
             self.problem.emit(title, details)
 

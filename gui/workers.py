@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -34,10 +35,17 @@ log = logging.getLogger(__name__)
 
 def failure_text(error: BaseException) -> str:
     """What a failed task's dialog says: a refusal's own words, else protoshelf.core.errors' one sentence
-    ("the disk is full…", "the catalog is busy…") instead of a database driver's message."""
-    from protoshelf.core.errors import user_message
+    ("the disk is full…", "the catalog is busy…") instead of a database driver's message. An error
+    nobody foresaw gets its traceback below that first line, for the dialog's details (the command
+    line says "run again with --debug" instead)."""
+    from protoshelf.core.errors import known_message, unexpected_message
 
-    return str(error) if isinstance(error, ValueError) else user_message(error)
+    if isinstance(error, ValueError):
+        return str(error)
+    known = known_message(error)
+    if known is not None:
+        return known
+    return f"{unexpected_message(error)}\n\n{''.join(traceback.format_exception(error)).rstrip()}"
 
 
 class TaskKind(str, Enum):

@@ -501,8 +501,8 @@ def test_torch_that_will_not_import_is_one_dialog_not_one_per_task(qtbot, fake_c
         monkeypatch.setattr(jobs, job, no_torch)
     path, _truth, _categories = fake_catalog
     session = CatalogSession(path, embed_titles=False)
-    problems, notices = [], []
-    session.problem.connect(lambda title, text: problems.append(title))
+    problems, notices, details = [], [], []
+    session.problem.connect(lambda title, text: (problems.append(title), details.append(text)))
     session.notice.connect(notices.append)
     window = MainWindow(session, None)
     qtbot.addWidget(window)
@@ -510,6 +510,10 @@ def test_torch_that_will_not_import_is_one_dialog_not_one_per_task(qtbot, fake_c
     session.start()
     wait_idle(qtbot, session)
     assert problems == ["The model could not be loaded"]
+    assert window.controls.device_label.text() == "The model could not be loaded."  # not "Loading the model…"
+    summary, _, trace = details[0].partition("\n")
+    assert summary == "unexpected error (ImportError: No module named 'torch')"  # no "--debug": that is the CLI's
+    assert "Traceback (most recent call last)" in trace and "no_torch" in trace
     assert {n.split(":")[0] for n in notices if "No module named 'torch'" in n} == {
         "Embedding failed", "Predictions could not be updated"}
 
