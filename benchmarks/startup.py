@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         env = source_env(source, Path(tmp))  # the catalogs are built by the timed code: its schema
         where = subprocess.run([sys.executable, "-c", "import protoshelf.core as c; print(c.__file__)"], cwd=source,
                                env=env, check=True, capture_output=True, text=True).stdout.strip()
-        assert Path(where).resolve().is_relative_to(source), f"timing {where}, not {source}"
+        if not Path(where).resolve().is_relative_to(source):
+            raise SystemExit(f"would time {where}, not {source}")
         subprocess.run([sys.executable, "-c", "import sys; from protoshelf.core.demo import build_demo_catalog; "
                         "from protoshelf.core.store import Store; from protoshelf.core.embedding import embed_catalog; "
                         "p = build_demo_catalog(sys.argv[1]); s = Store(p); embed_catalog(s, device='cpu'); s.close()",

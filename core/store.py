@@ -81,8 +81,9 @@ def _on_connect(dbapi_connection, _record) -> None:
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:
-    """Switch the file to WAL. On a new file that several processes open at once, SQLite answers
-    "database is locked" to all but one at once, without waiting out the busy timeout, so wait here."""
+    """Switch the file to WAL. A connection that must write a new, still-empty file's header while
+    another holds the write lock (processes opening a new catalog at once) is refused with
+    "database is locked" at once, without the busy timeout, so the waiting happens here."""
     deadline = time.monotonic() + BUSY_TIMEOUT_S
     while True:
         try:

@@ -65,13 +65,24 @@ class TitleEncoder:
             ) from exc
 
     def __call__(self, titles: list[str], batch_size: int = 128) -> np.ndarray:
-        """Unit-length float32 vectors, one per title."""
-        with self._encoding:
-            vectors = self.model.encode(
-                titles, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, np.float32)
+        """Unit-length float32 vectors, one per title. The lock is taken batch by batch, so a
+        category name (0.01 s) waits for one batch of another thread's titles, not for all of them
+        (the 1000 ImageNet names take 3.6 s on 2 cores)."""
+        parts = []
+        for start in range(0, len(titles), batch_size):
+            with self._encoding:
+                parts.append(self.model.encode(
+                    titles[start : start + batch_size], batch_size=batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                ))
+        if not parts:
+            return np.zeros((0, self.dimension), np.float32)
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    @property
+    def dimension(self) -> int:
+        named = getattr(self.model, "get_embedding_dimension", None)  # sentence-transformers 6 renamed it
+        return named() if named else self.model.get_sentence_embedding_dimension()
 
 
 _shared: dict[str, TitleEncoder] = {}

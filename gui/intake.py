@@ -7,6 +7,7 @@ predictions now and then with what is embedded so far.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,8 @@ class Intake(QObject):
         session = self.session
         return session.jobs.run(
             "Embedding", jobs.embed_missing, session.backbone, session.device, session.embed_titles,
-            kind=TaskKind.EMBED, on_success=self._on_embedded, failure_title="Embedding failed",
+            kind=TaskKind.EMBED, on_success=self._on_embedded,
+            on_failure=partial(session.report_model_task_failure, "Embedding failed"),
             on_cancel=self._on_embed_cancelled, after=self._after_embedding, on_progress=self._on_embed_progress,
         )
 

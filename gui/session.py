@@ -82,7 +82,7 @@ class CatalogSession(QObject):
         self.jobs = TaskRunner(self.path, "jobs", self)
         self.live = TaskRunner(self.path, "live", self)
         for lane in (self.jobs, self.live):
-            lane.problem.connect(self._relay_problem)
+            lane.problem.connect(self.problem)
         if extractor is not None:
             for lane in (self.jobs, self.live):
                 lane.context.cache[jobs.extractor_key(backbone, device)] = extractor
@@ -152,10 +152,11 @@ class CatalogSession(QObject):
         self.schedule_fit(now=True)
         self.embed()
 
-    @Slot(str, str)
-    def _relay_problem(self, title: str, details: str) -> None:
-        """A failure the failed model load already explained (torch will not import, so the fit and
-        the embedding fail the same way) goes to the status bar, not into a second and third dialog."""
+    def report_model_task_failure(self, title: str, error: BaseException) -> None:
+        """A fit's or the embedding's failure. One the failed model load already explained (torch
+        will not import, so they fail the same way) goes to the status bar, not into a dialog of
+        its own; other tasks (edits, exports, imports) always get their dialog."""
+        details = failure_text(error)
         summary = details.partition("\n")[0]
         if summary and summary == self._model_failure:
             self.notice.emit(f"{title}: {summary}")
@@ -290,7 +291,8 @@ class CatalogSession(QObject):
         meta = self.model_info is not None and self.method in self.model_info.meta_learners
         request = self.fit_request(self.training.meta_states_for_fit() if meta else ())
         self.live.run("Updating predictions", jobs.fit, request, kind=TaskKind.FIT,
-                      on_success=partial(self._on_fitted, request), failure_title="Predictions could not be updated")
+                      on_success=partial(self._on_fitted, request),
+                      on_failure=partial(self.report_model_task_failure, "Predictions could not be updated"))
 
     def fit_request(self, meta_states: tuple = ()) -> jobs.FitRequest:
         return jobs.FitRequest(self.backbone, self.method, self.threshold, self.modality, self.embeddings_version,

@@ -401,12 +401,19 @@ def test_7_processes_first_opening_a_catalog_at_once_all_succeed(tmp_path, start
         assert sorted(c.name for c in store.categories()) == [f"C{i}" for i in range(6)]
 
 
-def test_7_opening_a_new_catalog_while_another_process_begins_writing_it_waits(tmp_path):
+def test_7_opening_a_new_catalog_while_another_connection_begins_writing_it_waits(tmp_path, monkeypatch):
     # The race behind a red CI run: on a still-empty file, SQLite refuses the switch to WAL at once
     # ("database is locked", no busy timeout) while another connection holds the write lock.
     path = tmp_path / "c.sqlite"
     first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     first.execute("BEGIN IMMEDIATE")
+    waits, real_sleep = [], time.sleep
+
+    def counted_sleep(seconds):
+        waits.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", counted_sleep)
     releaser = threading.Timer(0.3, first.rollback)
     releaser.start()
     try:
@@ -415,6 +422,7 @@ def test_7_opening_a_new_catalog_while_another_process_begins_writing_it_waits(t
     finally:
         releaser.join()
         first.close()
+    assert waits  # it met the refusal, rather than arriving after the lock was gone
     with Store(path) as store:
         assert [c.name for c in store.categories()] == ["Shoes"]
 

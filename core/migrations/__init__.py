@@ -77,4 +77,4 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         except OperationalError as exc:  # another process holds the write lock, most likely upgrading
             if "locked" not in str(exc) or time.monotonic() > deadline:  # this very catalog: wait for it
                 raise
-            time.sleep(0.05)  # SQLite can answer "locked" at once, without its busy timeout
+            time.sleep(0.05)  # each try normally waits a busy timeout; never spin if one does not

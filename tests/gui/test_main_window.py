@@ -516,6 +516,10 @@ def test_torch_that_will_not_import_is_one_dialog_not_one_per_task(qtbot, fake_c
     assert "Traceback (most recent call last)" in trace and "no_torch" in trace
     assert {n.split(":")[0] for n in notices if "No module named 'torch'" in n} == {
         "Embedding failed", "Predictions could not be updated"}
+    monkeypatch.setattr(jobs, "edit", no_torch)  # the same words from a task that has nothing to do with the model
+    session.label([1], session.categories[0].id)
+    wait_idle(qtbot, session)
+    assert problems[1:] == ["A change could not be saved"]
 
 
 def test_a_model_that_fails_to_load_is_reported_and_labels_still_predict(qtbot, fake_catalog, monkeypatch):
