@@ -14,7 +14,7 @@ import sqlite3
 import stat
 import time
 import unicodedata
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -84,15 +84,21 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
     """Switch the file to WAL. A connection that must write a new, still-empty file's header while
     another holds the write lock (processes opening a new catalog at once) is refused with
     "database is locked" at once, without the busy timeout, so the waiting happens here."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    retry_while_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"), BUSY_TIMEOUT_S, pause_s=0.01)
+
+
+def retry_while_locked(attempt: Callable[[], object], seconds: float, pause_s: float,
+                       errors: type[Exception] | tuple[type[Exception], ...] = sqlite3.OperationalError):
+    """`attempt()`, tried again while SQLite answers "locked", for up to `seconds`, with a pause
+    between tries so that an answer given at once never makes it spin; any other error is raised."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
+            return attempt()
+        except errors as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.01)
+            time.sleep(pause_s)
 
 
 def _on_begin(connection) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,13 +67,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
     from sqlalchemy.exc import OperationalError
 
-    deadline = time.monotonic() + UPGRADE_WAIT_S
-    while True:
-        try:
-            with _ALEMBIC:
-                command.upgrade(alembic_config(engine), revision)
-            return
-        except OperationalError as exc:  # another process holds the write lock, most likely upgrading
-            if "locked" not in str(exc) or time.monotonic() > deadline:  # this very catalog: wait for it
-                raise
-            time.sleep(0.05)  # each try normally waits a busy timeout; never spin if one does not
+    from protoshelf.core.store import retry_while_locked
+
+    def attempt() -> None:
+        with _ALEMBIC:
+            command.upgrade(alembic_config(engine), revision)
+
+    # "locked": another process holds the write lock, most likely upgrading this very catalog; each
+    # try waits one busy timeout, and the whole upgrade is waited for up to UPGRADE_WAIT_S.
+    retry_while_locked(attempt, UPGRADE_WAIT_S, pause_s=0.05, errors=OperationalError)
