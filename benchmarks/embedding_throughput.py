@@ -15,7 +15,7 @@ on a white page as a 1000 px JPEG (about 100 KB), and a cut-out as a 300 px PNG 
 time per image of each stage (decode, resize, batch, forward, store), measured one after the
 other in this process, says where the difference goes.
 
-    python -m benchmarks.embedding_throughput [--kinds jpeg png] [--images 192] [--command-images 1000]
+    python -m benchmarks.embedding_throughput [--kinds jpeg png] [--images 192] [--command-images 1000 [--command-runs 3]]
 """
 from __future__ import annotations
 
@@ -225,29 +225,36 @@ def run(images: int = 192, batch_size: int | None = None, side: int | None = Non
     }
 
 
-def command_run(images: int, kind: str) -> dict:
+def command_run(images: int, kind: str, runs: int = 3) -> dict:
     """`protoshelf embed` as a user runs it (a fresh interpreter, a catalog of `images` files),
-    against its floor: images / forward-only rate + the import of torch, each measured here."""
+    against its floor: images / forward-only rate + the import of torch, each measured here.
+    Each of `runs` rounds imports torch, then embeds a fresh copy of the catalog; the medians
+    count (one import alone moved between 1.1 and 1.9 s from run to run)."""
     folder = Path(tempfile.mkdtemp(prefix="protoshelf-embed-cli-"))
     try:
         catalog = folder / "catalog.sqlite"
         new_catalog(catalog, write_photos(folder, images, KINDS[kind][1], kind)).close()
-        python = [sys.executable, "-c", "import protoshelf.core, torch"]
-        with Clock() as torch_import:
-            subprocess.run(python, check=True)
         extractor = FeatureExtractor(load_backbone(), torch.device("cpu"))
         batch = torch.zeros(default_batch_size(extractor.device), 3, 224, 224, dtype=torch.uint8)
-        forward_rate = lambda: _rate(extractor, batch)  # noqa: E731 - before and after the run, averaged
-        before = forward_rate()
-        command = [sys.executable, "-m", "protoshelf.core.cli", "embed", "--db", str(catalog), "--device", "cpu", "--no-titles"]
-        with Clock() as embed:
-            subprocess.run(command, check=True, capture_output=True)
-        rate = (before + forward_rate()) / 2
+        rates, imports, embeds = [_rate(extractor, batch)], [], []
+        for run in range(runs):
+            with Clock() as torch_import:
+                subprocess.run([sys.executable, "-c", "import protoshelf.core, torch"], check=True)
+            imports.append(torch_import.wall)
+            fresh = folder / f"run{run}.sqlite"
+            shutil.copyfile(catalog, fresh)
+            command = [sys.executable, "-m", "protoshelf.core.cli", "embed", "--db", str(fresh), "--device", "cpu", "--no-titles"]
+            with Clock() as embed:
+                subprocess.run(command, check=True, capture_output=True)
+            embeds.append(embed.wall)
+            rates.append(_rate(extractor, batch))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    floor = images / rate + torch_import.wall
-    return {"kind": kind, "images": images, "embed_s": round(embed.wall, 1), "torch_import_s": round(torch_import.wall, 1),
-            "forward_images_per_s": round(rate, 1), "floor_s": round(floor, 1), "embed_vs_floor": round(embed.wall / floor, 3),
+    rate, torch_s, embed_s = (float(np.median(values)) for values in (rates, imports, embeds))
+    floor = images / rate + torch_s
+    return {"kind": kind, "images": images, "runs": runs, "embed_s": round(embed_s, 1),
+            "embed_s_range": [round(min(embeds), 1), round(max(embeds), 1)], "torch_import_s": round(torch_s, 1),
+            "forward_images_per_s": round(rate, 1), "floor_s": round(floor, 1), "embed_vs_floor": round(embed_s / floor, 3),
             "load_average": round(os.getloadavg()[0], 1)}
 
 
@@ -290,12 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-images", type=int, default=32, help="the naive loop is slow: it sees fewer")
     parser.add_argument("--command-images", type=int, default=0,
                         help="also time `protoshelf embed` of this many images per kind against its floor (0: skip)")
+    parser.add_argument("--command-runs", type=int, default=3, help="rounds of the command's timing; medians count")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     figures = {kind: run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images, kind)
                for kind in args.kinds}
     if args.command_images:
-        figures["command"] = {kind: command_run(args.command_images, kind) for kind in args.kinds}
+        figures["command"] = {kind: command_run(args.command_images, kind, args.command_runs) for kind in args.kinds}
     return report(figures, args.json, print_all)
 
 
@@ -304,8 +312,9 @@ def print_all(figures: dict) -> None:
         if kind in figures:
             print_figures(figures[kind])
     for f in figures.get("command", {}).values():
-        print(f"protoshelf embed of {f['images']} {f['kind']} images: {f['embed_s']} s; floor {f['floor_s']} s "
-              f"({f['images']} / {f['forward_images_per_s']} images/s forward + {f['torch_import_s']} s torch import) "
+        print(f"protoshelf embed of {f['images']} {f['kind']} images: {f['embed_s']} s (median of {f['runs']}, "
+              f"{f['embed_s_range'][0]}-{f['embed_s_range'][1]}); floor {f['floor_s']} s "
+              f"({f['images']} / {f['forward_images_per_s']} images/s forward + {f['torch_import_s']} s torch import, medians) "
               f"= {f['embed_vs_floor']:.2f}x the floor, load average {f['load_average']}")
 
 

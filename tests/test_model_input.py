@@ -1,5 +1,5 @@
-"""The backbone's input: the whole picture on the model's square, alpha composited on white after
-shrinking, JPEGs decoded small, and stored vectors of the old input dropped."""
+"""The backbone's input: the whole picture on the model's square, resampled as Pillow's BILINEAR
+does, alpha composited on white, JPEGs decoded small, and stored vectors of the old input dropped."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +38,7 @@ def test_a_long_products_ends_survive(tmp_path):
     assert (pixels[:, PREP.size // 2] == 255).all()  # the white middle stays white
 
 
-def test_alpha_composited_after_shrinking_matches_compositing_first(tmp_path):
+def test_a_cut_out_kept_with_alpha_comes_out_as_the_one_composited_at_decoding(tmp_path):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)
     alpha = np.zeros((300, 420), np.uint8)
@@ -54,6 +54,42 @@ def test_alpha_composited_after_shrinking_matches_compositing_first(tmp_path):
     difference = np.abs(hwc(kept) - hwc(composited_first))
     assert difference.max() <= 3 and difference.mean() < 0.3  # rounding where alpha is nearly 0
     assert (hwc(kept)[:5, :5] == 255).all()  # fully transparent corners are white, not the hidden colour
+
+
+def smooth_picture(width: int, height: int, mode: str = "RGB") -> Image.Image:
+    """Gradients and a few hard edges: what resampling kernels disagree on, without noise."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.dstack([x * 255 // width, y * 255 // height, (x // 17 + y // 13) % 2 * 200]).astype(np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    if mode == "RGBA":
+        alpha = np.where((x > width // 5) & (x < width * 4 // 5) & (y > height // 5) & (y < height * 4 // 5), 255, 0)
+        image.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
+    return image
+
+
+def test_the_model_sees_pillows_bilinear_resampling_when_shrinking_and_enlarging():
+    for size in [(250, 230), (64, 64), (400, 90)]:
+        image = smooth_picture(*size)
+        pillow = np.asarray(image.resize((PREP.size, PREP.size), Image.Resampling.BILINEAR)).astype(int)
+
+        ours = to_model_input(image, PREP)
+
+        assert ours.shape == (3, PREP.size, PREP.size) and ours.permute(1, 2, 0).is_contiguous()  # HWC underneath
+        difference = np.abs(ours.permute(1, 2, 0).numpy().astype(int) - pillow)
+        assert difference.max() <= 2 and difference.mean() < 0.05, size
+
+
+def test_a_huge_cut_out_is_shrunk_by_blocks_then_composited_on_white():
+    huge = smooth_picture(3000, 2000, "RGBA")
+    composited_first = Image.new("RGB", huge.size, WHITE)
+    composited_first.paste(huge, (0, 0), huge)
+    pillow = np.asarray(composited_first.resize((PREP.size, PREP.size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+
+    pixels = hwc(huge)
+
+    assert (pixels[:20, :20] == 255).all() and (pixels[-20:, -20:] == 255).all()
+    difference = np.abs(pixels - pillow.astype(int))
+    assert difference.max() <= 3 and difference.mean() < 0.1
 
 
 def test_jpegs_are_decoded_at_the_smallest_scale_not_below_the_model(tmp_path):
