@@ -3,6 +3,8 @@ does, alpha composited on white, JPEGs decoded small, and stored vectors of the 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 from alembic import command
 from PIL import Image
 
@@ -118,3 +120,10 @@ def test_an_old_catalogs_image_vectors_are_dropped_and_title_vectors_kept(tmp_pa
         assert len(store.load_embeddings("concept:efficientnet_lite0")) == 0
         assert len(store.load_embeddings("efficientnet_lite0~tuned")) == 0
         assert len(store.load_embeddings("text:minilm")) == 3
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "I", "I;16", "F", "CMYK", "YCbCr"])
+def test_a_picture_in_any_decoded_mode_reaches_the_model_as_rgb(mode):
+    for size in [(1, 1), (1, 5000), (2000, 1500)]:  # the last two are shrunk by blocks first
+        pixels = to_model_input(Image.new(mode, size), PREP)
+        assert pixels.shape == (3, PREP.size, PREP.size) and pixels.dtype == torch.uint8
