@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from protoshelf.core.calibration import (
-    DEFAULT_TEMPERATURES, Calibrated, default_temperature, expected_calibration_error, expected_precision, fit_temperature,
+    DEFAULT_TEMPERATURES, Calibrated, catalog_weights, default_temperature, expected_calibration_error, expected_precision,
+    fit_temperature,
     precision_coverage, tempered,
 )
 from protoshelf.core.fusion import LateFusion, ModalFeatures
@@ -116,3 +117,61 @@ def test_with_nothing_to_hold_out_the_default_temperature_stands():
     assert model.predict(features).max(axis=1).mean() < raw.max(axis=1).mean()  # one example: less sure
     assert default_temperature("prototypes", "image", False, True) == DEFAULT_TEMPERATURES[("image", False, True)] != (1.0, 0.0)
     assert default_temperature("linear-probe", "image", False, True) == (1.0, 0.0)  # fitted for prototypes only
+
+
+class ScoresAsFeatures:
+    """A "method" whose feature rows are its own scores, so the held-out rows' scores are known."""
+
+    def fit(self, support, labels, unlabelled=None, progress=None):
+        self.classes_ = np.unique(labels)
+        return self
+
+    def predict(self, queries):
+        scores = np.empty_like(queries.matrices["image"])
+        scores[queries.rows["image"]] = queries.matrices["image"]
+        return scores
+
+
+def lopsided_catalog(rng, rows: int, big_share: float):
+    """Rows of category 0's kind (`big_share` of them) have calibrated scores; the rest, which
+    lean to categories 1-3, are three times too sure. Truth is drawn from the calibrated odds."""
+    classes = 4
+    logits = rng.normal(size=(rows, classes))
+    big = rng.random(rows) < big_share
+    logits[big, 0] += 3.0
+    logits[np.flatnonzero(~big), 1 + rng.integers(0, 3, (~big).sum())] += 3.0
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    truth = (p.cumsum(axis=1) < rng.random((rows, 1))).sum(axis=1)
+    shown = np.exp(logits * np.where(big, 1.0, 3.0)[:, None])
+    return (shown / shown.sum(axis=1, keepdims=True) * (1 - 1e-6)).astype(np.float32), truth
+
+
+def test_held_out_rows_are_weighted_by_their_categorys_share_of_the_catalog():
+    catalog = ModalFeatures.of(image=np.array([[0.9, 0.1]] * 5 + [[0.5, 0.5]] * 5, np.float32))  # shares 0.7 : 0.3
+    truth = np.array([0, 1, 1, 1])  # held out: shares 0.25 : 0.75
+
+    weights = catalog_weights(ScoresAsFeatures(), catalog, truth, classes=2)
+
+    assert weights == pytest.approx([0.7 / 0.25, 0.3 / 0.75, 0.3 / 0.75, 0.3 / 0.75], rel=1e-6)
+    assert catalog_weights(ScoresAsFeatures(), None, truth, classes=2) is None
+
+
+def test_the_temperature_answers_for_a_lopsided_catalog_not_for_the_balanced_examples():
+    """Folds hold out as many examples of each category; a catalog is mostly one category. The
+    confidence shown must be right over the catalog."""
+    rng = np.random.default_rng(7)
+    catalog_scores, catalog_truth = lopsided_catalog(rng, 6000, big_share=0.9)
+    examples = np.concatenate([np.flatnonzero(catalog_truth == c)[:12] for c in range(4)])  # 12 per category
+    features = ModalFeatures.of(image=catalog_scores)
+    queries = np.setdiff1d(np.arange(len(catalog_truth)), examples)
+
+    model = Calibrated(ScoresAsFeatures).fit(features.take(examples), catalog_truth[examples], unlabelled=features)
+    held_out, truth, _ = model.held_out_
+    balanced = fit_temperature(held_out, truth)
+
+    raw = catalog_scores[queries]
+    correct = raw.argmax(axis=1) == catalog_truth[queries]
+    ours = expected_calibration_error(tempered(raw, model.temperature_, model.none_offset_).max(axis=1), correct)
+    theirs = expected_calibration_error(tempered(raw, *balanced).max(axis=1), correct)
+    assert model.temperature_ < balanced[0]  # the big, calibrated category pulls T toward 1
+    assert ours < 0.08 < theirs
