@@ -3,7 +3,7 @@
 A method's scores (per class, rows summing to at most one, the rest being "none of these") are
 often far too sharp on a few shots: a 99% that is right 60% of the time. `Calibrated` wraps any
 model with `fit(support, labels, unlabelled, progress)`, `predict(queries)` and `classes_` (a
-`LateFusion`, with or without names), so calibration never lives inside a method. Each labelled
+`LateFusion`, with or without names) over `ModalFeatures`, so calibration never lives inside a method. Each labelled
 example is held out in turn (stratified folds), the model is refitted on the rest, and the
 temperature T and "none of these" offset b that give the held-out examples' true classes the
 highest likelihood are kept: p ∝ p_model^(1/T) over the classes, p_none^(1/T)·e^b for "none".
@@ -93,11 +93,13 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray, prior_rows: float = P
                     weights: np.ndarray | None = None) -> tuple[float, float]:
     """The grid (temperature, none offset) with the lowest log-loss of the true class indices
     `truth`, plus the Gaussian prior's `prior_rows` × (log T)² / 2σ² around the default T = 1.
-    `weights` (one per row) weigh the rows' losses; they are scaled to sum to their effective
+    `weights` (one per row, finite, not all zero) weigh the rows' losses; they are scaled to sum to their effective
     number of rows, (Σw)²/Σw², so that a few heavy rows count as few against the prior."""
     log_p = np.log(np.maximum(with_none(scores), EPS))
     rows = np.arange(len(truth))
     weight = np.ones(len(truth)) if weights is None else np.asarray(weights, np.float64)
+    if not np.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
+        raise ValueError("weights must be finite, non-negative and not all zero")
     weight = weight * weight.sum() / np.square(weight).sum()
     best, best_loss = (1.0, 0.0), np.inf
     for t in TEMPERATURES:
@@ -133,12 +135,12 @@ def catalog_weights(model, unlabelled, truth: np.ndarray, classes: int) -> np.nd
         return None
     step = max(1, count // SHARE_ROWS)
     predicted = np.asarray(model.predict(unlabelled.take(np.arange(0, count, step))), np.float64).mean(axis=0)
-    if predicted.sum() <= 0:
+    if not predicted.sum() > 0:  # also NaN
         return None
     catalog_share = predicted / predicted.sum()
     held_out_share = np.bincount(truth, minlength=classes) / len(truth)
     weights = catalog_share[truth] / held_out_share[truth]
-    return weights if weights.sum() > 0 else None
+    return weights if np.isfinite(weights).all() and weights.sum() > 0 else None
 
 
 def stratified_folds(y: np.ndarray, folds: int) -> np.ndarray:

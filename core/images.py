@@ -71,7 +71,7 @@ def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bo
     """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale not below it.
 
     `keep_alpha`: a picture with transparency comes back RGBA instead of composited on white, for a
-    caller that shrinks it first and composites the few pixels left (core/model_input.py)."""
+    caller that shrinks a huge one by pixel blocks before compositing it (core/model_input.py)."""
     try:
         if isinstance(source, (bytes, bytearray)):
             handle = io.BytesIO(source)
@@ -90,6 +90,7 @@ def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bo
             image.seek(0)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
+            image = _eight_bit(image)
             return _to_rgba(image) if keep_alpha and _has_alpha(image) else on_white(image)
     except ImageError:
         raise
@@ -146,7 +147,18 @@ def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
 
 
 def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    """An alpha channel, or a transparent colour (PNG's tRNS, in palette, grey and RGB pictures)."""
+    return image.mode in ("RGBA", "LA", "PA") or image.info.get("transparency") is not None
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey (PNG, TIFF) scaled to 8 bits: converting it to RGB keeps the low 8 bits' worth
+    and turns all but the darkest tenth of a scan white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        scaled = image.point(lambda value: value * (1 / 257))
+        scaled.info = image.info
+        return scaled
+    return image
 
 
 def _to_rgba(image: Image.Image) -> Image.Image:

@@ -38,34 +38,52 @@ def open_model_image(source: Path | bytes, prep: Preprocessing) -> Image.Image:
     return open_image(source, min_side=prep.size, keep_alpha=True)
 
 
+VECTORISED_RESIZE = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+"""torch's uint8 antialiased resize has a vectorised kernel on x86 with AVX2 or AVX-512 only;
+elsewhere (ARM, Apple silicon) its generic kernel was 2-3 times slower than Pillow's and ran on
+an OpenMP team of its own, so Pillow resamples there."""
+
+
 def to_model_input(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     """The whole picture resized to the model's square, as a uint8 CHW tensor (a view of HWC pixels).
 
-    Resampled by torch's uint8 antialiased bilinear kernel, which gives Pillow's BILINEAR pixels to
-    within a level or two at a fraction of its CPU time: 0.60 -> 0.18 ms for a JPEG drafted to 250
-    px, 1.33 -> 0.43 ms for a 300 px cut-out composited on white first (Pillow resamples RGBA
-    premultiplied, twice converting every pixel)."""
+    Resampled by torch's vectorised uint8 antialiased bilinear kernel where there is one, which
+    gives Pillow's BILINEAR pixels to within a level or two at a fraction of its CPU time: 0.60 ->
+    0.18 ms for a JPEG drafted to 250 px, 1.33 -> 0.43 ms for a 300 px cut-out composited on white
+    first (Pillow resamples RGBA premultiplied, twice converting every pixel)."""
     if image.mode not in ("RGB", "RGBA"):  # palette, grey, 16-bit, CMYK…: what `reduce` and the kernel take
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    pixels = np.array(on_white(_reduced(image, prep.size)))
-    return torch.from_numpy(_resized(pixels, prep.size)).permute(2, 0, 1)
+    size = (prep.size, prep.size)
+    if not VECTORISED_RESIZE:
+        pixels = np.array(on_white(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP))
+        return torch.from_numpy(pixels).permute(2, 0, 1)
+    reduced, exact_size = _reduced(image, prep.size)
+    return torch.from_numpy(_resized(np.array(on_white(reduced)), prep.size, exact_size)).permute(2, 0, 1)
 
 
-def _reduced(image: Image.Image, side: int) -> Image.Image:
+def _reduced(image: Image.Image, side: int) -> tuple[Image.Image, tuple[float, float] | None]:
     """Shrunk by whole pixel blocks to within REDUCING_GAP of `side`, as Pillow's `reducing_gap`
-    does (RGBA premultiplied), so that a 3000 px picture is composited and resampled small."""
+    does (RGBA premultiplied), so that a 3000 px picture is composited and resampled small; with
+    the shrunk picture's exact size, since its last block may be partial (3001 px by 4: 751 px
+    holding 750.25 px of picture), None when nothing was shrunk."""
     factors = tuple(max(1, int(length / side / REDUCING_GAP)) for length in image.size)
-    return image.reduce(factors) if factors != (1, 1) else image
+    if factors == (1, 1):
+        return image, None
+    return image.reduce(factors), (image.width / factors[0], image.height / factors[1])
 
 
-def _resized(pixels: np.ndarray, side: int) -> np.ndarray:
+def _resized(pixels: np.ndarray, side: int, exact_size: tuple[float, float] | None = None) -> np.ndarray:
     """HWC uint8 pixels resampled to side x side, HWC: the layout `stack_images` and the backbone
-    use. The kernel is `F.interpolate`'s, called with an output of our own, because for one image
+    use. `exact_size` (width, height): how much picture the pixels hold when the last row or
+    column is a partial block, so that it is not stretched over the square.
+
+    The kernel is `F.interpolate`'s, called with an output of our own, because for one image
     `interpolate` returns planes (CHW), and laying them out again cost more than the resampling.
     It runs in the calling thread (a decoding thread) without starting an OpenMP team of its own."""
     source = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
     out = torch.empty((1, side, side, pixels.shape[2]), dtype=torch.uint8)
-    torch.ops.aten._upsample_bilinear2d_aa.out(source, [side, side], False, None, None, out=out.permute(0, 3, 1, 2))
+    scales = (side / exact_size[1], side / exact_size[0]) if exact_size else (None, None)
+    torch.ops.aten._upsample_bilinear2d_aa.out(source, [side, side], False, *scales, out=out.permute(0, 3, 1, 2))
     return out[0].numpy()
 
 

@@ -175,3 +175,13 @@ def test_the_temperature_answers_for_a_lopsided_catalog_not_for_the_balanced_exa
     theirs = expected_calibration_error(tempered(raw, *balanced).max(axis=1), correct)
     assert model.temperature_ < balanced[0]  # the big, calibrated category pulls T toward 1
     assert ours < 0.08 < theirs
+
+
+def test_weights_that_cannot_weigh_are_refused_not_fitted_to_a_default():
+    scores = np.array([[0.9, 0.05], [0.2, 0.7], [0.6, 0.3]], np.float32)
+    truth = np.array([0, 1, 1])
+    for weights in (np.zeros(3), np.array([1.0, np.inf, 1.0]), np.array([1.0, np.nan, 1.0])):
+        with pytest.raises(ValueError):
+            fit_temperature(scores, truth, weights=weights)
+    nowhere = ModalFeatures.of(image=np.zeros((4, 2), np.float32))  # a model that predicts no category anywhere
+    assert catalog_weights(ScoresAsFeatures(), nowhere, truth, classes=2) is None

@@ -11,6 +11,7 @@ from PIL import Image
 from protoshelf.core.backbones import packaged_preprocessing
 from protoshelf.core.images import open_image
 from protoshelf.core.migrations import alembic_config, upgrade
+from protoshelf.core import model_input
 from protoshelf.core.model_input import open_model_image, to_model_input
 from protoshelf.core.schema import Item
 from protoshelf.core.store import Store
@@ -82,7 +83,7 @@ def test_the_model_sees_pillows_bilinear_resampling_when_shrinking_and_enlarging
 
 
 def test_a_huge_cut_out_is_shrunk_by_blocks_then_composited_on_white():
-    huge = smooth_picture(3000, 2000, "RGBA")
+    huge = smooth_picture(3001, 2011, "RGBA")  # the blocks' last row and column are partial
     composited_first = Image.new("RGB", huge.size, WHITE)
     composited_first.paste(huge, (0, 0), huge)
     pillow = np.asarray(composited_first.resize((PREP.size, PREP.size), Image.Resampling.BILINEAR, reducing_gap=3.0))
@@ -92,6 +93,16 @@ def test_a_huge_cut_out_is_shrunk_by_blocks_then_composited_on_white():
     assert (pixels[:20, :20] == 255).all() and (pixels[-20:, -20:] == 255).all()
     difference = np.abs(pixels - pillow.astype(int))
     assert difference.max() <= 3 and difference.mean() < 0.1
+
+
+def test_where_torch_has_no_vectorised_resize_pillow_gives_the_same_pixels(monkeypatch):
+    pictures = [smooth_picture(250, 230), smooth_picture(64, 64, "RGBA"), smooth_picture(3001, 2011, "RGBA")]
+    vectorised = [hwc(picture) for picture in pictures]
+    monkeypatch.setattr(model_input, "VECTORISED_RESIZE", False)
+
+    for picture, expected in zip(pictures, vectorised):
+        difference = np.abs(hwc(picture) - expected)
+        assert difference.max() <= 3 and difference.mean() < 0.1
 
 
 def test_jpegs_are_decoded_at_the_smallest_scale_not_below_the_model(tmp_path):
@@ -127,3 +138,27 @@ def test_a_picture_in_any_decoded_mode_reaches_the_model_as_rgb(mode):
     for size in [(1, 1), (1, 5000), (2000, 1500)]:  # the last two are shrunk by blocks first
         pixels = to_model_input(Image.new(mode, size), PREP)
         assert pixels.shape == (3, PREP.size, PREP.size) and pixels.dtype == torch.uint8
+
+
+def test_a_16_bit_grey_scan_keeps_its_tones(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (64, 1))
+    path = tmp_path / "scan.png"
+    Image.fromarray(ramp).save(path)
+
+    pixels = np.asarray(open_image(path)).astype(int)[..., 0]
+
+    assert pixels[0, 0] == 0 and pixels[0, -1] == 255
+    assert np.abs(pixels[0] - np.arange(256)).max() <= 1  # not clipped to white past 255/65535
+
+
+def test_a_transparent_colour_marked_by_trns_is_composited_on_white(tmp_path):
+    for mode, backdrop, product in (("RGB", (10, 20, 30), RED), ("L", 7, 90)):
+        picture = Image.new(mode, (40, 40), backdrop)
+        picture.paste(product, (10, 10, 30, 30))
+        path = tmp_path / f"trns-{mode}.png"
+        picture.save(path, transparency=backdrop)
+
+        pixels = hwc(open_model_image(path, PREP))
+
+        assert (pixels[:20, :20] == 255).all()  # the backdrop colour was transparent
+        assert (pixels[PREP.size // 2, PREP.size // 2] < 255).any()
