@@ -2,11 +2,11 @@
 
 A method's scores (per class, rows summing to at most one, the rest being "none of these") are
 often far too sharp on a few shots: a 99% that is right 60% of the time. `Calibrated` wraps any
-model with `fit(support, labels, unlabelled, progress)`, `predict(queries)` and `classes_` (a
-`LateFusion`, with or without names) over `ModalFeatures`, so calibration never lives inside a method. Each labelled
-example is held out in turn (stratified folds), the model is refitted on the rest, and the
-temperature T and "none of these" offset b that give the held-out examples' true classes the
-highest likelihood are kept: p ∝ p_model^(1/T) over the classes, p_none^(1/T)·e^b for "none".
+model with `fit(support, labels, unlabelled, progress)`, `predict(queries)` and `classes_` over
+`ModalFeatures` (a `LateFusion`, with or without names), so calibration never lives inside a
+method. Each labelled example is held out in turn (stratified folds), the model is refitted on the
+rest, and the temperature T and "none of these" offset b that give the held-out examples' true
+classes the highest likelihood are kept: p ∝ p_model^(1/T) over the classes, p_none^(1/T)·e^b for "none".
 The held-out rows are weighted to stand for the catalog (`catalog_weights`): folds hold out every
 category alike, while a catalog is mostly a few large categories, and on Twemoji that alone made
 the fitted T 10% too high at every number of examples (fitted T matched the oracle T of a
@@ -93,8 +93,9 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray, prior_rows: float = P
                     weights: np.ndarray | None = None) -> tuple[float, float]:
     """The grid (temperature, none offset) with the lowest log-loss of the true class indices
     `truth`, plus the Gaussian prior's `prior_rows` × (log T)² / 2σ² around the default T = 1.
-    `weights` (one per row, finite, not all zero) weigh the rows' losses; they are scaled to sum to their effective
-    number of rows, (Σw)²/Σw², so that a few heavy rows count as few against the prior."""
+    `weights` (one per row, finite, not all zero) weigh the rows' losses; they are scaled to sum
+    to their effective number of rows, (Σw)²/Σw², so that a few heavy rows count as few against
+    the prior."""
     log_p = np.log(np.maximum(with_none(scores), EPS))
     rows = np.arange(len(truth))
     weight = np.ones(len(truth)) if weights is None else np.asarray(weights, np.float64)
