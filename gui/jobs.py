@@ -9,6 +9,8 @@ before that (`load_model` is the first job and says so).
 """
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,29 @@ def extractor_key(backbone: str, device: str) -> tuple:
     return ("extractor", backbone, device)
 
 
+TORCH_MODULES = ("torch", "torchvision")
+
+
+def needs_torch(job: Callable) -> Callable:
+    """A job whose imports reach torch, run once torch and torchvision are imported from the top.
+
+    A job's own imports enter torch from different places on different lanes (the classifier on
+    one, the embedding on another). Two lanes inside a circle of imports at once get a "partially
+    initialized module" from Python's deadlock breaking: after a failed model load, the fit and the
+    embedding both tried torch again, and the second failed differently and got a dialog of its
+    own. Importing the top module first, holding no other import lock, a lane simply waits for
+    another lane's import to finish or fail. Once imported, this is a dictionary lookup."""
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        for module in TORCH_MODULES:
+            importlib.import_module(module)
+        return job(*args, **kwargs)
+
+    return run
+
+
+@needs_torch
 def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> ModelInfo:
     """Import torch, timm and the classifier on the worker, and say what they offer."""
     from protoshelf.core.backbones import BackboneError, available_backbones, describe_device, resolve_device
@@ -122,6 +147,7 @@ def extractor_for(context: WorkerContext, backbone: str, device: str) -> Feature
     return context.cached(extractor_key(backbone, device), make)
 
 
+@needs_torch
 def embed_missing(
     context: WorkerContext, progress: TaskProgress, backbone: str, device: str, titles: bool, batch_size: int | None = None,
     workers: int | None = None,
@@ -174,6 +200,7 @@ def classifier_for(context: WorkerContext, backbone: str, embeddings_version: in
     return classifier
 
 
+@needs_torch
 def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> FitResult:
     """Refit on the current labels with the lane's cached classifier."""
     from protoshelf.core.classify import available_modalities
@@ -192,6 +219,7 @@ def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> 
     return FitResult(predictions, modalities)
 
 
+@needs_torch
 def meta_train(
     context: WorkerContext, progress: TaskProgress, backbone: str, method: str, labels: dict[int, int]
 ) -> tuple[MetaTrained, ...]:
@@ -202,6 +230,7 @@ def meta_train(
     return meta_train_catalog(context.store, backbone, method, labels, progress)
 
 
+@needs_torch
 def try_image(
     context: WorkerContext, progress: TaskProgress, request: FitRequest, device: str, image: Path | bytes
 ) -> list[tuple[int, float]]:
@@ -237,6 +266,7 @@ def similar_items(
     return built[1].similar_to_item(item_id, k)
 
 
+@needs_torch
 def suggestions(
     context: WorkerContext, progress: TaskProgress, backbone: str, embeddings_version: int,
     predictions: CatalogPredictions, labelled: list[int], n: int,
@@ -267,6 +297,7 @@ def write_duplicates(
     return export_duplicates(context.store, groups, out_path)
 
 
+@needs_torch
 def adapt_backbone(context: WorkerContext, progress: TaskProgress, method: str, base: str, device: str) -> str:
     """Train the backbone on the labelled images (e.g. fine-tuning) and re-embed the catalog;
     returns the new backbone's name."""
@@ -277,6 +308,7 @@ def adapt_backbone(context: WorkerContext, progress: TaskProgress, method: str, 
     return adapter.adapt_catalog(context.store, base, device, progress)
 
 
+@needs_torch
 def persist_predictions(
     context: WorkerContext, progress: TaskProgress, predictions: CatalogPredictions, backbone: str, threshold: float
 ) -> None:

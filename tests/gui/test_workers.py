@@ -1,6 +1,8 @@
 """The task runner: work off the GUI thread, results and failures back on it, cancellation."""
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 
 import pytest
@@ -177,3 +179,41 @@ def test_a_closed_lane_delivers_no_outcome(qtbot, runner):
     runner.wait()
     qtbot.wait(50)
     assert seen == []
+
+
+def test_jobs_enter_torch_from_the_top_so_two_lanes_never_meet_inside_its_circular_imports(tmp_path, monkeypatch):
+    """Two lanes entering a circle of imports from different modules at once: Python breaks the
+    deadlock by handing one of them a partially initialized module (torchvision's "partially
+    initialized module" after a failed model load). Jobs import the top module first."""
+    from protoshelf.gui import jobs
+
+    # Like torch: fine when entered from the top, not from inside (circle_top reads circle_inner.SUFFIX).
+    (tmp_path / "circle_top.py").write_text(
+        "import time\ntime.sleep(0.3)\nimport circle_inner\nNAME = 'top' + circle_inner.SUFFIX\n")
+    (tmp_path / "circle_inner.py").write_text(
+        "import time\ntime.sleep(0.3)\nimport circle_top\nSUFFIX = ''\ndef name():\n    return circle_top.NAME\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(jobs, "TORCH_MODULES", ("circle_top",))
+    names, failures = [], []
+
+    def job(entry):  # what a job's own imports do: enter the circle where they need it
+        module = importlib.import_module(entry)
+        names.append(module.NAME if entry == "circle_top" else module.name())
+
+    def lane(entry):
+        try:
+            jobs.needs_torch(job)(entry)
+        except Exception as exc:  # noqa: BLE001 - the failure is what the test looks for
+            failures.append(exc)
+
+    lanes = [threading.Thread(target=lane, args=(entry,)) for entry in ("circle_top", "circle_inner")]
+    try:
+        for thread in lanes:
+            thread.start()
+        for thread in lanes:
+            thread.join()
+    finally:
+        for module in ("circle_top", "circle_inner"):
+            sys.modules.pop(module, None)
+
+    assert not failures and sorted(names) == ["top", "top"]
