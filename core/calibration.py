@@ -134,8 +134,8 @@ def catalog_weights(model, unlabelled, truth: np.ndarray, classes: int) -> np.nd
     count = unlabelled.count
     if not count:
         return None
-    step = max(1, count // SHARE_ROWS)
-    predicted = np.asarray(model.predict(unlabelled.take(np.arange(0, count, step))), np.float64).mean(axis=0)
+    sample = unlabelled if count <= SHARE_ROWS else unlabelled.take(np.arange(0, count, count // SHARE_ROWS))
+    predicted = np.asarray(model.predict(sample), np.float64).mean(axis=0)
     if not predicted.sum() > 0:  # also NaN
         return None
     catalog_share = predicted / predicted.sum()

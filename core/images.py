@@ -91,7 +91,7 @@ def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bo
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
             image = _eight_bit(image)
-            return _to_rgba(image) if keep_alpha and _has_alpha(image) else on_white(image)
+            return rgb_or_rgba(image) if keep_alpha else on_white(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -159,6 +159,11 @@ def _eight_bit(image: Image.Image) -> Image.Image:
         scaled.info = image.info
         return scaled
     return image
+
+
+def rgb_or_rgba(image: Image.Image) -> Image.Image:
+    """RGBA when the picture has transparency (an alpha channel or a tRNS colour), else RGB."""
+    return _to_rgba(image) if _has_alpha(image) else on_white(image)
 
 
 def _to_rgba(image: Image.Image) -> Image.Image:

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from protoshelf.core.backbones import Preprocessing
-from protoshelf.core.images import ImageError, on_white, open_image
+from protoshelf.core.images import ImageError, on_white, open_image, rgb_or_rgba
 
 REDUCING_GAP = 3.0
 """A picture over 6 times the model's size is first shrunk by whole pixel blocks (cheap), then
@@ -51,8 +51,7 @@ def to_model_input(image: Image.Image, prep: Preprocessing) -> torch.Tensor:
     gives Pillow's BILINEAR pixels to within a level or two at a fraction of its CPU time: 0.60 ->
     0.18 ms for a JPEG drafted to 250 px, 1.33 -> 0.43 ms for a 300 px cut-out composited on white
     first (Pillow resamples RGBA premultiplied, twice converting every pixel)."""
-    if image.mode not in ("RGB", "RGBA"):  # palette, grey, 16-bit, CMYK…: what `reduce` and the kernel take
-        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    image = rgb_or_rgba(image)  # palette, grey, 16-bit, CMYK…: the modes `reduce` and the kernel take
     size = (prep.size, prep.size)
     if not VECTORISED_RESIZE:
         pixels = np.array(on_white(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP))
