@@ -17,6 +17,7 @@ import stat
 import warnings
 from pathlib import Path
 
+import imagecodecs
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
@@ -87,6 +88,8 @@ def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bo
                 _check_jpeg_scans(handle)
             if min_side and image.format in {"JPEG", "MPO"}:
                 image.draft("RGB", _draft_size(image.size, min_side))
+            if image.format == "PNG":
+                image = _decoded_by_libspng(handle, image) or image
             image.seek(0)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
@@ -139,6 +142,25 @@ def _check_jpeg_scans(handle) -> None:
             at = end.start() if end else len(data)
     if scans > MAX_JPEG_SCANS:
         raise ImageError(f"JPEG with more than {MAX_JPEG_SCANS} scans (a CPU bomb; real photos have about 10)")
+
+
+def _decoded_by_libspng(handle, image: Image.Image) -> Image.Image | None:
+    """A plain 8-bit RGB or RGBA PNG decoded by libspng (imagecodecs), None for any other.
+
+    Pillow inflates and unfilters a PNG row by row: 2.1 ms of CPU for a 300 px cut-out, the
+    largest cost of embedding a catalog of cut-outs besides the backbone, against 1.3 ms here, and
+    without holding the GIL. Pillow has already read the header (size, mode and every chunk before
+    the pixels, under its limits); it decodes what this does not: palette, grey, 16-bit, tRNS,
+    animations, eXIf orientation, and any file libspng refuses, so a damaged file gets Pillow's
+    verdict as before."""
+    plain = image.mode in ("RGB", "RGBA") and image.tile and image.tile[0][3] == image.mode  # 16-bit: "RGB;16B"
+    if not plain or image.info.keys() & {"transparency", "exif"} or getattr(image, "is_animated", False):
+        return None
+    handle.seek(0)
+    try:
+        return Image.fromarray(imagecodecs.spng_decode(handle.read()))
+    except (RuntimeError, ValueError):  # imagecodecs.SpngError is a RuntimeError
+        return None
 
 
 def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:

@@ -1,5 +1,5 @@
-"""Catalog images as the backbone's uint8 input, decoded by Pillow (CPU): one image, a dataset of
-catalog rows, a batch.
+"""Catalog images as the backbone's uint8 input, decoded on the CPU (core/images.py: Pillow, and
+libspng for plain PNGs): one image, a dataset of catalog rows, a batch.
 
 The whole picture is resized to the model's square. Product pictures are centred cut-outs, and the
 ImageNet habit of "resize the short side, centre-crop 87.5%" cut off the product's edges: resizing
@@ -87,7 +87,7 @@ def _resized(pixels: np.ndarray, side: int, exact_size: tuple[float, float] | No
 
 
 class CatalogImages:
-    """Catalog rows decoded by Pillow to model input; a file that fails comes back with its reason."""
+    """Catalog rows decoded to model input; a file that fails comes back with its reason."""
 
     def __init__(self, rows: list[tuple[int, str]], prep: Preprocessing):
         self.rows = rows

@@ -11,7 +11,7 @@ from PIL import Image
 from protoshelf.core.backbones import packaged_preprocessing
 from protoshelf.core.images import open_image
 from protoshelf.core.migrations import alembic_config, upgrade
-from protoshelf.core import model_input
+from protoshelf.core import images, model_input
 from protoshelf.core.model_input import open_model_image, to_model_input
 from protoshelf.core.schema import Item
 from protoshelf.core.store import Store
@@ -162,3 +162,45 @@ def test_a_transparent_colour_marked_by_trns_is_composited_on_white(tmp_path):
 
         assert (pixels[:20, :20] == 255).all()  # the backdrop colour was transparent
         assert (pixels[PREP.size // 2, PREP.size // 2] < 255).any()
+
+
+def spied_libspng(monkeypatch) -> list[int]:
+    calls, decode = [], images.imagecodecs.spng_decode
+    monkeypatch.setattr(images.imagecodecs, "spng_decode", lambda data: calls.append(len(data)) or decode(data))
+    return calls
+
+
+@pytest.mark.parametrize("mode,options", [("RGB", {}), ("RGBA", {}), ("RGBA", {"interlace": 1})])
+def test_a_plain_png_is_decoded_by_libspng_to_pillows_pixels(tmp_path, monkeypatch, mode, options):
+    noise = np.random.default_rng(1).integers(0, 256, (37, 53, len(mode)), dtype=np.uint8)
+    path = tmp_path / "plain.png"
+    Image.fromarray(noise, mode).save(path, **options)
+    calls = spied_libspng(monkeypatch)
+
+    pixels = np.asarray(open_image(path, keep_alpha=True))
+
+    assert calls == [path.stat().st_size]
+    assert np.array_equal(pixels, noise)
+
+
+@pytest.mark.parametrize("mode,options", [("P", {}), ("L", {}), ("LA", {}), ("I;16", {}), ("RGB", {"transparency": (1, 2, 3)})])
+def test_pngs_libspng_would_decode_differently_are_left_to_pillow(tmp_path, monkeypatch, mode, options):
+    """imagecodecs expands a palette without its transparency, and does not decode grey with alpha."""
+    path = tmp_path / "other.png"
+    Image.new(mode, (20, 10)).save(path, **options)
+    calls = spied_libspng(monkeypatch)
+
+    assert open_image(path).size == (20, 10) and calls == []
+
+
+def test_a_png_libspng_refuses_gets_pillows_verdict(tmp_path, monkeypatch):
+    good, torn = tmp_path / "good.png", tmp_path / "torn.png"
+    Image.new("RGBA", (30, 30), RED).save(good)
+    torn.write_bytes(good.read_bytes()[:-30])  # cut inside the pixel data
+    def refuse(data):
+        raise images.imagecodecs.SpngError("spng_decode_image", 29)
+    monkeypatch.setattr(images.imagecodecs, "spng_decode", refuse)
+
+    assert np.asarray(open_image(good))[0, 0].tolist() == list(RED)
+    with pytest.raises(images.ImageError, match="truncated"):
+        open_image(torn)
