@@ -119,6 +119,13 @@ class NameEncoder:
         self.unavailable: str | None = None
         self._vectors: dict[str, np.ndarray] = {}
 
+    def use_device(self, device: str) -> None:
+        """Take the title model on `device` from the next name on: the app embeds titles there, and
+        the process's one model then serves both (names on the CPU loaded a second copy on a GPU
+        machine). Names embedded already are kept."""
+        if device != self.device:
+            self.device, self.encoder, self.unavailable = device, None, None
+
     def model(self):
         if self.encoder is None and self.unavailable is None:
             from protoshelf.core.text import TextModelError, shared_title_encoder

@@ -57,6 +57,8 @@ class FitRequest:
     embeddings_version: int
     meta_states: tuple[MetaTrained, ...] = ()
     """For a meta-learner: what it learned from this catalog (else it starts untrained)."""
+    device: str = "auto"
+    """Where the category names are embedded: the title model the session's titles use."""
 
 
 @dataclass(frozen=True)
@@ -174,12 +176,15 @@ def embed_missing(
                 summary.titles_unavailable = str(exc)
             else:
                 summary.titles = embed_titles(store, progress=progress, encoder=encoder).embedded
-    summary.concepts = names_for(context).embed_concepts(store, backbone, progress)
+    names = names_for(context)
+    names.use_device(device)
+    summary.concepts = names.embed_concepts(store, backbone, progress)
     return summary
 
 
 def names_for(context: WorkerContext) -> "NameEncoder":
-    """One name encoder per lane: a category's name is embedded once, and again only when renamed."""
+    """One name encoder per lane: a category's name is embedded once, and again only when renamed.
+    Jobs point it at their device (`NameEncoder.use_device`), so it shares the titles' model."""
     from protoshelf.core.names import NameEncoder
 
     return context.cached("names", NameEncoder)
@@ -208,6 +213,7 @@ def fit(context: WorkerContext, progress: TaskProgress, request: FitRequest) -> 
     from protoshelf.core.methods import is_meta_learner
 
     classifier = classifier_for(context, request.backbone, request.embeddings_version)
+    names_for(context).use_device(request.device)
     modalities = available_modalities(context.store, request.backbone)
     modality = request.modality if request.modality in modalities else None
     params = {}

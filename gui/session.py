@@ -296,7 +296,7 @@ class CatalogSession(QObject):
 
     def fit_request(self, meta_states: tuple = ()) -> jobs.FitRequest:
         return jobs.FitRequest(self.backbone, self.method, self.threshold, self.modality, self.embeddings_version,
-                               meta_states)
+                               meta_states, self.device)
 
     def embeddings_changed(self) -> None:
         """New vectors were saved: the lanes reload theirs, and the predictions are refitted."""
