@@ -9,8 +9,10 @@ import logging
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from PySide6.QtCore import QEventLoop, QObject, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QIcon
@@ -24,6 +26,7 @@ from protoshelf.gui.main_window import MainWindow
 from protoshelf.gui.session import CatalogSession
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def choose_catalog(db_path: str | Path | None, demo: bool, settings: QSettings) -> Path:
@@ -33,25 +36,30 @@ def choose_catalog(db_path: str | Path | None, demo: bool, settings: QSettings) 
     if not demo and last and Path(last).exists():
         return Path(last)
     try:
-        return build_demo_catalog()
+        return behind_busy_dialog(build_demo_catalog, "Building the demo catalog (first start)…", "ProtoShelf", None)
     except FileNotFoundError as exc:
         log.warning("%s Opening an empty catalog instead.", exc)
         return default_catalog_path()
 
 
 def upgrade_off_the_gui_thread(path: Path, parent: QWidget | None) -> None:
-    """Migrate an older catalog's schema on a worker thread behind a busy dialog, since rebuilding
-    the items table of a million-item catalog takes minutes; raises what opening it raised."""
-    if not needs_upgrade(path):
-        return
-    dialog = QProgressDialog("Updating the catalog to this version of ProtoShelf…\n"
-                             "A big catalog takes a few minutes; nothing in it is lost.", None, 0, 0, parent)
-    dialog.setWindowTitle("Updating the catalog")
+    """Migrate an older catalog's schema before it opens, since rebuilding the items table of a
+    million-item catalog takes minutes; raises what opening it raised."""
+    if needs_upgrade(path):
+        behind_busy_dialog(lambda: Store(path).close(), "Updating the catalog to this version of ProtoShelf…\n"
+                           "A big catalog takes a few minutes; nothing in it is lost.", "Updating the catalog", parent)
+
+
+def behind_busy_dialog(work: Callable[[], T], text: str, title: str, parent: QWidget | None) -> T:
+    """`work()` on a worker thread while the GUI thread keeps handling events behind a busy dialog;
+    its result, or what it raised."""
+    dialog = QProgressDialog(text, None, 0, 0, parent)
+    dialog.setWindowTitle(title)
     dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
     dialog.setMinimumDuration(0)
     loop, poll = QEventLoop(), QTimer(interval=50)
-    with ThreadPoolExecutor(1, thread_name_prefix="catalog-upgrade") as pool:
-        done = pool.submit(lambda: Store(path).close())
+    with ThreadPoolExecutor(1, thread_name_prefix="busy-dialog") as pool:
+        done = pool.submit(work)
         poll.timeout.connect(lambda: done.done() and loop.quit())
         poll.start()
         dialog.show()
@@ -59,7 +67,7 @@ def upgrade_off_the_gui_thread(path: Path, parent: QWidget | None) -> None:
             loop.exec()
         poll.stop()
     dialog.close()
-    done.result()
+    return done.result()
 
 
 class App(QObject):

@@ -6,11 +6,14 @@ QThreadPool job unfinished: such leftovers make later tests flaky and hide shutd
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QThread, QThreadPool, QTimer
+from PySide6.QtWidgets import QApplication, QProgressDialog
 
 from benchmarks.gui_catalog import make_fake_catalog
 from protoshelf.core.store import Store
@@ -96,6 +99,20 @@ def open_window(qtbot):
     yield make
     for window in windows:
         window.close()
+
+
+@contextmanager
+def busy_dialog_ticks() -> Iterator[list[bool]]:
+    """Ticks of a 20 ms timer on the GUI thread while the block runs, each saying whether a busy
+    dialog was on screen: is the GUI thread free, and what does it show?"""
+    ticks, heartbeat = [], QTimer(interval=20)
+    heartbeat.timeout.connect(lambda: ticks.append(
+        any(isinstance(w, QProgressDialog) and w.isVisible() for w in QApplication.topLevelWidgets())))
+    heartbeat.start()
+    try:
+        yield ticks
+    finally:
+        heartbeat.stop()
 
 
 def wait_idle(qtbot, session, timeout: int = 20_000) -> None:

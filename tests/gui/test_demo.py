@@ -9,8 +9,9 @@ from PySide6.QtCore import QSettings
 
 from protoshelf.core.demo import DEMO_DIR, EXAMPLES_PER_CATEGORY, build_demo_catalog, intended_categories
 from protoshelf.core.store import Store
+from protoshelf.gui import app
 from protoshelf.gui.app import choose_catalog
-from tests.gui.conftest import wait_idle
+from tests.gui.conftest import busy_dialog_ticks, wait_idle
 
 pytestmark = pytest.mark.skipif(not (DEMO_DIR / "images").is_dir(), reason="resources/demo is not there")
 
@@ -43,7 +44,7 @@ def test_missing_demo_images_are_reported(tmp_path):
         build_demo_catalog(tmp_path / "demo.sqlite", source=tmp_path / "nowhere")
 
 
-def test_first_run_opens_the_demo_in_the_user_data_folder(tmp_path, monkeypatch):
+def test_first_run_opens_the_demo_in_the_user_data_folder(qapp, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     path = choose_catalog(None, False, settings)
@@ -53,6 +54,27 @@ def test_first_run_opens_the_demo_in_the_user_data_folder(tmp_path, monkeypatch)
     Store(tmp_path / "mine.sqlite").close()
     assert choose_catalog(None, False, settings) == tmp_path / "mine.sqlite"
     assert choose_catalog(None, True, settings) == path
+
+
+def test_the_first_start_builds_the_demo_off_the_gui_thread_behind_a_dialog(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    seen, build = {}, app.build_demo_catalog
+
+    def slow_build():
+        seen["thread"] = threading.current_thread()
+        threading.Event().wait(0.3)
+        return build()
+
+    monkeypatch.setattr(app, "build_demo_catalog", slow_build)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    with busy_dialog_ticks() as ticks:
+        path = choose_catalog(None, False, settings)
+
+    assert seen["thread"] is not threading.main_thread()
+    assert sum(ticks) >= 5  # the GUI thread ran its event loop, the dialog shown, during the 0.3 s
+    assert Store(path).item_count() > 0
 
 
 @pytest.mark.slow

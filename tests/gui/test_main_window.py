@@ -17,7 +17,7 @@ from protoshelf.gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, Item
 from protoshelf.gui.preview import PreviewDialog
 from protoshelf.gui.problems_dialog import ProblemsDialog
 from tests.conftest import write_image
-from tests.gui.conftest import examples, label_all, select_rows, two_selected, wait_idle
+from tests.gui.conftest import busy_dialog_ticks, examples, label_all, select_rows, two_selected, wait_idle
 
 
 def drop(widget, point: QPoint, mime: QMimeData) -> QDropEvent:
@@ -448,8 +448,6 @@ def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tm
     import threading
 
     from alembic import command
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QProgressDialog
 
     from protoshelf.core import migrations
     from protoshelf.core.store import make_engine, needs_upgrade
@@ -473,13 +471,9 @@ def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tm
         real_upgrade(engine, revision)
 
     monkeypatch.setattr(migrations, "upgrade", slow_upgrade)
-    ticks, heartbeat = [], QTimer(interval=20)  # on the GUI thread: is it free, and what does it show?
-    heartbeat.timeout.connect(lambda: ticks.append(
-        any(isinstance(w, QProgressDialog) and w.isVisible() for w in QApplication.topLevelWidgets())))
-    heartbeat.start()
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = App(settings, embed_titles=False).open_catalog(path)
-    heartbeat.stop()
+    with busy_dialog_ticks() as ticks:
+        window = App(settings, embed_titles=False).open_catalog(path)
     qtbot.addWidget(window)
     assert seen["thread"] is not threading.main_thread()
     assert sum(ticks) >= 5  # the GUI thread kept running its event loop, the dialog shown, during the 0.3 s
