@@ -9,6 +9,7 @@ frame of animations, and JPEG draft decoding so a 4000 px photo is never fully d
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -17,7 +18,6 @@ import stat
 import warnings
 from pathlib import Path
 
-import imagecodecs
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
@@ -144,22 +144,43 @@ def _check_jpeg_scans(handle) -> None:
         raise ImageError(f"JPEG with more than {MAX_JPEG_SCANS} scans (a CPU bomb; real photos have about 10)")
 
 
+ORIENTATION_MARKS = (b"eXIf", b"Raw profile type exif", b"XML:com.adobe.xmp")
+"""Where a PNG can say it is rotated (an eXIf chunk, ImageMagick's EXIF text, XMP), anywhere in
+the file: Pillow finds those after the pixels only once it has decoded them."""
+
+
 def _decoded_by_libspng(handle, image: Image.Image) -> Image.Image | None:
     """A plain 8-bit RGB or RGBA PNG decoded by libspng (imagecodecs), None for any other.
 
     Pillow inflates and unfilters a PNG row by row: 2.1 ms of CPU for a 300 px cut-out, the
-    largest cost of embedding a catalog of cut-outs besides the backbone, against 1.3 ms here, and
-    without holding the GIL. Pillow has already read the header (size, mode and every chunk before
-    the pixels, under its limits); it decodes what this does not: palette, grey, 16-bit, tRNS,
-    animations, eXIf orientation, and any file libspng refuses, so a damaged file gets Pillow's
-    verdict as before."""
+    largest cost of embedding a catalog of cut-outs besides the backbone, against 1.3 ms here.
+    Pillow has already read the header (size, mode and every chunk before the pixels, under its
+    limits); it decodes what this does not: palette, grey, 16-bit, tRNS, animations, pictures
+    that may carry an orientation, and any file libspng refuses."""
+    decode = _libspng()
     plain = image.mode in ("RGB", "RGBA") and image.tile and image.tile[0][3] == image.mode  # 16-bit: "RGB;16B"
-    if not plain or image.info.keys() & {"transparency", "exif"} or getattr(image, "is_animated", False):
+    whole = plain and image.tile[0][1] == (0, 0, *image.size)  # an APNG's first frame may be smaller
+    if decode is None or not whole or "transparency" in image.info or getattr(image, "is_animated", False):
         return None
     handle.seek(0)
+    data = handle.read()
+    if any(mark in data for mark in ORIENTATION_MARKS):
+        return None
     try:
-        return Image.fromarray(imagecodecs.spng_decode(handle.read()))
+        return Image.fromarray(decode(data))
     except (RuntimeError, ValueError):  # imagecodecs.SpngError is a RuntimeError
+        return None
+
+
+@functools.cache
+def _libspng():
+    """imagecodecs' libspng decoder; None where this build of imagecodecs has none (its stub
+    would raise ImportError on every call)."""
+    try:
+        import imagecodecs
+
+        return imagecodecs.spng_decode if imagecodecs.SPNG.available else None
+    except (ImportError, AttributeError):
         return None
 
 

@@ -50,6 +50,6 @@ def find_duplicates(session: CatalogSession, threshold: float) -> Task:
 def try_image(session: CatalogSession, image: Path | bytes) -> Task:
     """Predictions for an image that stays out of the catalog; answered by `image_tried(scores)`."""
     return session.live.run(
-        "Trying an image", jobs.try_image, session.fit_request(), session.device, image,
+        "Trying an image", jobs.try_image, session.fit_request(), image,
         kind=TaskKind.TRY, on_success=session.image_tried.emit, failure_title="The image could not be classified",
     )

@@ -58,7 +58,8 @@ class FitRequest:
     meta_states: tuple[MetaTrained, ...] = ()
     """For a meta-learner: what it learned from this catalog (else it starts untrained)."""
     device: str = "auto"
-    """Where the category names are embedded: the title model the session's titles use."""
+    """The session's device: where a tried image is embedded, and the category names (with the
+    title model the session's titles use)."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def meta_train(
 
 @needs_torch
 def try_image(
-    context: WorkerContext, progress: TaskProgress, request: FitRequest, device: str, image: Path | bytes
+    context: WorkerContext, progress: TaskProgress, request: FitRequest, image: Path | bytes
 ) -> list[tuple[int, float]]:
     """Every category's score for an image that is not in the catalog (nothing is imported), best
     first: the method fitted on the labelled items' image vectors, the image embedded by the backbone."""
@@ -254,7 +255,7 @@ def try_image(
     categories = [labels[int(i)] for i in vectors.item_ids[rows]]
     method = make_method(resolve_method(request.method, typical_shots(categories)))
     method.fit(vectors.matrix[rows], categories, unlabelled=vectors.matrix, progress=progress)
-    query = extractor_for(context, request.backbone, device).embed_images([open_image(image)])
+    query = extractor_for(context, request.backbone, request.device).embed_images([open_image(image)])
     scores = method.predict(np.asarray(query, np.float32))[0]
     return [(int(method.classes_[j]), float(scores[j])) for j in np.argsort(-scores, kind="stable")]
 

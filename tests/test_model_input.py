@@ -165,8 +165,8 @@ def test_a_transparent_colour_marked_by_trns_is_composited_on_white(tmp_path):
 
 
 def spied_libspng(monkeypatch) -> list[int]:
-    calls, decode = [], images.imagecodecs.spng_decode
-    monkeypatch.setattr(images.imagecodecs, "spng_decode", lambda data: calls.append(len(data)) or decode(data))
+    calls, decode = [], images._libspng()
+    monkeypatch.setattr(images, "_libspng", lambda: lambda data: calls.append(len(data)) or decode(data))
     return calls
 
 
@@ -198,9 +198,52 @@ def test_a_png_libspng_refuses_gets_pillows_verdict(tmp_path, monkeypatch):
     Image.new("RGBA", (30, 30), RED).save(good)
     torn.write_bytes(good.read_bytes()[:-30])  # cut inside the pixel data
     def refuse(data):
-        raise images.imagecodecs.SpngError("spng_decode_image", 29)
-    monkeypatch.setattr(images.imagecodecs, "spng_decode", refuse)
+        raise RuntimeError("spng_decode_image returned IDAT stream error")  # as imagecodecs.SpngError
+    monkeypatch.setattr(images, "_libspng", lambda: refuse)
 
     assert np.asarray(open_image(good))[0, 0].tolist() == list(RED)
     with pytest.raises(images.ImageError, match="truncated"):
         open_image(torn)
+
+
+def exif_orientation_6() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    return exif.tobytes()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@pytest.mark.parametrize("where", ["eXIf after the pixels", "ImageMagick's EXIF text", "XMP"])
+def test_a_png_that_says_it_is_rotated_is_turned_upright_as_pillow_does(tmp_path, monkeypatch, where):
+    import binascii
+
+    path = tmp_path / "rotated.png"
+    Image.new("RGB", (40, 30), RED).save(path)
+    data = path.read_bytes()
+    exif = exif_orientation_6()
+    extra = {
+        "eXIf after the pixels": png_chunk(b"eXIf", exif),
+        "ImageMagick's EXIF text": png_chunk(b"tEXt", b"Raw profile type exif\0\nexif\n%8d\n" % (len(exif) + 6)
+                                             + binascii.hexlify(b"Exif\0\0" + exif) + b"\n"),
+        "XMP": png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+                         b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+                         b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'),
+    }[where]
+    path.write_bytes(data[:-12] + extra + data[-12:])  # before IEND
+    calls = spied_libspng(monkeypatch)
+
+    assert open_image(path).size == (30, 40) and calls == []
+
+
+def test_without_libspng_in_this_imagecodecs_pngs_go_to_pillow(tmp_path, monkeypatch):
+    path = tmp_path / "plain.png"
+    Image.new("RGBA", (20, 10), RED).save(path)
+    monkeypatch.setattr(images, "_libspng", lambda: None)
+
+    assert np.asarray(open_image(path))[0, 0].tolist() == list(RED)
