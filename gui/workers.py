@@ -40,8 +40,6 @@ def failure_text(error: BaseException) -> str:
     line says "run again with --debug" instead)."""
     from protoshelf.core.errors import known_message, unexpected_message
 
-    if isinstance(error, ValueError):
-        return str(error)
     known = known_message(error)
     if known is not None:
         return known

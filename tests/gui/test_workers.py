@@ -217,3 +217,11 @@ def test_jobs_enter_torch_from_the_top_so_two_lanes_never_meet_inside_its_circul
             sys.modules.pop(module, None)
 
     assert not failures and sorted(names) == ["top", "top"]
+
+
+def test_a_refusal_reads_the_same_in_a_dialog_as_on_the_command_line():
+    from protoshelf.core.errors import known_message
+    from protoshelf.gui.workers import failure_text
+
+    for refusal in (ValueError("the file\n  is not a catalog"), ValueError()):  # the second was an empty dialog
+        assert failure_text(refusal) == known_message(refusal) != ""
