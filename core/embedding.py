@@ -160,9 +160,9 @@ def decoded_batches(dataset: Sequence, collate: Callable, batch_size: int, threa
 
     Threads, not DataLoader worker processes: Pillow, libspng and numpy let go of the GIL while
     they work, and worker processes cost more than their decoding: each run forked a process the
-    size of the app, and each batch crossed over through shared memory. On 2 cores, end to end went from 74%
-    to 94% of the backbone's own throughput for 1000 px JPEGs, and from 74% to 85% for 300 px PNGs
-    (median of 5 alternating rounds of 128 images)."""
+    size of the app, and each batch crossed over through shared memory. On 2 cores, end to end
+    went from 74% to 94% of the backbone's own throughput for 1000 px JPEGs, and from 74% to 85%
+    for 300 px PNGs (median of 5 alternating rounds of 128 images)."""
     spans = (range(start, min(start + batch_size, len(dataset))) for start in range(0, len(dataset), batch_size))
 
     def decode(span: range):

@@ -183,7 +183,9 @@ def test_a_plain_png_is_decoded_by_libspng_to_pillows_pixels(tmp_path, monkeypat
     assert np.array_equal(pixels, noise)
 
 
-@pytest.mark.parametrize("mode,options", [("P", {}), ("L", {}), ("LA", {}), ("I;16", {}), ("RGB", {"transparency": (1, 2, 3)})])
+@pytest.mark.parametrize("mode,options", [
+    ("P", {}), ("L", {}), ("LA", {}), ("I;16", {}), ("RGB", {"transparency": (1, 2, 3)}),
+])
 def test_pngs_libspng_would_decode_differently_are_left_to_pillow(tmp_path, monkeypatch, mode, options):
     """imagecodecs expands a palette without its transparency, and does not decode grey with alpha."""
     path = tmp_path / "other.png"
