@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from protoshelf.gui.session import CatalogSession
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+INTERRUPTED = 128 + signal.SIGINT
+"""The exit status of a start ended by Ctrl-C, as a shell reports it."""
 
 
 def choose_catalog(db_path: str | Path | None, demo: bool, settings: QSettings) -> Path:
@@ -118,17 +121,25 @@ def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
     app.setDesktopFileName(APP_ID)  # the window joins the launcher entry `protoshelf install-desktop` wrote
     app.setWindowIcon(QIcon(str(ICON)))
     sys.excepthook = show_uncaught
-    signal.signal(signal.SIGINT, close_windows)
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_signal: (interrupted.set(), close_windows()))
     wake = QTimer(interval=250)  # lets Python run the Ctrl-C handler while Qt's loop waits
     wake.timeout.connect(lambda: None)
     wake.start()
     settings = QSettings()
     controller = App(settings)
-    if controller.open_catalog(choose_catalog(db_path, demo, settings)) is None:
+    catalog = choose_catalog(db_path, demo, settings)
+    if interrupted.is_set():  # Ctrl-C while the demo was built: it closed only the busy dialog
+        return INTERRUPTED
+    window = controller.open_catalog(catalog)
+    if window is None:
         return 2
+    if interrupted.is_set():  # … or while the catalog was upgraded, before its window opened
+        window.close()
+        return INTERRUPTED
     return app.exec()
 
 
-def close_windows(*_signal) -> None:
+def close_windows() -> None:
     """Ctrl-C in the terminal closes the window properly: work is stopped and settings saved."""
     QApplication.closeAllWindows()

@@ -108,3 +108,37 @@ def test_demo_opens_embeds_and_predicts_the_intended_categories(qtbot, open_wind
     assert right >= 2 * wrong and right > 0, (right, wrong, unassigned)  # assigned ones are mostly right
     assert top1_right >= 3 * unlabelled / len(names), (top1_right, unlabelled)  # the ranking: 3x chance (23 of 53 measured)
     assert Path(window.session.path) == path.resolve()
+
+
+INTERRUPTED_FIRST_START = """
+import os, signal, sys, threading
+from protoshelf.gui import app
+
+build = app.build_demo_catalog
+
+def build_interrupted():
+    os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while the demo is being built
+    threading.Event().wait(1.0)
+    return build()
+
+app.build_demo_catalog = build_interrupted
+sys.exit(app.run_app())
+"""
+
+
+def test_ctrl_c_during_the_first_start_ends_it_instead_of_opening_the_window(tmp_path):
+    """Ctrl-C closed only the busy dialog; the window then opened as if nothing had been pressed."""
+    import os
+    import subprocess
+    import sys
+
+    from protoshelf.gui.app import INTERRUPTED
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    started = subprocess.run([sys.executable, "-c", INTERRUPTED_FIRST_START], env=env, timeout=120,
+                             capture_output=True, text=True)
+
+    assert started.returncode == INTERRUPTED, started.stderr
+    with Store(tmp_path / "data" / "protoshelf" / "demo.sqlite") as store:  # the build itself finished
+        assert store.item_count() == len(intended_categories())
