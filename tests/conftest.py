@@ -5,6 +5,8 @@ import contextlib
 import os
 import socket
 import sqlite3
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +62,11 @@ def raw_sql(path: Path) -> Iterator[sqlite3.Connection]:
         db.execute("PRAGMA foreign_keys = ON")
         with db:
             yield db
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body and CRC, for hand-made PNG files."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def write_image(path: Path, colour=(200, 30, 30), size=(64, 48), fmt: str | None = None, **save) -> Path:

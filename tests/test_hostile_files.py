@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import write_image
+from conftest import png_chunk, write_image
 from protoshelf.core.images import ImageError, open_image
 from protoshelf.core.importer import import_images
 from protoshelf.core.store import Store
@@ -169,10 +169,6 @@ def test_importer_reports_every_hostile_file_and_imports_the_rest(tmp_path_facto
 
 
 # --- hand-made hostile files ---------------------------------------------------------------
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
 
 def png_claiming(width: int, height: int) -> bytes:
     """A valid-looking PNG header over almost no data: a decompression bomb's calling card."""

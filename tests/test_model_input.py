@@ -2,6 +2,8 @@
 does, alpha composited on white, JPEGs decoded small, and stored vectors of the old input dropped."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from protoshelf.core import images, model_input
 from protoshelf.core.model_input import open_model_image, to_model_input
 from protoshelf.core.schema import Item
 from protoshelf.core.store import Store
+from conftest import png_chunk
 
 PREP = packaged_preprocessing("efficientnet_lite0")
 RED, WHITE = (220, 20, 20), (255, 255, 255)
@@ -199,6 +202,7 @@ def test_a_png_libspng_refuses_gets_pillows_verdict(tmp_path, monkeypatch):
     good, torn = tmp_path / "good.png", tmp_path / "torn.png"
     Image.new("RGBA", (30, 30), RED).save(good)
     torn.write_bytes(good.read_bytes()[:-30])  # cut inside the pixel data
+
     def refuse(data):
         raise RuntimeError("spng_decode_image returned IDAT stream error")  # as imagecodecs.SpngError
     monkeypatch.setattr(images, "_libspng", lambda: refuse)
@@ -212,13 +216,6 @@ def exif_orientation_6() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to view
     return exif.tobytes()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    import struct
-    import zlib
-
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 @pytest.mark.parametrize("where", ["eXIf after the pixels", "ImageMagick's EXIF text", "XMP"])
@@ -244,8 +241,17 @@ def test_a_png_that_says_it_is_rotated_is_turned_upright_as_pillow_does(tmp_path
 
 
 def test_without_libspng_in_this_imagecodecs_pngs_go_to_pillow(tmp_path, monkeypatch):
+    """A build of imagecodecs without a codec has a stub that raises ImportError on every call."""
+    from types import SimpleNamespace
+
+    def stub(data):
+        raise ImportError("imagecodecs._spng")
+
     path = tmp_path / "plain.png"
     Image.new("RGBA", (20, 10), RED).save(path)
-    monkeypatch.setattr(images, "_libspng", lambda: None)
-
-    assert np.asarray(open_image(path))[0, 0].tolist() == list(RED)
+    monkeypatch.setitem(sys.modules, "imagecodecs", SimpleNamespace(SPNG=SimpleNamespace(available=False), spng_decode=stub))
+    images._libspng.cache_clear()
+    try:
+        assert np.asarray(open_image(path))[0, 0].tolist() == list(RED)
+    finally:
+        images._libspng.cache_clear()
