@@ -481,6 +481,54 @@ def test_an_old_catalog_is_upgraded_off_the_gui_thread_behind_a_dialog(qtbot, tm
     wait_idle(qtbot, window.session, 60_000)
 
 
+INTERRUPTED_UPGRADE = """
+import os, signal, sys, threading
+from protoshelf.core import migrations
+from protoshelf.gui import app
+
+real_upgrade = migrations.upgrade
+
+def upgrade_interrupted(engine, revision="head"):
+    if migrations.current_revision(engine) != migrations.head_revision():  # the call that migrates
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while the catalog is upgraded
+        threading.Event().wait(1.0)
+    real_upgrade(engine, revision)
+
+migrations.upgrade = upgrade_interrupted
+sys.exit(app.run_app(sys.argv[1]))
+"""
+
+
+def test_ctrl_c_while_an_old_catalog_is_upgraded_ends_the_start_with_the_catalog_whole(tmp_path):
+    """Ctrl-C closed only the busy dialog; the window then opened as if nothing had been pressed.
+    The upgrade itself finishes: stopping a migration halfway is what must never happen."""
+    import os
+    import subprocess
+    import sys
+
+    from alembic import command
+
+    from protoshelf.core import migrations
+    from protoshelf.core.store import make_engine, needs_upgrade
+    from protoshelf.gui.app import INTERRUPTED
+    from tests.conftest import add_items
+
+    path = tmp_path / "old.sqlite"
+    with Store(path) as store:
+        add_items(store, 3)
+    engine = make_engine(path)
+    command.downgrade(migrations.alembic_config(engine), "0006")
+    engine.dispose()
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    started = subprocess.run([sys.executable, "-c", INTERRUPTED_UPGRADE, str(path)], env=env, timeout=120,
+                             capture_output=True, text=True)
+
+    assert started.returncode == INTERRUPTED, started.stderr
+    assert not needs_upgrade(path)
+    with Store(path) as store:
+        assert store.item_count() == 3
+
+
 def test_torch_that_will_not_import_is_one_dialog_not_one_per_task(qtbot, fake_catalog, monkeypatch):
     """The load, the fits and the embedding all fail the same way (four dialogs before); the user
     reads it once, and the others reach the status bar."""
