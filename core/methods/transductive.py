@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protoshelf.core.methods.prototypes import PrototypeClassifier, l2_normalise, scores_with_rejection
+from protoshelf.core.methods.prototypes import PrototypeClassifier, class_sums, l2_normalise, scores_with_rejection
 from protoshelf.core.progress import Progress, no_progress
 
 
@@ -46,8 +46,7 @@ class TransductivePrototypes(PrototypeClassifier):
         if len(rows) > self.max_unlabelled:
             rows = np.sort(rng.choice(rows, self.max_unlabelled, replace=False))
         pool = l2_normalise(np.asarray(unlabelled[rows], np.float32) - self.centre_)
-        sums = np.zeros_like(self.prototypes_)
-        np.add.at(sums, y, l2_normalise(support - self.centre_))
+        sums = class_sums(l2_normalise(support - self.centre_), y, len(self.classes_))
         for step in range(self.iterations):
             claims = scores_with_rejection(pool @ self.prototypes_.T, self.temperature, self.claim_similarity)
             self.prototypes_ = l2_normalise(sums + self.unlabelled_weight / len(pool) * (claims.T @ pool))
