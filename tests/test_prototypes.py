@@ -24,8 +24,10 @@ def test_class_sums_add_each_class_s_rows_and_leave_a_class_without_rows_at_zero
     y[y == 2] = 3  # class 2 has no row
     expected = np.zeros((5, 7), np.float32)
     np.add.at(expected, y, rows)
-    np.testing.assert_allclose(class_sums(rows, y, 5), expected, atol=1e-5)
-    assert not class_sums(rows, y, 5)[[2, 4]].any()
+    sums = class_sums(rows, y, 5)
+    assert isinstance(sums, np.ndarray) and sums.dtype == np.float32
+    np.testing.assert_allclose(sums, expected, atol=1e-5)
+    assert not sums[[2, 4]].any()
 
 
 def test_unlabelled_pool_sets_the_centre():

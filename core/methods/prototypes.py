@@ -16,6 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from protoshelf.core.methods.base import FewShotMethod
@@ -37,10 +38,11 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 def class_sums(rows: np.ndarray, y: np.ndarray, classes: int) -> np.ndarray:
-    """The sum of each class's rows, as one product with a one-hot matrix: `np.add.at` took 10 ms
-    for 700 rows of 1280 numbers, a quarter of a calibrated fit's time; this takes 0.7 ms."""
-    one_hot = np.zeros((classes, len(y)), np.float32)
-    one_hot[y, np.arange(len(y))] = 1.0
+    """The sum of each class's rows, as a product with a sparse one-hot matrix (one entry per row,
+    so memory and time stay linear in the rows at any number of classes). `np.add.at` took 10 ms
+    for 700 rows of 1280 numbers, a quarter of a calibrated fit's time; this takes 0.4 ms, and
+    0.2 s instead of 3.6 s for 200,000 rows in 500 classes."""
+    one_hot = sparse.csr_array((np.ones(len(y), np.float32), (y, np.arange(len(y)))), shape=(classes, len(y)))
     return one_hot @ np.asarray(rows, np.float32)
 
 
