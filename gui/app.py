@@ -76,9 +76,10 @@ def behind_busy_dialog(work: Callable[[], T], text: str, title: str, parent: QWi
 class App(QObject):
     """Owns the window of the open catalog; opening another catalog replaces the window."""
 
-    def __init__(self, settings: QSettings, **session_options):
+    def __init__(self, settings: QSettings, stopping: Callable[[], bool] = lambda: False, **session_options):
         super().__init__()
         self.settings = settings
+        self.stopping = stopping
         self.session_options = session_options
         self.window: MainWindow | None = None
 
@@ -88,6 +89,8 @@ class App(QObject):
         previous = self.window
         try:
             upgrade_off_the_gui_thread(Path(path), previous)
+            if self.stopping():  # Ctrl-C during the upgrade: the app is ending, open nothing
+                return None
             session = CatalogSession(path, **self.session_options)
         except Exception as exc:  # noqa: BLE001 - any unreadable file: say so, keep what is open
             log.exception("cannot open %s", path)
@@ -127,17 +130,16 @@ def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
     wake.timeout.connect(lambda: None)
     wake.start()
     settings = QSettings()
-    controller = App(settings)
+    controller = App(settings, stopping=interrupted.is_set)
     catalog = choose_catalog(db_path, demo, settings)
     if interrupted.is_set():  # Ctrl-C while the demo was built: it closed only the busy dialog
         return INTERRUPTED
     window = controller.open_catalog(catalog)
-    if window is None:
-        return 2
-    if interrupted.is_set():  # … or while the catalog was upgraded, before its window opened
-        window.close()
+    if interrupted.is_set():  # … or while the catalog was upgraded (then no window), or as it opened
+        if window is not None:
+            window.close()
         return INTERRUPTED
-    return app.exec()
+    return 2 if window is None else app.exec()
 
 
 def close_windows() -> None:

@@ -495,13 +495,21 @@ def upgrade_interrupted(engine, revision="head"):
     real_upgrade(engine, revision)
 
 migrations.upgrade = upgrade_interrupted
+built = app.MainWindow
+
+def main_window(*args, **kwargs):
+    print("main window built", file=sys.stderr)
+    return built(*args, **kwargs)
+
+app.MainWindow = main_window
 sys.exit(app.run_app(sys.argv[1]))
 """
 
 
 def test_ctrl_c_while_an_old_catalog_is_upgraded_ends_the_start_with_the_catalog_whole(tmp_path):
     """Ctrl-C closed only the busy dialog; the window then opened as if nothing had been pressed.
-    The upgrade itself finishes: stopping a migration halfway is what must never happen."""
+    The upgrade itself finishes (stopping a migration halfway is what must never happen), and then
+    no window is built."""
     import os
     import subprocess
     import sys
@@ -524,6 +532,7 @@ def test_ctrl_c_while_an_old_catalog_is_upgraded_ends_the_start_with_the_catalog
                              capture_output=True, text=True)
 
     assert started.returncode == INTERRUPTED, started.stderr
+    assert "main window built" not in started.stderr  # no window flashes up after Ctrl-C
     assert not needs_upgrade(path)
     with Store(path) as store:
         assert store.item_count() == 3
