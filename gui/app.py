@@ -74,7 +74,9 @@ def behind_busy_dialog(work: Callable[[], T], text: str, title: str, parent: QWi
 
 
 class App(QObject):
-    """Owns the window of the open catalog; opening another catalog replaces the window."""
+    """Owns the window of the open catalog; opening another catalog replaces the window.
+    `stopping()` says the app is ending (Ctrl-C): a catalog that finishes its upgrade then opens
+    no window."""
 
     def __init__(self, settings: QSettings, stopping: Callable[[], bool] = lambda: False, **session_options):
         super().__init__()
