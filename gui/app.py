@@ -75,8 +75,8 @@ def behind_busy_dialog(work: Callable[[], T], text: str, title: str, parent: QWi
 
 class App(QObject):
     """Owns the window of the open catalog; opening another catalog replaces the window.
-    `stopping()` says the app is ending (Ctrl-C): a catalog that finishes its upgrade then opens
-    no window."""
+    `stopping()` says the app is ending (Ctrl-C, say during the first start's demo build or an
+    upgrade): the catalog then opens no window."""
 
     def __init__(self, settings: QSettings, stopping: Callable[[], bool] = lambda: False, **session_options):
         super().__init__()
@@ -91,7 +91,7 @@ class App(QObject):
         previous = self.window
         try:
             upgrade_off_the_gui_thread(Path(path), previous)
-            if self.stopping():  # Ctrl-C during the upgrade: the app is ending, open nothing
+            if self.stopping():  # Ctrl-C while the demo was built or the catalog upgraded: open nothing
                 return None
             session = CatalogSession(path, **self.session_options)
         except Exception as exc:  # noqa: BLE001 - any unreadable file: say so, keep what is open
@@ -133,11 +133,8 @@ def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
     wake.start()
     settings = QSettings()
     controller = App(settings, stopping=interrupted.is_set)
-    catalog = choose_catalog(db_path, demo, settings)
-    if interrupted.is_set():  # Ctrl-C while the demo was built: it closed only the busy dialog
-        return INTERRUPTED
-    window = controller.open_catalog(catalog)
-    if interrupted.is_set():  # … or while the catalog was upgraded (then no window), or as it opened
+    window = controller.open_catalog(choose_catalog(db_path, demo, settings))
+    if interrupted.is_set():  # Ctrl-C during the demo build or an upgrade (no window then), or as it opened
         if window is not None:
             window.close()
         return INTERRUPTED
