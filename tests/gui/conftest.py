@@ -5,6 +5,9 @@ QThreadPool job unfinished: such leftovers make later tests flaky and hide shutd
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,6 +116,31 @@ def busy_dialog_ticks() -> Iterator[list[bool]]:
         yield ticks
     finally:
         heartbeat.stop()
+
+
+WINDOW_BUILT = "main window built"
+_SAYS_WHEN_A_WINDOW_IS_BUILT = f"""
+import sys
+from protoshelf.gui import app
+
+built = app.MainWindow
+
+def main_window(*args, **kwargs):
+    print({WINDOW_BUILT!r}, file=sys.stderr)
+    return built(*args, **kwargs)
+
+app.MainWindow = main_window
+"""
+
+
+def start_app(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`script` (which ends by calling `app.run_app`) in a fresh interpreter, as a user's shell
+    starts the app: offscreen, with data and settings folders of its own under `tmp_path`. Its
+    stderr says WINDOW_BUILT for each main window built."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    return subprocess.run([sys.executable, "-c", _SAYS_WHEN_A_WINDOW_IS_BUILT + script, *args], env=env,
+                          timeout=120, capture_output=True, text=True)
 
 
 def wait_idle(qtbot, session, timeout: int = 20_000) -> None:

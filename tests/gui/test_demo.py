@@ -11,7 +11,7 @@ from protoshelf.core.demo import DEMO_DIR, EXAMPLES_PER_CATEGORY, build_demo_cat
 from protoshelf.core.store import Store
 from protoshelf.gui import app
 from protoshelf.gui.app import choose_catalog
-from tests.gui.conftest import busy_dialog_ticks, wait_idle
+from tests.gui.conftest import WINDOW_BUILT, busy_dialog_ticks, start_app, wait_idle
 
 pytestmark = pytest.mark.skipif(not (DEMO_DIR / "images").is_dir(), reason="resources/demo is not there")
 
@@ -128,17 +128,11 @@ sys.exit(app.run_app())
 
 def test_ctrl_c_during_the_first_start_ends_it_instead_of_opening_the_window(tmp_path):
     """Ctrl-C closed only the busy dialog; the window then opened as if nothing had been pressed."""
-    import os
-    import subprocess
-    import sys
-
     from protoshelf.gui.app import INTERRUPTED
 
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
-           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    started = subprocess.run([sys.executable, "-c", INTERRUPTED_FIRST_START], env=env, timeout=120,
-                             capture_output=True, text=True)
+    started = start_app(INTERRUPTED_FIRST_START, tmp_path)
 
     assert started.returncode == INTERRUPTED, started.stderr
+    assert WINDOW_BUILT not in started.stderr
     with Store(tmp_path / "data" / "protoshelf" / "demo.sqlite") as store:  # the build itself finished
         assert store.item_count() == len(intended_categories())

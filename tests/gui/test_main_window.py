@@ -17,7 +17,9 @@ from protoshelf.gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, Item
 from protoshelf.gui.preview import PreviewDialog
 from protoshelf.gui.problems_dialog import ProblemsDialog
 from tests.conftest import write_image
-from tests.gui.conftest import busy_dialog_ticks, examples, label_all, select_rows, two_selected, wait_idle
+from tests.gui.conftest import (
+    WINDOW_BUILT, busy_dialog_ticks, examples, label_all, select_rows, start_app, two_selected, wait_idle,
+)
 
 
 def drop(widget, point: QPoint, mime: QMimeData) -> QDropEvent:
@@ -495,13 +497,6 @@ def upgrade_interrupted(engine, revision="head"):
     real_upgrade(engine, revision)
 
 migrations.upgrade = upgrade_interrupted
-built = app.MainWindow
-
-def main_window(*args, **kwargs):
-    print("main window built", file=sys.stderr)
-    return built(*args, **kwargs)
-
-app.MainWindow = main_window
 sys.exit(app.run_app(sys.argv[1]))
 """
 
@@ -510,10 +505,6 @@ def test_ctrl_c_while_an_old_catalog_is_upgraded_ends_the_start_with_the_catalog
     """Ctrl-C closed only the busy dialog; the window then opened as if nothing had been pressed.
     The upgrade itself finishes (stopping a migration halfway is what must never happen), and then
     no window is built."""
-    import os
-    import subprocess
-    import sys
-
     from alembic import command
 
     from protoshelf.core import migrations
@@ -527,12 +518,10 @@ def test_ctrl_c_while_an_old_catalog_is_upgraded_ends_the_start_with_the_catalog
     engine = make_engine(path)
     command.downgrade(migrations.alembic_config(engine), "0006")
     engine.dispose()
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    started = subprocess.run([sys.executable, "-c", INTERRUPTED_UPGRADE, str(path)], env=env, timeout=120,
-                             capture_output=True, text=True)
+    started = start_app(INTERRUPTED_UPGRADE, tmp_path, str(path))
 
     assert started.returncode == INTERRUPTED, started.stderr
-    assert "main window built" not in started.stderr  # no window flashes up after Ctrl-C
+    assert WINDOW_BUILT not in started.stderr  # no window flashes up after Ctrl-C
     assert not needs_upgrade(path)
     with Store(path) as store:
         assert store.item_count() == 3
