@@ -13,6 +13,7 @@ import argparse
 import gc
 import json
 import math
+import re
 import subprocess
 import sys
 import traceback
@@ -28,11 +29,22 @@ from protoshelf.core.constants import (
 from protoshelf.core.errors import UserError, user_message
 from protoshelf.core.progress import Progress
 
+URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+"""`https://…`, `file:/…` (a path argument collapses `//`); one letter before the colon is a Windows drive."""
 
-def open_store(path: Path):
-    """The catalog; SQLAlchemy loads here, not for `--help`."""
+
+def open_store(path: Path, create: bool = False):
+    """The catalog; SQLAlchemy loads here, not for `--help`. Only commands that add to a catalog
+    (`import`, `label`) may start a new one: a mistyped `--db` given to any other command would
+    otherwise be a new empty catalog, and `export` would replace a good CSV with a header."""
     from protoshelf.core.store import Store, needs_upgrade
 
+    if URL_LIKE.match(str(path)):
+        raise UserError(f"--db takes a file on this computer, and {shown(path)} looks like a web address; "
+                        "download the catalog first")
+    if not create and not path.exists():
+        raise UserError(f"there is no catalog at {shown(path)}: check --db "
+                        "(`protoshelf import` or `protoshelf label` start a new one)")
     if needs_upgrade(path):
         print(f"Updating {shown(path)} to this version of ProtoShelf (a big catalog takes a few minutes)…",
               file=sys.stderr, flush=True)
@@ -89,7 +101,7 @@ def cmd_import(args) -> int:
         return import_feeds(args, feeds)
     from protoshelf.core.importer import import_with_titles
 
-    with open_store(args.db) as store, progress_bar("import") as bar:
+    with open_store(args.db, create=True) as store, progress_bar("import") as bar:
         report, problems = import_with_titles(store, args.sources, args.titles, bar)
     for path, reason in report.skipped:
         print(f"skipped {shown(path)}: {shown(reason)}", file=sys.stderr)
@@ -103,7 +115,7 @@ def import_feeds(args, feeds: list[str]) -> int:
     from protoshelf.core.feed_import import import_feed
 
     for feed in feeds:
-        with open_store(args.db) as store, progress_bar(f"import {Path(feed).name}") as bar:
+        with open_store(args.db, create=True) as store, progress_bar(f"import {Path(feed).name}") as bar:
             report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
         for note in filter(None, [*report.notes, report.renamed_note()]):
             print(note, file=sys.stderr)
@@ -157,7 +169,7 @@ def cmd_label(args) -> int:
     from protoshelf.core.store import validate_category_name
 
     name = validate_category_name(args.category)  # a bad name changes nothing, not even the import
-    with open_store(args.db) as store:
+    with open_store(args.db, create=True) as store:
         by_product = store.item_ids_by_product_id(args.images)
         for product in by_product:
             if Path(product).exists():

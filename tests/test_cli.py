@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DEMO
 from protoshelf.core.cli import main
+from protoshelf.core.store import Store
 
 
 @pytest.fixture
@@ -72,8 +73,32 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     db = str(tmp_path / "c.sqlite")
     assert main(["label", "bad\nname", str(DEMO / "images" / "banana.png"), "--db", db]) == 2
     assert "line breaks" in capsys.readouterr().err
+    Store(db).close()
     assert main(["classify", "--db", db]) == 1
     assert "label a few" in capsys.readouterr().err
+
+
+def test_a_mistyped_db_is_refused_and_starts_no_catalog(tmp_path, capsys):
+    """Only import and label start a catalog: `export` with a typo in --db once replaced a good
+    CSV with a header and left an empty catalog behind."""
+    db = tmp_path / "shop.sqlite"
+    run(capsys, "label", "fruit", str(DEMO / "images" / "banana.png"), "--db", str(db))
+    out = tmp_path / "predictions.csv"
+    run(capsys, "export", str(out), "--db", str(db))
+    exported = out.read_bytes()
+    for command in (["export", str(out)], ["categories"], ["classify"], ["embed"], ["duplicates", str(tmp_path / "d.csv")]):
+        assert main([*command, "--db", str(tmp_path / "shpo.sqlite")]) == 2
+        assert "there is no catalog at" in capsys.readouterr().err
+    assert out.read_bytes() == exported
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv", "shop.sqlite"]
+
+
+@pytest.mark.parametrize("db", ["https://shop.example.com/catalog.sqlite", "file:///tmp/c.sqlite", "s3://bucket/c.sqlite"])
+def test_a_web_address_as_db_is_refused(tmp_path, capsys, monkeypatch, db):
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", str(DEMO / "images" / "banana.png"), "--db", db]) == 2
+    assert "looks like a web address" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_ctrl_c_is_reported_and_exits_130(tmp_path, capsys, monkeypatch):
