@@ -5,8 +5,9 @@ the text is written to a temporary file beside the target and renamed over it on
 so a crash or Ctrl-C leaves the old file whole. Before anything is written the target is checked,
 because a mistyped or swapped argument (`export shop.sqlite --db shop.sqlite`) must not turn a
 catalog into a CSV: only a plain file may be replaced, never an SQLite database (recognised by its
-header bytes, whatever its name) nor the open catalog's own files. A symlink is written through
-to the file it points at, and a replaced file keeps its permissions, as `cp` would do.
+header bytes, whatever its name), the journal files beside any database, nor the open catalog's
+own files. A symlink is written through to the file it points at, and a replaced file keeps its
+permissions, as `cp` would do.
 """
 from __future__ import annotations
 
@@ -50,9 +51,26 @@ def check_target(target: Path, protected: Iterable[Path] = ()) -> int | None:
         if handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
             raise OutputRefused(f"{target} is an SQLite database (perhaps a catalog) and is never overwritten; "
                                 "choose another file name")
+    if _is_sqlite_companion(target):
+        raise OutputRefused(f"{target} belongs to the SQLite database beside it (its journal holds committed "
+                            "changes) and is never overwritten; choose another file name")
     if not os.access(target, os.W_OK):
         raise OutputRefused(f"{target} is read-only; choose another file name or change its permissions")
     return stat.S_IMODE(info.st_mode)
+
+
+def _is_sqlite_companion(target: Path) -> bool:
+    """A `-wal`, `-shm` or `-journal` file beside an SQLite database: they start with no SQLite
+    header, but a write-ahead log may hold the only copy of committed changes."""
+    for suffix in CATALOG_COMPANIONS[1:]:
+        if target.name.endswith(suffix):
+            database = target.with_name(target.name[: -len(suffix)])
+            try:
+                with open(database, "rb") as handle:
+                    return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+            except OSError:
+                return False
+    return False
 
 
 @contextmanager

@@ -95,6 +95,33 @@ def test_1_swapped_export_arguments_leave_both_catalogs_whole(tmp_path, capsys):
         assert [c.name for c in store.categories()] == ["Kept"]
 
 
+def test_1_export_never_replaces_another_databases_write_ahead_log(store, tmp_path):
+    """A WAL file has no SQLite header, yet it may hold the only copy of committed changes."""
+    other = tmp_path / "other.sqlite"
+    Store(other).close()
+    writer = sqlite3.connect(other)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("CREATE TABLE kept (x)")
+        writer.execute("INSERT INTO kept VALUES (42)")
+        writer.commit()
+        wal = tmp_path / "other.sqlite-wal"
+        before = digest(wal)
+        with pytest.raises(OutputRefused, match="belongs to the SQLite database"):
+            export_csv(store, wal)
+        assert digest(wal) == before
+    finally:
+        writer.close()
+    with sqlite3.connect(other) as reader:
+        assert reader.execute("SELECT x FROM kept").fetchall() == [(42,)]
+    notes, its_journal = tmp_path / "notes", tmp_path / "notes-journal"  # no database beside it: a plain name
+    notes.write_text("not a database")
+    its_journal.write_text("old")
+    export_csv(store, its_journal)
+    assert its_journal.read_text().startswith("product_id,item_id")
+
+
 def test_1_export_never_replaces_a_fifo_or_folder(store, tmp_path):
     seed_titles(store, ["a"])
     fifo = tmp_path / "pipe.csv"
