@@ -50,6 +50,8 @@ class Item(Base):
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
     product_id: Mapped[str | None] = mapped_column(Text, index=True, unique=True)
     image_url: Mapped[str | None] = mapped_column(Text)
+    feed_category: Mapped[str | None] = mapped_column(Text)
+    """The category the product's feed last gave it: a re-import relabels only when that changes."""
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -1004,8 +1004,16 @@ def _share_vectors(s: Session, item: Item, holders: list[Item]) -> None:
 def _set_feed_category(
     s: Session, item: Item, p: FeedProduct, labels: bool, categories: dict[str, int], notes: list[str]
 ) -> bool:
-    """Label the item with the product's category (created if missing); True when the label changed."""
+    """Label the item with the product's category (created if missing); True when the label changed.
+
+    Only where the feed's category for the product is new: an item the feed categorised before
+    keeps its label until the shop changes the product's category, so a label set by hand survives
+    a re-import of the same feed. An existing item's label is also kept where the feed's earlier
+    category is unknown (imported from files, or before catalogs recorded it)."""
     if not labels or not p.category:
+        return False
+    earlier, item.feed_category = item.feed_category, p.category
+    if earlier == p.category or (earlier is None and s.get(Label, item.id) is not None):
         return False
     try:
         name = validate_category_name(p.category)

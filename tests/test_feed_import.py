@@ -63,6 +63,23 @@ def test_reimport_updates_by_product_id(store, tmp_path, downloader):
     assert second.failed[0][0] == "line 4 (product C)" and "file not found" in second.failed[0][1]
 
 
+def test_a_label_set_by_hand_survives_the_same_feed_until_the_shop_changes_its_category(store, tmp_path, downloader):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", (0, 200, 0))
+    feed = write_feed(tmp_path / "feed.csv", ["A,Tennis ball,a.png,Fruit", "B,Apple,b.png,Fruit"])
+    import_feed(store, feed, downloader=downloader)
+    items = by_product(store)
+    store.set_labels([items["A"].id], store.create_category("Sports"))
+    store.set_labels([items["B"].id], None)
+    again = import_feed(store, feed, downloader=downloader)
+    assert again.summary() == "0 added, 0 updated, 2 unchanged, 0 failed"
+    assert store.labels() == {items["A"].id: store.category_id("Sports")}  # and B stays unlabelled
+    write_feed(feed, ["A,Tennis ball,a.png,Balls", "B,Apple,b.png,Fruit"])
+    changed = import_feed(store, feed, downloader=downloader)
+    assert changed.updated == [items["A"].id] and changed.unchanged == [items["B"].id]
+    assert store.labels() == {items["A"].id: store.category_id("Balls")}
+
+
 def test_no_labels_ignores_categories(store, tmp_path, downloader):
     write_image(tmp_path / "a.png")
     import_feed(store, write_feed(tmp_path / "feed.csv", ["A,Red apple,a.png,Fruit"]), labels=False, downloader=downloader)
