@@ -118,10 +118,10 @@ def import_feeds(args, feeds: list[str]) -> int:
         with open_store(args.db, create=True) as store, progress_bar(f"import {Path(feed).name}") as bar:
             report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
         for note in filter(None, [*report.notes, report.renamed_note()]):
-            print(note, file=sys.stderr)
+            print(shown(note), file=sys.stderr)
         for where, reason in report.failed:
-            print(f"failed {feed} {where}: {reason}", file=sys.stderr)
-        print(f"Import of {feed}: {report.summary()}.")
+            print(f"failed {shown(feed)} {shown(where)}: {shown(reason)}", file=sys.stderr)
+        print(f"Import of {shown(feed)}: {report.summary()}.")
     return 0
 
 

@@ -162,7 +162,7 @@ def _schema_version(raw: sqlite3.Connection) -> str | None:
 def needs_upgrade(path: str | Path) -> bool:
     """Whether opening this existing catalog will first migrate its schema, which can take minutes
     on a big one (a table rebuild), so callers can say so or do it off the GUI thread."""
-    from protoshelf.core.migrations import head_revision
+    from protoshelf.core.migrations import head_revision, known_revisions
 
     path = Path(path).expanduser()
     if not path.is_file() or path.stat().st_size == 0:
@@ -171,7 +171,7 @@ def needs_upgrade(path: str | Path) -> bool:
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
                                                 timeout=BUSY_TIMEOUT_S)) as raw:
             version = _schema_version(raw)
-        return version is not None and version != head_revision()
+        return version in known_revisions() and version != head_revision()  # a newer one is refused, not upgraded
     except sqlite3.Error:
         return False  # opening it will say what is wrong
 
@@ -332,16 +332,16 @@ class Store:
         with self._write() as s:
             if (clash := _same_name(s, name)) is not None:
                 raise StoreError(f"A category named {clash[1]!r} already exists.")
-            count = s.scalar(select(func.count(Category.id))) or 0
-            last = s.scalar(select(func.max(Category.position))) or 0
-            category = Category(name=name, colour=colour or PALETTE[count % len(PALETTE)], position=last + 1)
-            s.add(category)
-            s.flush()
-            return category.id
+            return _add_category(s, name, colour)
 
     def ensure_category(self, name: str) -> int:
-        existing = self.category_id(name)
-        return existing if existing is not None else self.create_category(name)
+        """The category this name means, created if there is none. Looked up under the write lock,
+        so two processes labelling into the same new name at once share one category (looked up
+        before it, one of them was refused as a clash)."""
+        name = validate_category_name(name)
+        with self._write() as s:
+            found = _same_name(s, name)
+            return found[0] if found is not None else _add_category(s, name, None)
 
     def category_id(self, name: str) -> int | None:
         """The category this name means: the same name up to case, spaces and Unicode form."""
@@ -999,6 +999,15 @@ def _share_vectors(s: Session, item: Item, holders: list[Item]) -> None:
                     Embedding.item_id == holders[0].id, ~Embedding.model.startswith("text:")),
             )
         )
+
+
+def _add_category(s: Session, name: str, colour: str | None) -> int:
+    count = s.scalar(select(func.count(Category.id))) or 0
+    last = s.scalar(select(func.max(Category.position))) or 0
+    category = Category(name=name, colour=colour or PALETTE[count % len(PALETTE)], position=last + 1)
+    s.add(category)
+    s.flush()
+    return category.id
 
 
 def _set_feed_category(

@@ -117,3 +117,36 @@ def test_two_writers_and_a_reader_never_lock(tmp_path):
         store.close()
     assert not errors, errors[0]
     assert done == [30, 30, 30]
+
+
+def test_two_catalog_handles_labelling_into_one_new_name_at_once_share_its_category(tmp_path):
+    """`label NAME …` from two processes at once: one of them used to be refused, "a category
+    named NAME already exists", because the name was looked up before the write lock was taken."""
+    path = tmp_path / "c.sqlite"
+    Store(path).close()
+    stores = [Store(path) for _ in range(2)]
+    names = [spelling for n in range(40) for spelling in (f"Exact{n}", f"exact{n}")]  # the second means the first
+    results: list[list[int]] = [[], []]
+    errors: list[str] = []
+
+    def label(which: int) -> None:
+        try:
+            for name in names:
+                barrier.wait()
+                results[which].append(stores[which].ensure_category(name))
+        except Exception:  # noqa: BLE001 - reported below
+            errors.append(traceback.format_exc())
+            barrier.abort()
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=label, args=(which,)) for which in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for store in stores:
+        store.close()
+    assert not errors, errors[0]
+    assert results[0] == results[1]
+    with Store(path) as store:
+        assert len(store.categories()) == 40

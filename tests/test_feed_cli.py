@@ -43,6 +43,16 @@ def test_feed_problems_are_one_line_messages(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
 
 
+def test_what_a_feed_says_is_printed_escaped(tmp_path, capsys):
+    """A product id is the shop's text: it must neither colour the terminal nor forge a line."""
+    feed = tmp_path / "feed\x1b[31m.csv"
+    feed.write_text('id,title,image_link\n"SKU-\x1b[31mRED",x,missing.png\n"SKU-4\nfailed fake",y,gone.png\n',
+                    encoding="utf-8")
+    out, err = run(capsys, "import", str(feed), "--db", str(tmp_path / "c.sqlite"))
+    assert "\x1b" not in out + err and "\\x1b" in err and "\\x1b" in out
+    assert [line.startswith("failed ") for line in err.splitlines() if line.strip()] == [True, True]
+
+
 def test_a_changed_id_column_is_one_question_then_one_flag(tmp_path, capsys):
     db = str(tmp_path / "c.sqlite")
     run(capsys, "import", str(EXAMPLE), "--db", db)
