@@ -18,6 +18,7 @@ import subprocess
 import sys
 import traceback
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,14 +180,19 @@ def cmd_label(args) -> int:
         report = import_images(store, paths) if paths else None
         for path, reason in report.skipped if report else ():
             print(f"skipped {shown(path)}: {shown(reason)}", file=sys.stderr)
-        item_ids = list(by_product.values()) + (report.item_ids if report else [])
+        item_ids = list(dict.fromkeys([*by_product.values(), *(report.item_ids if report else [])]))  # a picture twice: once
         if not item_ids:  # a label command that labels nothing creates no category either
             raise UserError("nothing labelled: none of the images could be imported (see above); "
                             "no category was created")
         category_id = store.ensure_category(name)
-        store.set_labels(item_ids, category_id)
-    print(f"Labelled {len(item_ids)} items as {shown(name)!r} ({len(by_product)} by product id, "
+        previous = store.set_labels(item_ids, category_id)
+        names = {c.id: c.name for c in store.categories()}
+    moved = Counter(names.get(old) for old in previous.values() if old not in (None, category_id))
+    print(f"Labelled {len(item_ids)} items as {shown(names[category_id])!r} ({len(by_product)} by product id, "
           f"{len(report.added) if report else 0} newly imported).")
+    if moved:
+        print(f"{moved.total()} of them were moved from another category: "
+              + ", ".join(f"{count} from {shown(old)!r}" for old, count in moved.most_common()), file=sys.stderr)
     return 0
 
 

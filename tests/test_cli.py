@@ -101,6 +101,20 @@ def test_a_web_address_as_db_is_refused(tmp_path, capsys, monkeypatch, db):
     assert not list(tmp_path.iterdir())
 
 
+def test_label_says_which_items_it_moved_out_of_other_categories(tmp_path, shop, capsys):
+    """`label FOLDER PICTURE` (the category forgotten) relabels quietly no more."""
+    db = str(tmp_path / "c.sqlite")
+    pictures = sorted(str(p) for p in shop.iterdir())[:3]
+    assert run(capsys, "label", "fruit", *pictures, pictures[0], "--db", db).startswith("Labelled 3 items as 'fruit'")
+    assert main(["label", "FRUIT", *pictures[:2], "--db", db]) == 0
+    said = capsys.readouterr()
+    assert said.out.startswith("Labelled 2 items as 'fruit' (") and not said.err
+    assert main(["label", pictures[0], *pictures[1:], "--db", db]) == 0
+    said = capsys.readouterr()
+    assert said.out.startswith("Labelled 2 items as ")
+    assert said.err == "2 of them were moved from another category: 2 from 'fruit'\n"
+
+
 def test_ctrl_c_is_reported_and_exits_130(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
