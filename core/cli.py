@@ -30,8 +30,9 @@ from protoshelf.core.constants import (
 from protoshelf.core.errors import UserError, user_message
 from protoshelf.core.progress import Progress
 
-URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
-"""`https://…`, `file:/…` (a path argument collapses `//`); one letter before the colon is a Windows drive."""
+URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:[/\\]")
+"""`https://…`, `file:/…` (a path argument collapses `//`, and on Windows writes it with
+backslashes); one letter before the colon is a Windows drive."""
 
 
 def open_store(path: Path, create: bool = False):
@@ -40,10 +41,7 @@ def open_store(path: Path, create: bool = False):
     otherwise be a new empty catalog, and `export` would replace a good CSV with a header."""
     from protoshelf.core.store import Store, needs_upgrade
 
-    if URL_LIKE.match(str(path)):
-        raise UserError(f"--db takes a file on this computer, and {shown(path)} looks like a web address; "
-                        "download the catalog first")
-    if not create and not path.exists():
+    if not create and not path.expanduser().exists():
         raise UserError(f"there is no catalog at {shown(path)}: check --db "
                         "(`protoshelf import` or `protoshelf label` start a new one)")
     if needs_upgrade(path):
@@ -116,7 +114,7 @@ def import_feeds(args, feeds: list[str]) -> int:
     from protoshelf.core.feed_import import import_feed
 
     for feed in feeds:
-        with open_store(args.db, create=True) as store, progress_bar(f"import {Path(feed).name}") as bar:
+        with open_store(args.db, create=True) as store, progress_bar(f"import {shown(Path(feed).name)}") as bar:
             report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
         for note in filter(None, [*report.notes, report.renamed_note()]):
             print(shown(note), file=sys.stderr)
@@ -601,6 +599,9 @@ def main(argv: list[str] | None = None, open_app=None) -> int:
         args.open_app = open_app
         args.db_given = args.db is not None
         args.db = args.db or default_catalog_path()
+        if URL_LIKE.match(str(args.db)):
+            raise UserError(f"--db takes a file on this computer, and {shown(args.db)} looks like a web address; "
+                            "download the catalog first")
         args.demo = getattr(args, "demo", False)
         return getattr(args, "run", cmd_gui)(args)
     except KeyboardInterrupt:

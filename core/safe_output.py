@@ -52,8 +52,8 @@ def check_target(target: Path, protected: Iterable[Path] = ()) -> int | None:
             raise OutputRefused(f"{target} is an SQLite database (perhaps a catalog) and is never overwritten; "
                                 "choose another file name")
     if _is_sqlite_companion(target):
-        raise OutputRefused(f"{target} belongs to the SQLite database beside it (its journal holds committed "
-                            "changes) and is never overwritten; choose another file name")
+        raise OutputRefused(f"{target} belongs to the SQLite database beside it (a journal or its shared "
+                            "memory) and is never overwritten; choose another file name")
     if not os.access(target, os.W_OK):
         raise OutputRefused(f"{target} is read-only; choose another file name or change its permissions")
     return stat.S_IMODE(info.st_mode)

@@ -1021,13 +1021,13 @@ def _set_feed_category(
     category is unknown (imported from files, or before catalogs recorded it)."""
     if not labels or not p.category:
         return False
-    earlier, item.feed_category = item.feed_category, p.category
-    if earlier == p.category or (earlier is None and s.get(Label, item.id) is not None):
-        return False
     try:
         name = validate_category_name(p.category)
-    except StoreError as exc:
+    except StoreError as exc:  # said on every import, until the shop changes it
         notes.append(f"{p.where}: category {p.category!r} refused: {exc}")
+        return False
+    earlier, item.feed_category = item.feed_category, p.category
+    if earlier == p.category or (earlier is None and s.get(Label, item.id) is not None):
         return False
     if name not in categories:
         s.add(category := Category(name=name, colour=PALETTE[len(categories) % len(PALETTE)]))

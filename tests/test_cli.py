@@ -78,7 +78,7 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert "label a few" in capsys.readouterr().err
 
 
-def test_a_mistyped_db_is_refused_and_starts_no_catalog(tmp_path, capsys):
+def test_a_mistyped_db_is_refused_and_starts_no_catalog(tmp_path, capsys, monkeypatch):
     """Only import and label start a catalog: `export` with a typo in --db once replaced a good
     CSV with a header and left an empty catalog behind."""
     db = tmp_path / "shop.sqlite"
@@ -91,13 +91,16 @@ def test_a_mistyped_db_is_refused_and_starts_no_catalog(tmp_path, capsys):
         assert "there is no catalog at" in capsys.readouterr().err
     assert out.read_bytes() == exported
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv", "shop.sqlite"]
+    monkeypatch.setenv("HOME", str(tmp_path))  # a quoted ~ reaches us unexpanded, and means the home folder
+    assert "fruit" in run(capsys, "categories", "--db", "~/shop.sqlite")
 
 
 @pytest.mark.parametrize("db", ["https://shop.example.com/catalog.sqlite", "file:///tmp/c.sqlite", "s3://bucket/c.sqlite"])
 def test_a_web_address_as_db_is_refused(tmp_path, capsys, monkeypatch, db):
     monkeypatch.chdir(tmp_path)
-    assert main(["import", str(DEMO / "images" / "banana.png"), "--db", db]) == 2
-    assert "looks like a web address" in capsys.readouterr().err
+    for command in (["import", str(DEMO / "images" / "banana.png")], ["gui"]):
+        assert main([*command, "--db", db], open_app=lambda *a, **k: 0) == 2
+        assert "looks like a web address" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 

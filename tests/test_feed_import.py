@@ -78,6 +78,9 @@ def test_a_label_set_by_hand_survives_the_same_feed_until_the_shop_changes_its_c
     changed = import_feed(store, feed, downloader=downloader)
     assert changed.updated == [items["A"].id] and changed.unchanged == [items["B"].id]
     assert store.labels() == {items["A"].id: store.category_id("Balls")}
+    write_feed(feed, ["A,Tennis ball,a.png,Balls", "B,Apple,b.png,\u200b"])
+    for _ in range(2):  # a refused category is said on every import, not only the first
+        assert "refused" in " ".join(import_feed(store, feed, downloader=downloader).notes)
 
 
 def test_no_labels_ignores_categories(store, tmp_path, downloader):

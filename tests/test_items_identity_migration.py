@@ -119,3 +119,14 @@ def test_opening_waits_while_another_process_upgrades_longer_than_a_busy_timeout
     opener.join(30)
     assert opened == {"items": 3}
     assert current_revision(make_engine(path)) == head_revision()
+
+
+def test_downgrading_past_0009_keeps_the_items_triggers(tmp_path):
+    """Dropping `feed_category` rebuilds the items table; 0002's trigger must come back with it."""
+    with Store(tmp_path / "c.sqlite") as store:
+        path = store.path
+    command.downgrade(alembic_config(make_engine(path)), "0008")
+    with raw_sql(path) as db:
+        triggers = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'items'")]
+        columns = [row[1] for row in db.execute("PRAGMA table_info(items)")]
+    assert triggers == ["text_embeddings_follow_titles"] and "feed_category" not in columns

@@ -24,5 +24,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """SQLite drops a column by rebuilding the table, and the triggers on `items` (0002's) go with
+    the old one: they are read first and recreated, as 0007 does."""
+    connection = op.get_bind()
+    if connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise RuntimeError("rebuilding the items table with foreign keys on would delete every label and vector")
+    triggers = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'items'").scalars().all()
     with op.batch_alter_table('items') as batch_op:
         batch_op.drop_column('feed_category')
+    for trigger in triggers:
+        op.execute(trigger)
