@@ -67,6 +67,7 @@ def test_ray_vectors_equal_local_vectors_and_failures_are_reported(tmp_path, ext
 
 def test_cli_says_how_to_install_ray_when_it_is_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as if not installed
+    Store(tmp_path / "c.sqlite").close()
     code = main(["embed", "--engine", "ray", "--no-titles", "--db", str(tmp_path / "c.sqlite")])
     assert code == 2
     assert "pip install 'protoshelf[ray]'" in capsys.readouterr().err

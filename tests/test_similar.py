@@ -13,7 +13,7 @@ from protoshelf.core.cli import main
 from protoshelf.core.embedding import embed_catalog
 from protoshelf.core.importer import import_images
 from protoshelf.core.similar import Neighbour, SimilaritySearch, similar_items
-from protoshelf.core.store import Vectors
+from protoshelf.core.store import Store, Vectors
 
 
 def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,5 +94,6 @@ def test_cli_similar_finds_the_original_of_an_image_outside_the_catalog(tmp_path
 
 def test_cli_similar_without_embeddings_says_what_to_do(tmp_path, capsys):
     image = DEMO / "images" / "axe.png"
+    Store(tmp_path / "empty.sqlite").close()
     assert main(["similar", str(image), "--db", str(tmp_path / "empty.sqlite")]) == 1
     assert "protoshelf embed" in capsys.readouterr().err
