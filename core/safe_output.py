@@ -47,10 +47,9 @@ def check_target(target: Path, protected: Iterable[Path] = ()) -> int | None:
             companion = Path(f"{catalog}{suffix}")
             if companion.exists() and os.path.samefile(companion, target):
                 raise OutputRefused(f"{target} is the open catalog; choose another file name for the output")
-    with open(target, "rb") as handle:
-        if handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
-            raise OutputRefused(f"{target} is an SQLite database (perhaps a catalog) and is never overwritten; "
-                                "choose another file name")
+    if _is_sqlite_database(target):
+        raise OutputRefused(f"{target} is an SQLite database (perhaps a catalog) and is never overwritten; "
+                            "choose another file name")
     if _is_sqlite_companion(target):
         raise OutputRefused(f"{target} belongs to the SQLite database beside it (a journal or its shared "
                             "memory) and is never overwritten; choose another file name")
@@ -64,13 +63,17 @@ def _is_sqlite_companion(target: Path) -> bool:
     header, but a write-ahead log may hold the only copy of committed changes."""
     for suffix in CATALOG_COMPANIONS[1:]:
         if target.name.endswith(suffix):
-            database = target.with_name(target.name[: -len(suffix)])
             try:
-                with open(database, "rb") as handle:
-                    return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+                return _is_sqlite_database(target.with_name(target.name[: -len(suffix)]))
             except OSError:
                 return False
     return False
+
+
+def _is_sqlite_database(path: Path) -> bool:
+    """By its header bytes, whatever its name."""
+    with open(path, "rb") as handle:
+        return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
 @contextmanager

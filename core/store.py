@@ -1030,9 +1030,7 @@ def _set_feed_category(
     if earlier == p.category or (earlier is None and s.get(Label, item.id) is not None):
         return False
     if name not in categories:
-        s.add(category := Category(name=name, colour=PALETTE[len(categories) % len(PALETTE)]))
-        s.flush()
-        categories[name] = category.id
+        categories[name] = _add_category(s, name, None)
     current = s.get(Label, item.id)
     if current is not None and current.category_id == categories[name]:
         return False

@@ -43,6 +43,10 @@ def test_feed_with_relative_and_file_urls(store, tmp_path, downloader):
     assert items["A"].title == "Red apple" and items["B"].path == str(b)
     fruit = store.category_id("Fruit")
     assert store.labels() == {items["A"].id: fruit, items["B"].id: fruit}
+    write_image(tmp_path / "img" / "c.png", (0, 0, 200))
+    import_feed(store, write_feed(tmp_path / "more.csv", ["A,Red apple,img/a.png,Fruit", "C,Mug,img/c.png,Mugs"]),
+                downloader=downloader)
+    assert [(c.name, c.position) for c in store.categories()] == [("Fruit", 1), ("Mugs", 2)]  # numbered as the app's
 
 
 def test_reimport_updates_by_product_id(store, tmp_path, downloader):
