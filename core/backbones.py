@@ -110,6 +110,10 @@ def shared_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
         return _shared[name]
 
 
+def is_shared_backbone_built(name: str) -> bool:
+    return name in _shared
+
+
 def _load_packaged(spec: _PackagedWeights) -> Backbone:
     try:
         module = importlib.import_module(spec.package)

@@ -181,6 +181,42 @@ def test_decoding_stays_a_few_batches_ahead_of_the_backbone():
     batches.close()
 
 
+def test_decoding_runs_further_ahead_while_the_backbone_is_built_then_drains_to_the_window():
+    """The first batches may go far ahead (the backbone is not there yet to compete for a core);
+    after that, no new batch starts until fewer than `ahead` wait."""
+    items = CountedItems(1000)
+    batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3, first=8)
+    wait_for(lambda: len(items.decoded) >= 80)
+    time.sleep(0.3)
+    assert len(items.decoded) == 80
+    taken = [next(batches) for _ in range(5)]  # eight waited; now three do
+    time.sleep(0.3)
+    assert len(items.decoded) == 80 and taken[-1] == list(range(40, 50))
+    assert next(batches) == list(range(50, 60))  # three wait: one more starts
+    wait_for(lambda: len(items.decoded) >= 90)
+    time.sleep(0.3)
+    assert len(items.decoded) == 90
+    batches.close()
+
+
+def test_embedding_decodes_past_the_steady_window_only_while_the_backbone_is_built(store, tmp_path, extractor, monkeypatch):
+    for i in range(24):
+        write_image(tmp_path / f"{i}.png", colour=(10 * i, 100, 240 - 10 * i))
+    import_images(store, [tmp_path])
+    decoded = []
+    original = CatalogImages.__getitem__
+    monkeypatch.setattr(CatalogImages, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
+    monkeypatch.setattr("protoshelf.core.embedding.DECODE_WHILE_BUILDING", 20, raising=False)
+    monkeypatch.setattr("protoshelf.core.embedding.is_shared_backbone_built", lambda name: False, raising=False)
+
+    def slow_build(name, device):
+        wait_for(lambda: len(decoded) == 20)  # times out if only the steady window (8 batches of 2) is decoded
+        return extractor
+
+    monkeypatch.setattr("protoshelf.core.embedding.pretrained_extractor", slow_build)
+    assert embed_catalog(store, device="cpu", batch_size=2, workers=1).embedded == 24
+
+
 def test_a_closed_run_leaves_the_batches_not_begun_and_no_threads():
     """Cancelling does not wait for the batches decoded ahead: those not begun are dropped."""
     items = CountedItems(1000, gated_from=5)  # the first batch passes; the others wait at the gate
