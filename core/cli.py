@@ -13,6 +13,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -100,6 +101,9 @@ def cmd_import(args) -> int:
         return import_feeds(args, feeds)
     from protoshelf.core.importer import import_with_titles
 
+    missing = [source for source in args.sources if not os.path.lexists(Path(source).expanduser())]
+    if missing:  # a mistyped folder must not start an empty catalog and report success
+        raise UserError(f"there is no file or folder at {', '.join(shown(m) for m in missing)}; nothing was imported")
     with open_store(args.db, create=True) as store, progress_bar("import") as bar:
         report, problems = import_with_titles(store, args.sources, args.titles, bar)
     for path, reason in report.skipped:
@@ -107,7 +111,7 @@ def cmd_import(args) -> int:
     for problem in problems:
         print(shown(problem), file=sys.stderr)
     print(f"Import: {report.summary()}.")
-    return 0
+    return 1 if report.skipped else 0
 
 
 def import_feeds(args, feeds: list[str]) -> int:

@@ -18,12 +18,13 @@ import stat
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
+_AVIF = features.check("avif")  # in Pillow's wheels since 11.3; a Pillow built without libavif lacks it
+SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"} | ({"AVIF"} if _AVIF else set())
 PLUGINS = sorted(SUPPORTED_FORMATS - {"MPO"})
 """The Pillow plugins allowed to parse a file; the JPEG plugin opens MPO files itself."""
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"} | ({".avif"} if _AVIF else set())
 MAX_PIXELS = 80_000_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_JPEG_SCANS = 32

@@ -14,6 +14,7 @@ import io
 import os
 import stat
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,9 @@ class ImportReport:
     """Among `existing`: items whose file had gone from its recorded path, now pointing here."""
     changed: list[int] = field(default_factory=list)
     """Items whose file changed in place: new hash and thumbnail, image vectors to redo."""
+    left_out: Counter[str] = field(default_factory=Counter)
+    """Files in the folders that are not pictures by their extension, counted by extension: a
+    folder of iPhone .heic photos must not look like an empty folder."""
 
     @property
     def item_ids(self) -> list[int]:
@@ -51,6 +55,10 @@ class ImportReport:
             f", {len(ids)} {what}" for ids, what in
             ((self.moved, "found at a new place"), (self.changed, "changed since imported, updated")) if ids
         )
+        if self.left_out:
+            kinds = ", ".join(f"{suffix} {count}" for suffix, count in self.left_out.most_common(3))
+            more = ", ..." if len(self.left_out) > 3 else ""
+            extra += f", {self.left_out.total()} files that are not pictures left out ({kinds}{more})"
         return (
             f"{len(self.added)} added, {len(self.existing)} already in the catalog, "
             f"{len(self.skipped)} skipped{extra}"
@@ -74,10 +82,12 @@ def display_path(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]] | None = None) -> Iterator[Path]:
+def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]] | None = None,
+                left_out: Counter[str] | None = None) -> Iterator[Path]:
     """Image files under the sources; folders are walked recursively without following links.
 
-    Folders that cannot be listed are appended to `unreadable` as (path, reason).
+    Folders that cannot be listed are appended to `unreadable` as (path, reason); files in folders
+    that are not pictures are counted in `left_out` by extension (hidden files aside).
     """
 
     def note(error: OSError) -> None:
@@ -91,8 +101,11 @@ def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]]
             for root, dirs, files in os.walk(path, onerror=note, followlinks=False):
                 dirs.sort()
                 for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    suffix = Path(name).suffix.lower()
+                    if suffix in IMAGE_SUFFIXES:
                         yield Path(root) / name
+                    elif left_out is not None and not name.startswith("."):
+                        left_out[suffix or "no extension"] += 1
         else:
             yield path
 
@@ -145,7 +158,7 @@ def import_images(
     so a rescan of a folder already in the catalog decodes nothing, and copies are decoded once.
     """
     report = ImportReport()
-    paths = list(find_images(sources, report.skipped))
+    paths = list(find_images(sources, report.skipped, report.left_out))
     titles = titles or {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), BATCH_SIZE):

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_THRESHOLD
+from protoshelf.core.images import IMAGE_SUFFIXES
 
 from protoshelf.gui.catalog_model import (
     DoubtRole, ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
@@ -38,7 +39,7 @@ from protoshelf.gui.thumbnails import ThumbnailCache
 from protoshelf.gui.try_image import TryImage
 
 LABEL_MENU_ROWS = 15
-IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.bmp *.gif *.tif *.tiff)"
+IMAGE_FILTER = f"Images ({' '.join('*' + suffix for suffix in sorted(IMAGE_SUFFIXES))})"
 CATALOG_FILTER = "ProtoShelf catalogs (*.sqlite *.db);;All files (*)"
 SHOW_SUGGESTED = "suggested"
 SHOW_SIMILAR = "similar"

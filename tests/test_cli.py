@@ -95,6 +95,16 @@ def test_a_mistyped_db_is_refused_and_starts_no_catalog(tmp_path, capsys, monkey
     assert "fruit" in run(capsys, "categories", "--db", "~/shop.sqlite")
 
 
+def test_import_of_a_mistyped_folder_is_refused_and_a_skipped_file_is_an_exit_status(tmp_path, shop, capsys):
+    db = tmp_path / "c.sqlite"
+    assert main(["import", str(tmp_path / "shpo"), "--db", str(db)]) == 2
+    assert "there is no file or folder at" in capsys.readouterr().err and not db.exists()
+    (shop / "broken.png").write_bytes(b"not a picture")
+    assert main(["import", str(shop), "--db", str(db)]) == 1  # the rest is imported; a script sees the skip
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "broken.png" in captured.err and "77 added" in captured.out
+
+
 @pytest.mark.parametrize("db", ["https://shop.example.com/catalog.sqlite", "file:///tmp/c.sqlite", "s3://bucket/c.sqlite"])
 def test_a_web_address_as_db_is_refused(tmp_path, capsys, monkeypatch, db):
     monkeypatch.chdir(tmp_path)
