@@ -124,6 +124,8 @@ def _import_batch(run: _Import, batch: list[FeedRow], downloading: Callable[[int
     sources: list[tuple[str, str] | str] = []
     for row in batch:
         try:
+            if row.holds_nul:
+                raise ValueError("a cell holds a NUL character: is this really a CSV saved as UTF-8?")
             sources.append(image_source(row.image, run.feed.path.parent))
         except ValueError as exc:
             sources.append(str(exc))

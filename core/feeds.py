@@ -51,6 +51,11 @@ class FeedRow:
     """"line" of a CSV, "item" of an XML feed."""
 
     @property
+    def holds_nul(self) -> bool:
+        """A NUL character in a cell: binary data, or a file saved in another encoding, never a product's text."""
+        return any("\x00" in value for value in (self.product_id, self.title, self.image, self.category) if value)
+
+    @property
     def where(self) -> str:
         return f"{self.unit} {self.line}" + (f" (product {self.product_id})" if self.product_id else "")
 

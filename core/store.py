@@ -184,7 +184,7 @@ def validate_category_name(name: str) -> str:
         raise StoreError("A category needs a name.")
     if len(cleaned) > MAX_NAME_LENGTH:
         raise StoreError(f"Category names are limited to {MAX_NAME_LENGTH} characters.")
-    if "Cc" in kinds:
+    if kinds & {"Cc", "Zl", "Zp"}:  # Zl, Zp: U+2028 and U+2029 break lines too
         raise StoreError("Category names cannot contain line breaks, tabs or control characters.")
     if "Cs" in kinds:
         raise StoreError("Category names must be valid Unicode text.")

@@ -138,6 +138,14 @@ def test_bad_feed_loses_nothing(store, tmp_path, downloader):
     assert store.item_count() == 1
 
 
+def test_a_row_with_a_nul_character_fails_with_a_reason_and_the_rest_imports(store, tmp_path, downloader):
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name, colour=(200, 30, 30) if name == "a.png" else (30, 30, 200))
+    report = import_feed(store, write_feed(tmp_path / "feed.csv", ["A,Mug,a.png,", "B\x00,Cup,b.png,"]), downloader=downloader)
+    assert report.summary() == "1 added, 0 updated, 0 unchanged, 1 failed"
+    assert "NUL character" in report.failed[0][1] and set(by_product(store)) == {"A"}
+
+
 def test_urls_download_with_per_row_reasons(store, tmp_path, downloader):
     png = write_image(tmp_path / "src" / "a.png").read_bytes()
     with ImageServer({"/a.png": png}, slow_seconds=1.5) as server:

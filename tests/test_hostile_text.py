@@ -88,7 +88,8 @@ def test_any_category_name_is_kept_exactly_or_refused_clearly(store, name):
 @pytest.mark.parametrize("name,message", [
     ("", "needs a name"), ("   \t ", "needs a name"), ("\u200b\u200d", "needs a name"),
     ("x" * (MAX_NAME_LENGTH + 1), "limited to"), ("Shoes\nSocks", "line breaks"), ("Tab\there", "line breaks"),
-    ("Null\x00", "line breaks"), ("\u202eseohS", "text-direction"), ("a\u2066b\u2069", "text-direction"),
+    ("Null\x00", "line breaks"), ("Line\u2028separator", "line breaks"), ("Para\u2029graph", "line breaks"),
+    ("\u202eseohS", "text-direction"), ("a\u2066b\u2069", "text-direction"),
 ])
 def test_bad_category_names_are_refused_with_a_reason(store, name, message):
     with pytest.raises(StoreError, match=message):
