@@ -241,9 +241,12 @@ def cmd_classify(args) -> int:
 def cmd_export(args) -> int:
     from protoshelf.core.export import export_csv
 
+    notes: list[str] = []
     with open_store(args.db) as store, progress_bar("export") as bar:
         rows = export_csv(store, args.out, top=args.top_k, excel_bom=args.excel, progress=bar,
-                          format=args.format, include_unassigned=args.include_unassigned)
+                          format=args.format, include_unassigned=args.include_unassigned, notes=notes)
+    for note in notes:
+        print(note, file=sys.stderr)
     print(f"Wrote {rows} rows to {shown(args.out)}.")
     return 0
 

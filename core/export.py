@@ -4,7 +4,9 @@ Rows are streamed from the store in chunks into a temporary file that replaces t
 when complete (core/safe_output.py, which also refuses to replace a catalog, another database or
 anything but a plain file), so a million-row export uses little memory and never leaves half a file
 behind. Text cells that a spreadsheet would run as a formula are neutralised (OWASP's CSV-injection
-advice).
+advice), except in the shop formats: the shop's importer reads those, and a quote before a product
+id or title would make it miss the product or rename it on the live shop. There, such cells are
+written exactly and counted in a note instead.
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ def neutralise(cell: str | None) -> str:
     return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
+def formula_note(cells: int) -> str:
+    return (f"Cells starting with = + - @, tab or CR ({cells}) are written exactly, as the shop needs them: "
+            "upload the file as it is, since a spreadsheet would run them as formulas.")
+
+
 def header(top: int, format: str = "protoshelf") -> list[str]:
     if format in HEADERS:
         return HEADERS[format]
@@ -47,15 +54,17 @@ def export_csv(
     progress: Progress = no_progress,
     format: str = "protoshelf",
     include_unassigned: bool = False,
+    notes: list[str] | None = None,
 ) -> int:
     """Write one row per item (or per id in `item_ids`); returns the number of rows.
 
-    `format` "google" or "shopify" writes what the shop imports (see core/shop_formats.py)."""
+    `format` "google" or "shopify" writes what the shop imports (see core/shop_formats.py), every
+    value exactly as the shop gave it; `notes` then gets a line if any cell looks like a formula."""
     out_path = Path(out_path).expanduser()
     names = {c.id: c.name for c in store.categories()}
     wanted = None if item_ids is None else sorted(set(int(i) for i in item_ids))
     total = store.item_count() if wanted is None else len(wanted)
-    written = 0
+    written = formula_cells = 0
     with replace_safely(out_path, [store.path], "utf-8-sig" if excel_bom else "utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header(top, format))
@@ -64,9 +73,13 @@ def export_csv(
             if cells is not None:
                 writer.writerow(cells)
                 written += 1
+                if format in HEADERS:
+                    formula_cells += sum(cell.startswith(FORMULA_PREFIXES) for cell in cells)
             if seen % FETCH_ROWS == 0:
                 progress(seen, total)
     progress(total, total)
+    if formula_cells and notes is not None:
+        notes.append(formula_note(formula_cells))
     return written
 
 
@@ -74,7 +87,7 @@ def _format(row, names: dict[int, str], top: int, format: str = "protoshelf", in
     item_id, path, title, labelled, predicted, score, ranking, product_id = row
     if format in HEADERS:
         cells = shop_row(format, product_id, title, labelled or predicted, include_unassigned)
-        return None if cells is None else [neutralise(c) for c in cells]
+        return None if cells is None else [cell or "" for cell in cells]
     cells = [
         neutralise(product_id), item_id, neutralise(path), neutralise(title), neutralise(labelled), neutralise(predicted),
         "" if score is None else f"{score:.4f}",

@@ -15,7 +15,7 @@ HEADERS = {
 
 def shop_row(format: str, product_id: str | None, title: str | None, category: str | None,
              include_unassigned: bool) -> list[str | None] | None:
-    """The row's cells before neutralisation, or None when the row is left out."""
+    """The row's cells, or None when the row is left out."""
     if not product_id or (not category and not include_unassigned):
         return None
     if format == "google":

@@ -4,6 +4,7 @@ Both run on a lane; `export_finished(path, rows)` and a notice answer them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +22,13 @@ def export(session: CatalogSession, request: ExportRequest) -> Task:
     session.save_predictions(kind=TaskKind.SAVE_FOR_EXPORT)
     return session.live.run(
         "Exporting", jobs.export, request, kind=TaskKind.EXPORT,
-        on_success=partial(_exported, session, str(request.path)), failure_title="Export failed",
+        on_success=partial(_exported_predictions, session, str(request.path)), failure_title="Export failed",
     )
+
+
+def _exported_predictions(session: CatalogSession, out_path: str, result: tuple[int, list[str]]) -> None:
+    rows, notes = result
+    _exported(session, out_path, rows, notes)
 
 
 def export_duplicates(session: CatalogSession, groups, out_path: str | Path) -> Task:
@@ -32,6 +38,6 @@ def export_duplicates(session: CatalogSession, groups, out_path: str | Path) -> 
     )
 
 
-def _exported(session: CatalogSession, out_path: str, rows: int) -> None:
-    session.notice.emit(f"Wrote {rows} rows to {out_path}.")
+def _exported(session: CatalogSession, out_path: str, rows: int, notes: Sequence[str] = ()) -> None:
+    session.notice.emit(" ".join([f"Wrote {rows} rows to {out_path}.", *notes]))
     session.export_finished.emit(out_path, rows)

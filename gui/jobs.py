@@ -325,13 +325,16 @@ def persist_predictions(
     save_predictions(context.store, predictions, backbone, threshold, progress=progress)
 
 
-def export(context: WorkerContext, progress: TaskProgress, request: ExportRequest) -> int:
-    """The export dialog's request, passed whole: a new option is one field there and one use here."""
+def export(context: WorkerContext, progress: TaskProgress, request: ExportRequest) -> tuple[int, list[str]]:
+    """The export dialog's request, passed whole: a new option is one field there and one use here.
+    Returns the rows written and the export's notes."""
     from protoshelf.core.export import export_csv
 
-    return export_csv(context.store, request.path, top=request.top, excel_bom=request.excel_bom,
+    notes: list[str] = []
+    rows = export_csv(context.store, request.path, top=request.top, excel_bom=request.excel_bom,
                       item_ids=request.item_ids, progress=progress,
-                      format=request.format, include_unassigned=request.include_unassigned)
+                      format=request.format, include_unassigned=request.include_unassigned, notes=notes)
+    return rows, notes
 
 
 def import_files(

@@ -39,13 +39,28 @@ def test_default_export_puts_the_product_id_first(store, tmp_path):
 
 def test_google_supplemental_feed_uses_label_then_prediction(store, tmp_path):
     catalog(store)
-    assert export_csv(store, tmp_path / "g.csv", format="google") == 2
-    assert read(tmp_path / "g.csv") == [["id", "product_type"], ["SKU-1", "Shoes"], ["'=HYPERLINK(1)", "Pans"]]
+    notes = []
+    assert export_csv(store, tmp_path / "g.csv", format="google", notes=notes) == 2
+    assert read(tmp_path / "g.csv") == [["id", "product_type"], ["SKU-1", "Shoes"], ["=HYPERLINK(1)", "Pans"]]
+    assert len(notes) == 1 and "(1) are written exactly" in notes[0]
+
+
+def test_shop_formats_write_ids_and_titles_exactly_as_the_shop_gave_them(store, tmp_path):
+    """A quote before "-50% sale" would rename the product on the live shop; before an id, miss it."""
+    ids = seed_titles(store, ["-50% Summer sandals", "@home mug"])
+    with_product_ids(store, ids, ["-1001", "+1002"])
+    store.set_labels(ids, store.create_category("Sale"))
+    notes = []
+    assert export_csv(store, tmp_path / "s.csv", format="shopify", notes=notes) == 2
+    assert read(tmp_path / "s.csv")[1:] == [["-1001", "-50% Summer sandals", "Sale"], ["+1002", "@home mug", "Sale"]]
+    assert "(4) are written exactly" in notes[0]
+    export_csv(store, tmp_path / "p.csv", notes=notes)  # ProtoShelf's own format is for spreadsheets
+    assert [row[0] for row in read(tmp_path / "p.csv")[1:]] == ["'-1001", "'+1002"] and len(notes) == 1
 
 
 def test_shopify_csv_and_include_unassigned(store, tmp_path):
     catalog(store)
     assert export_csv(store, tmp_path / "s.csv", format="shopify", include_unassigned=True) == 3
     assert read(tmp_path / "s.csv") == [
-        ["Handle", "Title", "Type"], ["SKU-1", "Red shoe", "Shoes"], ["'=HYPERLINK(1)", "Pan", "Pans"], ["SKU-3", "Hat", ""],
+        ["Handle", "Title", "Type"], ["SKU-1", "Red shoe", "Shoes"], ["=HYPERLINK(1)", "Pan", "Pans"], ["SKU-3", "Hat", ""],
     ]
