@@ -57,3 +57,18 @@ def test_an_old_catalog_gets_numbers_in_the_order_it_showed(tmp_path):
         assert numbers(store) == {"A": 1, "B": 2, "C": 3}
     with raw_sql(path) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+
+
+def test_categories_a_feed_made_with_number_0_get_the_next_numbers(tmp_path):
+    """Feeds created their categories at position 0 before 5ea24de; migration 0010 numbers them."""
+    path = tmp_path / "feed.sqlite"
+    with Store(path) as store:
+        for name in ("Hats", "Fruit", "Mugs"):
+            store.create_category(name)
+    with raw_sql(path) as db:
+        db.execute("UPDATE categories SET position = 0 WHERE name IN ('Fruit', 'Mugs')")
+    engine = make_engine(path)
+    command.downgrade(alembic_config(engine), "0009")
+    engine.dispose()
+    with Store(path) as store:  # opening upgrades it
+        assert numbers(store) == {"Hats": 1, "Fruit": 2, "Mugs": 3}
