@@ -89,21 +89,25 @@ def cmd_gui(args) -> int:
     return args.open_app(args.db if args.db_given else None, demo=args.demo)
 
 
-def cmd_import(args) -> int:
-    from protoshelf.core.feeds import is_feed
+PARTLY_DONE = 3
+"""The exit status of a command that did its work except for some files or rows, each named on
+stderr (a corrupt picture, a feed row whose image is gone): 0 would hide them from a script, and
+1 is what an unexpected failure returns."""
 
+
+def cmd_import(args) -> int:
+    from protoshelf.core.feeds import FEED_SUFFIXES, is_feed
+
+    _refuse_missing([*args.sources, *([args.titles] if args.titles else [])])
     feeds = [source for source in args.sources if is_feed(source)]
     if feeds:
         if len(feeds) < len(args.sources) or args.titles:
-            print("protoshelf import: give either product feeds (.csv, .tsv, .xml) or image files and folders, "
-                  "not both", file=sys.stderr)
+            print(f"protoshelf import: give either product feeds ({' '.join(sorted(FEED_SUFFIXES))}) or image "
+                  "files and folders, not both", file=sys.stderr)
             return 2
         return import_feeds(args, feeds)
     from protoshelf.core.importer import import_with_titles
 
-    missing = [source for source in args.sources if not os.path.lexists(Path(source).expanduser())]
-    if missing:  # a mistyped folder must not start an empty catalog and report success
-        raise UserError(f"there is no file or folder at {', '.join(shown(m) for m in missing)}; nothing was imported")
     with open_store(args.db, create=True) as store, progress_bar("import") as bar:
         report, problems = import_with_titles(store, args.sources, args.titles, bar)
     for path, reason in report.skipped:
@@ -111,12 +115,22 @@ def cmd_import(args) -> int:
     for problem in problems:
         print(shown(problem), file=sys.stderr)
     print(f"Import: {report.summary()}.")
-    return 1 if report.skipped else 0
+    return PARTLY_DONE if report.skipped else 0
+
+
+def _refuse_missing(paths: list[str]) -> None:
+    """A mistyped folder or feed must not start an empty catalog and report success."""
+    missing = [path for path in paths if not path.strip() or not os.path.exists(Path(path).expanduser())]
+    if missing:
+        pattern = " (a pattern that matched no file?)" if any(set("*?[") & set(m) for m in missing) else ""
+        raise UserError(f"there is no file or folder at {', '.join(repr(shown(m)) for m in missing)}{pattern}; "
+                        "nothing was imported")
 
 
 def import_feeds(args, feeds: list[str]) -> int:
     from protoshelf.core.feed_import import import_feed
 
+    failed = False
     for feed in feeds:
         with open_store(args.db, create=True) as store, progress_bar(f"import {shown(Path(feed).name)}") as bar:
             report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
@@ -125,7 +139,8 @@ def import_feeds(args, feeds: list[str]) -> int:
         for where, reason in report.failed:
             print(f"failed {shown(feed)} {shown(where)}: {shown(reason)}", file=sys.stderr)
         print(f"Import of {shown(feed)}: {report.summary()}.")
-    return 0
+        failed = failed or bool(report.failed)
+    return PARTLY_DONE if failed else 0
 
 
 def cmd_embed(args) -> int:
@@ -161,7 +176,7 @@ def cmd_embed(args) -> int:
             text = embed_titles(store, device=args.device, progress=bar)
         if text.embedded:
             print(f"Embedded {text.embedded} titles with {text.model} on {text.device}.")
-    return 0
+    return PARTLY_DONE if report.failed else 0
 
 
 def cmd_label(args) -> int:
@@ -195,7 +210,7 @@ def cmd_label(args) -> int:
     if moved:
         print(f"{moved.total()} of them were moved from another category: "
               + ", ".join(f"{count} from {shown(old)!r}" for old, count in moved.most_common()), file=sys.stderr)
-    return 0
+    return PARTLY_DONE if report and report.skipped else 0
 
 
 def cmd_categories(args) -> int:
@@ -240,6 +255,10 @@ def cmd_classify(args) -> int:
 
 def cmd_export(args) -> int:
     from protoshelf.core.export import export_csv
+
+    if args.excel and args.format != "protoshelf":
+        raise UserError("--excel is for ProtoShelf's own format: a shop file is uploaded as it is written, "
+                        "not opened in Excel")
 
     notes: list[str] = []
     with open_store(args.db) as store, progress_bar("export") as bar:

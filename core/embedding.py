@@ -154,12 +154,13 @@ DECODE_AHEAD = 8
 and 16 images a batch."""
 
 DECODE_WHILE_BUILDING = 768
-"""Images decoded before the first batch is asked for, while the backbone is built: about what one
-thread decodes in the 1.5-2 s that building takes (importing timm, torchvision and torch._dynamo)
-on one core, when the other core would otherwise sit idle (115 MB at 224 px, drained to
-`DECODE_AHEAD` as the backbone catches up). Every image decoded then is one that does not take a
-core from the backbone later: `protoshelf embed` of 1,000 300 px PNGs on 2 cores went from a
-median of 15.8 s to 14.2 s (4 alternating pairs, 128 images ahead before)."""
+"""Images decoded before the first batch is asked for while the backbone is built, for the CPU (the
+GPU's threads only read files): about what one thread decodes in the 1.5-2 s that building takes
+(importing timm, torchvision and torch._dynamo) on one core, when the other core would otherwise
+sit idle (115 MB at 224 px, drained to `DECODE_AHEAD` as the backbone catches up). Every image
+decoded then is one that does not take a core from the backbone later: `protoshelf embed` of 1,000
+300 px PNGs on 2 cores went from a median of 15.8 s to 14.2 s (4 alternating pairs, 128 images
+ahead before)."""
 
 
 def decoded_batches(dataset: Sequence, collate: Callable, batch_size: int, threads: int,
@@ -207,7 +208,7 @@ def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, o
         dataset, collate_batch = device_decode.JpegFiles(rows, prep), device_decode.collate
     else:
         dataset, collate_batch = CatalogImages(rows, prep), collate
-    first = -(-DECODE_WHILE_BUILDING // batch_size) if building else 0
+    first = -(-DECODE_WHILE_BUILDING // batch_size) if building and not on_gpu else 0  # file bytes: no gain, more memory
     return decoded_batches(dataset, collate_batch, batch_size, threads, first=first)
 
 

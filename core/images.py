@@ -25,6 +25,11 @@ SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"} | ({"AV
 PLUGINS = sorted(SUPPORTED_FORMATS - {"MPO"})
 """The Pillow plugins allowed to parse a file; the JPEG plugin opens MPO files itself."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"} | ({".avif"} if _AVIF else set())
+UNREAD_PICTURE_SUFFIXES = {
+    ".heic", ".heif", ".avif", ".jxl", ".jp2", ".svg", ".psd", ".ico", ".eps", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+} - IMAGE_SUFFIXES
+"""Pictures a folder may hold that are not read (iPhone photos, camera raw, vector art): counted in
+an import's summary, so a folder of them does not look empty."""
 MAX_PIXELS = 80_000_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_JPEG_SCANS = 32

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from protoshelf.core.errors import UserError
-from protoshelf.core.images import IMAGE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
+from protoshelf.core.images import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
 from protoshelf.core.progress import Progress, no_progress
 from protoshelf.core.store import ImportedFile, Relocation, Store
 
@@ -42,8 +42,8 @@ class ImportReport:
     changed: list[int] = field(default_factory=list)
     """Items whose file changed in place: new hash and thumbnail, image vectors to redo."""
     left_out: Counter[str] = field(default_factory=Counter)
-    """Files in the folders that are not pictures by their extension, counted by extension: a
-    folder of iPhone .heic photos must not look like an empty folder."""
+    """Pictures in the folders in formats that are not read, by extension (`UNREAD_PICTURE_SUFFIXES`):
+    a folder of iPhone .heic photos must not look like an empty folder."""
 
     @property
     def item_ids(self) -> list[int]:
@@ -56,9 +56,8 @@ class ImportReport:
             ((self.moved, "found at a new place"), (self.changed, "changed since imported, updated")) if ids
         )
         if self.left_out:
-            kinds = ", ".join(f"{suffix} {count}" for suffix, count in self.left_out.most_common(3))
-            more = ", ..." if len(self.left_out) > 3 else ""
-            extra += f", {self.left_out.total()} files that are not pictures left out ({kinds}{more})"
+            kinds = ", ".join(f"{suffix} {count}" for suffix, count in self.left_out.most_common())
+            extra += f", {self.left_out.total()} left out as formats ProtoShelf does not read ({kinds}: convert them to JPEG or PNG)"
         return (
             f"{len(self.added)} added, {len(self.existing)} already in the catalog, "
             f"{len(self.skipped)} skipped{extra}"
@@ -86,8 +85,8 @@ def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]]
                 left_out: Counter[str] | None = None) -> Iterator[Path]:
     """Image files under the sources; folders are walked recursively without following links.
 
-    Folders that cannot be listed are appended to `unreadable` as (path, reason); files in folders
-    that are not pictures are counted in `left_out` by extension (hidden files aside).
+    Folders that cannot be listed are appended to `unreadable` as (path, reason); pictures in
+    folders in a format that is not read are counted in `left_out` by extension.
     """
 
     def note(error: OSError) -> None:
@@ -104,8 +103,8 @@ def find_images(sources: Iterable[str | Path], unreadable: list[tuple[str, str]]
                     suffix = Path(name).suffix.lower()
                     if suffix in IMAGE_SUFFIXES:
                         yield Path(root) / name
-                    elif left_out is not None and not name.startswith("."):
-                        left_out[suffix or "no extension"] += 1
+                    elif left_out is not None and suffix in UNREAD_PICTURE_SUFFIXES:
+                        left_out[suffix] += 1
         else:
             yield path
 

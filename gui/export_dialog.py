@@ -95,9 +95,11 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _format_changed(self) -> None:
-        """Top-k belongs to ProtoShelf's own format, the unassigned choice to the shop formats."""
+        """Top-k and Excel belong to ProtoShelf's own format (a shop file is uploaded as written, not
+        opened in a spreadsheet), the unassigned choice to the shop formats."""
         for_shop = self.format.currentData() != "protoshelf"
         self.top.setEnabled(not for_shop)
+        self.excel.setEnabled(not for_shop)
         self.include_unassigned.setEnabled(for_shop)
 
     @Slot()
@@ -115,6 +117,6 @@ class ExportDialog(QDialog):
         else:
             item_ids = None
         return ExportRequest(
-            Path(self.path.text()).expanduser(), self.top.value(), self.excel.isChecked(), item_ids,
+            Path(self.path.text()).expanduser(), self.top.value(), self.excel.isChecked() and self.excel.isEnabled(), item_ids,
             self.format.currentData(), self.include_unassigned.isChecked(),
         )

@@ -4,7 +4,6 @@ Both run on a lane; `export_finished(path, rows)` and a notice answer them.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,8 +26,12 @@ def export(session: CatalogSession, request: ExportRequest) -> Task:
 
 
 def _exported_predictions(session: CatalogSession, out_path: str, result: tuple[int, list[str]]) -> None:
+    """The export's notes (formula-like cells in a shop file) are advice on what to do with the file:
+    a dialog, since a status-bar message of that length is cut off and gone in seconds."""
     rows, notes = result
-    _exported(session, out_path, rows, notes)
+    if notes:
+        session.problem.emit(f"Wrote {rows} rows to {out_path}: upload it as it is", "\n".join(notes))
+    _exported(session, out_path, rows)
 
 
 def export_duplicates(session: CatalogSession, groups, out_path: str | Path) -> Task:
@@ -38,6 +41,6 @@ def export_duplicates(session: CatalogSession, groups, out_path: str | Path) -> 
     )
 
 
-def _exported(session: CatalogSession, out_path: str, rows: int, notes: Sequence[str] = ()) -> None:
-    session.notice.emit(" ".join([f"Wrote {rows} rows to {out_path}.", *notes]))
+def _exported(session: CatalogSession, out_path: str, rows: int) -> None:
+    session.notice.emit(f"Wrote {rows} rows to {out_path}.")
     session.export_finished.emit(out_path, rows)

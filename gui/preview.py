@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtGui import QColor, QImage, QImageReader, QPixmap
@@ -10,6 +11,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout,
 )
 
+from protoshelf.core.images import ImageError, open_image
 from protoshelf.core.quality import why
 from protoshelf.gui.catalog_model import ConfidenceRole, PredictionRole
 from protoshelf.gui.catalog_view import describe_prediction
@@ -30,7 +32,21 @@ def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -
         image = reader.read()
         if not image.isNull():
             return image
-    return QImage.fromData(thumbnail) if thumbnail else QImage()
+    image = decoded_by_pillow(path, side)
+    if image.isNull() and thumbnail:
+        return QImage.fromData(thumbnail)
+    return image
+
+
+def decoded_by_pillow(path: str, side: int) -> QImage:
+    """A picture the catalog reads but Qt has no plugin for (AVIF on most Qt builds), decoded as
+    the catalog decodes it; a null image when it cannot be read."""
+    try:
+        image = open_image(Path(path), min_side=side)
+    except ImageError:
+        return QImage()
+    image.thumbnail((side, side))
+    return QImage(image.tobytes(), image.width, image.height, 3 * image.width, QImage.Format.Format_RGB888).copy()
 
 
 def selectable(text: str) -> QLabel:

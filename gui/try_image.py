@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBox
 
 from protoshelf.gui.catalog_view import describe_prediction, percent
 from protoshelf.gui.drops import dropped_paths
+from protoshelf.gui.preview import decoded_by_pillow
 from protoshelf.gui.session import CatalogSession
 
 SIDE = 72
@@ -42,6 +43,8 @@ class TryImage(QGroupBox):
 
     def try_file(self, path: str) -> None:
         image = QImage(path)
+        if image.isNull():
+            image = decoded_by_pillow(path, SIDE * 4)
         if image.isNull():
             self.result.setText(f"Not an image I can read: {path}")
             return

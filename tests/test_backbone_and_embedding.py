@@ -13,7 +13,7 @@ import torch
 
 from conftest import DEMO, no_network, write_image
 from protoshelf.core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
-from protoshelf.core.embedding import _glibc, decoded_batches, embed_catalog, to_model_input
+from protoshelf.core.embedding import DECODE_AHEAD, _glibc, decoded_batches, embed_catalog, to_model_input
 from protoshelf.core.images import open_image
 from protoshelf.core.importer import import_images
 from protoshelf.core.model_input import CatalogImages
@@ -199,21 +199,28 @@ def test_decoding_runs_further_ahead_while_the_backbone_is_built_then_drains_to_
     batches.close()
 
 
-def test_embedding_decodes_past_the_steady_window_only_while_the_backbone_is_built(store, tmp_path, extractor, monkeypatch):
+@pytest.mark.parametrize("built", [False, True])
+def test_embedding_decodes_past_the_steady_window_only_while_the_backbone_is_built(store, tmp_path, extractor,
+                                                                                    monkeypatch, built):
     for i in range(24):
         write_image(tmp_path / f"{i}.png", colour=(10 * i, 100, 240 - 10 * i))
     import_images(store, [tmp_path])
     decoded = []
     original = CatalogImages.__getitem__
     monkeypatch.setattr(CatalogImages, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
-    monkeypatch.setattr("protoshelf.core.embedding.DECODE_WHILE_BUILDING", 20, raising=False)
-    monkeypatch.setattr("protoshelf.core.embedding.is_shared_backbone_built", lambda name: False, raising=False)
+    monkeypatch.setattr("protoshelf.core.embedding.DECODE_WHILE_BUILDING", 20)
+    monkeypatch.setattr("protoshelf.core.embedding.is_shared_backbone_built", lambda name: built)
+    steady = DECODE_AHEAD * 2  # batches of 2
 
-    def slow_build(name, device):
-        wait_for(lambda: len(decoded) == 20)  # times out if only the steady window (8 batches of 2) is decoded
+    def build(name, device):
+        if built:  # nothing to wait for: the steady window is all that is decoded ahead
+            time.sleep(0.5)
+            assert len(decoded) == steady
+        else:
+            wait_for(lambda: len(decoded) == 20)  # times out if only the steady window is decoded
         return extractor
 
-    monkeypatch.setattr("protoshelf.core.embedding.pretrained_extractor", slow_build)
+    monkeypatch.setattr("protoshelf.core.embedding.pretrained_extractor", build)
     assert embed_catalog(store, device="cpu", batch_size=2, workers=1).embedded == 24
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO
-from protoshelf.core.cli import main
+from protoshelf.core.cli import PARTLY_DONE, main
 from protoshelf.core.store import Store
 
 
@@ -95,14 +95,22 @@ def test_a_mistyped_db_is_refused_and_starts_no_catalog(tmp_path, capsys, monkey
     assert "fruit" in run(capsys, "categories", "--db", "~/shop.sqlite")
 
 
-def test_import_of_a_mistyped_folder_is_refused_and_a_skipped_file_is_an_exit_status(tmp_path, shop, capsys):
+def test_import_of_a_mistyped_source_is_refused_and_a_skipped_file_is_an_exit_status(tmp_path, shop, capsys):
     db = tmp_path / "c.sqlite"
-    assert main(["import", str(tmp_path / "shpo"), "--db", str(db)]) == 2
-    assert "there is no file or folder at" in capsys.readouterr().err and not db.exists()
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    for sources in ([str(tmp_path / "shpo")], [""], [str(tmp_path / "dangling.png")], [str(tmp_path / "feed.csv")],
+                    [str(shop), "--titles", str(tmp_path / "titles.csv")], [str(shop / "*.jpeg")]):
+        assert main(["import", *sources, "--db", str(db)]) == 2, sources
+        assert "there is no file or folder at" in capsys.readouterr().err and not db.exists()
+    main(["import", str(shop / "*.jpeg"), "--db", str(db)])
+    assert "a pattern that matched no file?" in capsys.readouterr().err
     (shop / "broken.png").write_bytes(b"not a picture")
-    assert main(["import", str(shop), "--db", str(db)]) == 1  # the rest is imported; a script sees the skip
-    captured = capsys.readouterr()
-    assert "skipped" in captured.err and "broken.png" in captured.err and "77 added" in captured.out
+    for _ in range(2):  # the rest is imported; a script sees the skip, every time
+        assert main(["import", str(shop), "--db", str(db)]) == PARTLY_DONE
+        captured = capsys.readouterr()
+        assert "skipped" in captured.err and "broken.png" in captured.err
+    assert "77 already in the catalog" in captured.out
+    assert main(["label", "Fruit", str(shop / "banana.png"), str(shop / "broken.png"), "--db", str(db)]) == PARTLY_DONE
 
 
 @pytest.mark.parametrize("db", ["https://shop.example.com/catalog.sqlite", "file:///tmp/c.sqlite", "s3://bucket/c.sqlite"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from protoshelf.core.cli import main
+from protoshelf.core.cli import PARTLY_DONE, main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "resources" / "example_feed" / "products.csv"
 
@@ -26,6 +26,8 @@ def test_feed_round_trip(tmp_path, capsys, monkeypatch):
     assert "Labelled 2 items as 'Fruit' (2 by product id, 0 newly imported)" in out
     assert "SKU-1005 is both a product id and a file: labelled product SKU-1005" in err
     run(capsys, "export", str(tmp_path / "supplemental.csv"), "--format", "google", "--db", db)
+    assert main(["export", str(tmp_path / "excel.csv"), "--format", "google", "--excel", "--db", db]) == 2
+    assert "--excel is for ProtoShelf's own format" in capsys.readouterr().err and not (tmp_path / "excel.csv").exists()
     with open(tmp_path / "supplemental.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["id", "product_type"]
@@ -48,7 +50,8 @@ def test_what_a_feed_says_is_printed_escaped(tmp_path, capsys):
     feed = tmp_path / "feed\x1b[31m.csv"
     feed.write_text('id,title,image_link\n"SKU-\x1b[31mRED",x,missing.png\n"SKU-4\nfailed fake",y,gone.png\n',
                     encoding="utf-8")
-    out, err = run(capsys, "import", str(feed), "--db", str(tmp_path / "c.sqlite"))
+    assert main(["import", str(feed), "--db", str(tmp_path / "c.sqlite")]) == PARTLY_DONE  # both rows failed
+    out, err = capsys.readouterr()
     assert "\x1b" not in out + err and "\\x1b" in err and "\\x1b" in out
     assert [line.startswith("failed ") for line in err.splitlines() if line.strip()] == [True, True]
 

@@ -36,21 +36,25 @@ def test_import_feed_from_the_menu_then_export_for_google(qtbot, open_window, ex
     dialog = ExportDialog(session, tmp_path / "supplemental.csv", window)
     qtbot.addWidget(dialog)
     assert not dialog.include_unassigned.isEnabled()
+    dialog.excel.setChecked(True)
     dialog.format.setCurrentIndex(dialog.format.findData("google"))
-    assert dialog.include_unassigned.isEnabled() and not dialog.top.isEnabled()
+    assert dialog.include_unassigned.isEnabled() and not dialog.top.isEnabled() and not dialog.excel.isEnabled()
+    assert not dialog.request().excel_bom
     request = dialog.request()
     assert (request.format, request.include_unassigned) == ("google", False)
     with raw_sql(session.path) as db:  # an id a spreadsheet would read as a formula
         db.execute("UPDATE items SET product_id = '-SKU-1001' WHERE product_id = 'SKU-1001'")
-    notices = []
-    session.notice.connect(notices.append)
+    problems = []
+    session.problem.connect(lambda title, details: problems.append((title, details)))
     with qtbot.waitSignal(session.export_finished, timeout=30_000):
         session.export(request)
     with open(request.path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["id", "product_type"]
     assert {r[0] for r in rows[1:]} >= {"-SKU-1001", "SKU-2001"}  # labelled ones at least; the rest as predicted
-    assert any("Wrote" in n and "(1) are written exactly" in n for n in notices), notices
+    assert [title for title, details in problems if "(1) are written exactly" in details] == [
+        f"Wrote {len(rows) - 1} rows to {request.path}: upload it as it is"]
+    assert any(title.endswith("upload it as it is") for title in (box.text() for box in window.findChildren(QMessageBox)))
     wait_idle(qtbot, session, 60_000)
 
 

@@ -2,6 +2,8 @@
 titles, a small drag badge, method tooltips."""
 from __future__ import annotations
 
+import pytest
+from PIL import features
 from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QToolTip
@@ -11,7 +13,7 @@ from protoshelf.gui.catalog_view import percent
 from protoshelf.gui import catalog_view
 from protoshelf.gui.catalog_view import EMPTY_CATALOG
 from protoshelf.gui.drops import dropped_item_ids
-from protoshelf.gui.preview import PreviewDialog
+from protoshelf.gui.preview import PreviewDialog, load_preview
 from tests.gui.conftest import select_rows, wait_idle
 from tests.gui.test_main_window import label_examples
 
@@ -137,7 +139,24 @@ def test_try_an_image_shows_predictions_without_importing_it(qtbot, open_window,
         drop(window.try_image, QPoint(10, 10), file_mime(probe))
     assert tried.args[0][0][0] == red
     assert "Red" in window.try_image.result.text().splitlines()[0]
+    if features.check("avif"):  # Qt reads no AVIF here: Pillow decodes it for the pane, as for the catalog
+        from PIL import Image
+
+        Image.new("RGB", (90, 60), (20, 20, 230)).save(tmp_path / "probe.avif")
+        with qtbot.waitSignal(session.image_tried, timeout=60_000) as tried:
+            drop(window.try_image, QPoint(10, 10), file_mime(tmp_path / "probe.avif"))
+        assert tried.args[0][0][0] == blue and not window.try_image.picture.pixmap().isNull()
     assert Store(path).item_count() == 6
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="Pillow without libavif")
+def test_the_preview_shows_an_avif_original_that_qt_cannot_read(qtbot, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (600, 300), (200, 30, 30)).save(tmp_path / "shoe.avif")
+    image = load_preview(str(tmp_path / "shoe.avif"), thumbnail=None, side=120)
+    assert (image.width(), image.height()) == (120, 60)
+    assert image.pixelColor(60, 30).red() > 150 and image.pixelColor(60, 30).blue() < 100
 
 
 def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
