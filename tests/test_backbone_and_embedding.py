@@ -154,13 +154,19 @@ def test_decoding_starts_before_the_first_batch_is_asked_for():
     batches.close()
 
 
-def test_embedding_decodes_while_the_backbone_is_built(store, tmp_path, extractor, monkeypatch):
-    for i in range(6):
-        write_image(tmp_path / f"{i}.png", colour=(40 * i, 100, 200 - 30 * i))
-    import_images(store, [tmp_path])
+def catalog_counting_decodes(store, folder, monkeypatch, count: int) -> list[int]:
+    """A catalog of `count` pictures; the list fills with the index of each one decoded."""
+    for i in range(count):
+        write_image(folder / f"{i}.png", colour=(10 * i, 100, 240 - 10 * i))
+    import_images(store, [folder])
     decoded = []
     original = CatalogImages.__getitem__
     monkeypatch.setattr(CatalogImages, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
+    return decoded
+
+
+def test_embedding_decodes_while_the_backbone_is_built(store, tmp_path, extractor, monkeypatch):
+    decoded = catalog_counting_decodes(store, tmp_path, monkeypatch, 6)
 
     def slow_build(name, device):
         wait_for(lambda: len(decoded) == 6)  # times out if decoding waits for the backbone
@@ -202,12 +208,7 @@ def test_decoding_runs_further_ahead_while_the_backbone_is_built_then_drains_to_
 @pytest.mark.parametrize("built", [False, True])
 def test_embedding_decodes_past_the_steady_window_only_while_the_backbone_is_built(store, tmp_path, extractor,
                                                                                     monkeypatch, built):
-    for i in range(24):
-        write_image(tmp_path / f"{i}.png", colour=(10 * i, 100, 240 - 10 * i))
-    import_images(store, [tmp_path])
-    decoded = []
-    original = CatalogImages.__getitem__
-    monkeypatch.setattr(CatalogImages, "__getitem__", lambda self, i: decoded.append(i) or original(self, i))
+    decoded = catalog_counting_decodes(store, tmp_path, monkeypatch, 24)
     monkeypatch.setattr("protoshelf.core.embedding.DECODE_WHILE_BUILDING", 20)
     monkeypatch.setattr("protoshelf.core.embedding.is_shared_backbone_built", lambda name: built)
     steady = DECODE_AHEAD * 2  # batches of 2
