@@ -201,14 +201,16 @@ def _decoded_ahead(decode: Callable, spans: Iterator[range], threads: int, ahead
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, on_gpu: bool, building: bool) -> Iterator:
+def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, on_gpu: bool,
+             building: bool) -> Iterator:
     if on_gpu:  # the threads only read JPEG files; the GPU decodes them
         from protoshelf.core import device_decode
 
         dataset, collate_batch = device_decode.JpegFiles(rows, prep), device_decode.collate
     else:
         dataset, collate_batch = CatalogImages(rows, prep), collate
-    first = -(-DECODE_WHILE_BUILDING // batch_size) if building and not on_gpu else 0  # file bytes: no gain, more memory
+    far_ahead = building and not on_gpu  # a GPU's threads read file bytes: no gain, more memory
+    first = -(-DECODE_WHILE_BUILDING // batch_size) if far_ahead else 0
     return decoded_batches(dataset, collate_batch, batch_size, threads, first=first)
 
 

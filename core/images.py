@@ -24,7 +24,9 @@ _AVIF = features.check("avif")  # in Pillow's wheels since 11.3; a Pillow built 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"} | ({"AVIF"} if _AVIF else set())
 PLUGINS = sorted(SUPPORTED_FORMATS - {"MPO"})
 """The Pillow plugins allowed to parse a file; the JPEG plugin opens MPO files itself."""
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"} | ({".avif"} if _AVIF else set())
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+if _AVIF:
+    IMAGE_SUFFIXES.add(".avif")
 UNREAD_PICTURE_SUFFIXES = {
     ".heic", ".heif", ".avif", ".jxl", ".jp2", ".svg", ".psd", ".ico", ".eps", ".dng", ".cr2", ".cr3", ".nef", ".arw",
 } - IMAGE_SUFFIXES

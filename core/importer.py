@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from protoshelf.core.errors import UserError
-from protoshelf.core.images import IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes
+from protoshelf.core.images import (
+    IMAGE_SUFFIXES, UNREAD_PICTURE_SUFFIXES, ImageError, check_file_size, file_sha256, open_image, thumbnail_bytes,
+)
 from protoshelf.core.progress import Progress, no_progress
 from protoshelf.core.store import ImportedFile, Relocation, Store
 
@@ -57,7 +59,8 @@ class ImportReport:
         )
         if self.left_out:
             kinds = ", ".join(f"{suffix} {count}" for suffix, count in self.left_out.most_common())
-            extra += f", {self.left_out.total()} left out as formats ProtoShelf does not read ({kinds}: convert them to JPEG or PNG)"
+            extra += (f", {self.left_out.total()} left out as formats ProtoShelf does not read "
+                      f"({kinds}: convert them to JPEG or PNG)")
         return (
             f"{len(self.added)} added, {len(self.existing)} already in the catalog, "
             f"{len(self.skipped)} skipped{extra}"

@@ -116,7 +116,8 @@ class ExportDialog(QDialog):
             item_ids = model.effective_ids(self.category.currentData())
         else:
             item_ids = None
+        excel_bom = self.excel.isChecked() and self.excel.isEnabled()  # never for a shop format
         return ExportRequest(
-            Path(self.path.text()).expanduser(), self.top.value(), self.excel.isChecked() and self.excel.isEnabled(), item_ids,
+            Path(self.path.text()).expanduser(), self.top.value(), excel_bom, item_ids,
             self.format.currentData(), self.include_unassigned.isChecked(),
         )
