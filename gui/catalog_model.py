@@ -9,17 +9,17 @@ of a huge catalog is instant.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from cachetools import LRUCache
-from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QPersistentModelIndex, Qt
 
 from protoshelf.core.constants import UNASSIGNED
 from protoshelf.core.store import Store
+from protoshelf.gui.drops import MIME_TYPE, item_ids_mime
 
 if TYPE_CHECKING:
     from protoshelf.core.classify import CatalogPredictions
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 NOT_CLASSIFIED = -2
 NO_LABEL = -1
-MIME_TYPE = "application/x-protoshelf-item-ids"
 ROW_BLOCK = 128
 ROW_CACHE = 20_000
 
@@ -154,10 +153,8 @@ class CatalogModel(QAbstractListModel):
         return [MIME_TYPE]
 
     def mimeData(self, indexes) -> QMimeData:
-        mime = QMimeData()
         ids = list(dict.fromkeys(int(self.data(i, ItemIdRole)) for i in indexes if i.isValid()))
-        mime.setData(MIME_TYPE, QByteArray(json.dumps(ids).encode()))
-        return mime
+        return item_ids_mime(self.store.path, ids)
 
     def supportedDragActions(self) -> Qt.DropAction:
         return Qt.DropAction.CopyAction

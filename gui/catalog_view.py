@@ -9,12 +9,10 @@ are imported unlabelled.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import (
-    QEvent, QItemSelection, QMimeData, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, QSizeF, Qt,
+    QEvent, QItemSelection, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QRectF, QSize, QSizeF, Qt,
     Signal, Slot,
 )
 from PySide6.QtGui import (
@@ -25,9 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from protoshelf.gui.catalog_model import (
-    MIME_TYPE, ConfidenceRole, DoubtRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
+    ConfidenceRole, DoubtRole, ItemIdRole, LabelRole, NOT_CLASSIFIED, PredictionRole, CatalogModel,
 )
-from protoshelf.gui.drops import dropped_paths
+from protoshelf.gui.drops import dropped_paths, item_ids_mime
 from protoshelf.gui.thumbnails import ThumbnailCache
 
 THUMB = 128
@@ -508,9 +506,8 @@ class CatalogView(QAbstractItemView):
         if not ids:
             return
         drag = QDrag(self)
-        mime = QMimeData()  # the ids, not one model index per selected row: a drag of 100,000 stays instant
-        mime.setData(MIME_TYPE, json.dumps(ids).encode())
-        drag.setMimeData(mime)
+        # the ids, not one model index per selected row: a drag of 100,000 stays instant
+        drag.setMimeData(item_ids_mime(self.model().store.path, ids))
         drag.setPixmap(count_badge(len(ids), self.palette()))
         drag.setHotSpot(QPoint(-8, -8))
         drag.exec(Qt.DropAction.CopyAction)

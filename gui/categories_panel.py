@@ -10,6 +10,7 @@ double-clicking (or the filter button) shows its items in the grid. The search b
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QBrush, QColor, QDrag, QIcon, QKeySequence, QPainter, QPixmap
@@ -69,8 +70,10 @@ class CategoryList(QTreeWidget):
     files_dropped = Signal(object, list)
     category_moved = Signal(int, int, bool)  # moved, target, after the target
 
-    def __init__(self, parent=None):
+    def __init__(self, catalog: Path, parent=None):
         super().__init__(parent)
+        self.catalog = catalog
+        """Items dragged from another catalog's window are refused (their ids mean nothing here)."""
         self.setColumnCount(4)
         self.setHeaderLabels(["#", "Category", "Examples", "Predicted"])
         self.setRootIsDecorated(False)
@@ -98,7 +101,7 @@ class CategoryList(QTreeWidget):
         row = self.itemAt(event.position().toPoint())
         if dropped_category(mime) is not None:
             return row if row is not None and row.data(0, CategoryRole) != UNASSIGNED_ROW else None
-        if not (dropped_item_ids(mime) or dropped_paths(mime)):
+        if not (dropped_item_ids(mime, self.catalog) or dropped_paths(mime)):
             return None
         return row
 
@@ -124,7 +127,7 @@ class CategoryList(QTreeWidget):
 
     def dragEnterEvent(self, event) -> None:
         mime = event.mimeData()
-        if dropped_item_ids(mime) or dropped_paths(mime) or dropped_category(mime) is not None:
+        if dropped_item_ids(mime, self.catalog) or dropped_paths(mime) or dropped_category(mime) is not None:
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -154,7 +157,7 @@ class CategoryList(QTreeWidget):
             after = event.position().toPoint().y() > self.visualItemRect(row).center().y()
             if moved != category:
                 self.category_moved.emit(moved, category, after)
-        elif ids := dropped_item_ids(mime):
+        elif ids := dropped_item_ids(mime, self.catalog):
             self.items_dropped.emit(category_id, ids)
         else:
             self.files_dropped.emit(category_id, dropped_paths(mime))
@@ -166,7 +169,7 @@ class CategoriesPanel(QWidget):
     def __init__(self, session: CatalogSession, parent=None):
         super().__init__(parent)
         self.session = session
-        self.list = CategoryList(self)
+        self.list = CategoryList(session.store.path, self)
         self.list.itemDoubleClicked.connect(self._on_double_clicked)
         self.list.category_moved.connect(self._on_category_moved)
         self.search = QLineEdit(placeholderText="Find a category…", clearButtonEnabled=True)

@@ -2,16 +2,27 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PySide6.QtCore import QMimeData
 
-from protoshelf.gui.catalog_model import MIME_TYPE
+MIME_TYPE = "application/x-protoshelf-item-ids"
 
 
-def dropped_item_ids(mime: QMimeData) -> list[int]:
+def item_ids_mime(catalog: Path, ids: list[int]) -> QMimeData:
+    """Items dragged from a catalog's grid, with the catalog they belong to: with two windows open,
+    item 3 of one catalog dropped on the other's category would label the other's item 3."""
+    mime = QMimeData()
+    mime.setData(MIME_TYPE, json.dumps({"catalog": str(catalog), "ids": ids}).encode())
+    return mime
+
+
+def dropped_item_ids(mime: QMimeData, catalog: Path) -> list[int]:
+    """The dragged items if they come from `catalog`'s grid; none from another catalog's."""
     if not mime.hasFormat(MIME_TYPE):
         return []
-    return [int(i) for i in json.loads(bytes(mime.data(MIME_TYPE)).decode())]
+    payload = json.loads(bytes(mime.data(MIME_TYPE)).decode())
+    return [int(i) for i in payload["ids"]] if payload.get("catalog") == str(catalog) else []
 
 
 CATEGORY_MIME_TYPE = "application/x-protoshelf-category"

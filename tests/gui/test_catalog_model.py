@@ -1,7 +1,6 @@
 """The catalog model over a real catalog file: Qt's model contract, filters, search and sorting."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -9,8 +8,9 @@ from PySide6.QtCore import Qt
 
 from protoshelf.core.classify import CatalogClassifier
 from protoshelf.core.store import Store
+from protoshelf.gui.drops import dropped_item_ids
 from protoshelf.gui.catalog_model import (
-    FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, MIME_TYPE, NOT_CLASSIFIED, SORT_LEAST_CONFIDENT,
+    FILTER_LABELLED, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, NOT_CLASSIFIED, SORT_LEAST_CONFIDENT,
     SORT_MOST_CONFIDENT, CatalogModel, ConfidenceRole, ItemIdRole, LabelRole, PredictionRole,
 )
 from tests.gui.conftest import examples
@@ -96,7 +96,8 @@ def test_unembedded_items_are_not_classified(fake_catalog):
 def test_drag_carries_item_ids(classified):
     model, *_ = classified
     mime = model.mimeData([model.index(4), model.index(2)])
-    assert json.loads(bytes(mime.data(MIME_TYPE)).decode()) == [model.item_id(4), model.item_id(2)]
+    assert dropped_item_ids(mime, model.store.path) == [model.item_id(4), model.item_id(2)]
+    assert dropped_item_ids(mime, model.store.path.with_name("other.sqlite")) == []  # another catalog's window
 
 
 def test_the_qt_binding_keeps_none_alive(classified):

@@ -586,3 +586,26 @@ def test_a_model_that_fails_to_load_is_reported_and_labels_still_predict(qtbot, 
     label_all(qtbot, session, {i: categories[k] for k in range(3) for i in examples(truth, k)})
     predicted = [window.view.model().index(r).data(PredictionRole) for r in range(window.view.model().rowCount())]
     assert predicted == [categories[k] for k in truth]
+
+
+def test_items_dragged_from_another_catalogs_window_are_refused(qtbot, open_window, fake_catalog, tmp_path):
+    """Item ids mean nothing in another catalog: a drop of catalog A's items 1-3 on B's category
+    labelled B's items 1-3, unrelated products."""
+    from benchmarks.gui_catalog import make_fake_catalog
+
+    path, *_ = fake_catalog
+    other = tmp_path / "other.sqlite"
+    make_fake_catalog(other, 90, dim=64, categories=3, seed=99, noise=0.4)
+    with Store(other) as store:
+        shoes = store.create_category("Shoes")
+    a, b = open_window(path), open_window(other)
+    wait_idle(qtbot, a.session)
+    wait_idle(qtbot, b.session)
+    model = a.view.model()
+    mime = model.mimeData([model.index(row) for row in (0, 1, 2)])
+    drop(b.panel.list.viewport(), category_point(b, shoes), mime)
+    wait_idle(qtbot, b.session)
+    assert Store(other).labels() == {} and b.session.labels == {}
+    drop(a.panel.list.viewport(), category_point(a, a.session.categories[0].id), mime)  # its own window: labelled
+    wait_idle(qtbot, a.session)
+    assert set(model.item_id(row) for row in (0, 1, 2)) <= set(a.session.labels)

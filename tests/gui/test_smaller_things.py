@@ -74,7 +74,7 @@ def test_dragging_items_shows_a_small_count_badge(qtbot, open_window, fake_catal
 
     class RecordingDrag(catalog_view.QDrag):
         def exec(self, *args):
-            drags.append((self.pixmap(), dropped_item_ids(self.mimeData())))
+            drags.append((self.pixmap(), dropped_item_ids(self.mimeData(), window.session.store.path)))
             return Qt.DropAction.CopyAction
 
     monkeypatch.setattr(catalog_view, "QDrag", RecordingDrag)
