@@ -19,7 +19,7 @@ from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_T
 from protoshelf.core.images import IMAGE_SUFFIXES
 
 from protoshelf.gui.catalog_model import (
-    DoubtRole, ItemIdRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
+    DoubtRole, ItemIdRole, PredictionRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
     SORT_CATALOG, SORT_LEAST_CONFIDENT, SORT_MOST_CONFIDENT,
 )
 from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView, describe_doubt
@@ -266,21 +266,28 @@ class MainWindow(QMainWindow):
         if self.filter.currentData() == FILTER_LIKELY_WRONG:
             self._relabel_as_looks_like()
             return
-        selected = [self.suggestions[i] for i in self.view.selected_ids() if i in self.suggestions]
-        chosen = [s for s in selected if self.acceptable(s)]
+        shown = self.filter.currentData() == SHOW_SUGGESTED  # a list from another view is not on screen
+        selected = [i for i in self.view.selected_ids() if i in self.suggestions] if shown else []
+        chosen = {i: category for i in selected if (category := self._badge_category(i)) is not None}
         if not chosen:
             self._show_notice(
                 "No prediction to accept: this item is unlike every category. Press a number key or L to choose "
                 "one, or N: new category from this item." if selected else
                 "Select a suggested item (Show: Suggested to label) to accept its prediction.")
             return
-        for category_id in dict.fromkeys(s.category_id for s in chosen):
-            if any(c.id == category_id for c in self.session.categories):
-                self.session.label([s.item_id for s in chosen if s.category_id == category_id], category_id)
+        for category_id in dict.fromkeys(chosen.values()):
+            self.session.label([i for i, category in chosen.items() if category == category_id], category_id)
         rows = self.view.selected_rows()
         following = int(rows.max()) + 1 if len(rows) else 0
         if following < self.session.model.rowCount():
             self.view.setCurrentIndex(self.session.model.index(following))
+
+    def _badge_category(self, item_id: int) -> int | None:
+        """The category the item's badge shows now, None when it shows Unassigned: predictions refit
+        after every label, so the suggestion list's own guess may be out of date."""
+        row = self.session.model.row_of(item_id)
+        predicted = None if row is None else self.session.model.index(row).data(PredictionRole)
+        return predicted if any(c.id == predicted for c in self.session.categories) else None
 
     def _relabel_as_looks_like(self) -> None:
         model, rows = self.session.model, self.view.selected_rows()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import threading
+from collections import Counter
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -14,9 +15,9 @@ from protoshelf.core.methods import finetune as finetune_module
 from protoshelf.core.similar import unit_rows
 from protoshelf.core.store import Store
 from protoshelf.core.suggest import suggest
-from protoshelf.gui.catalog_model import FILTER_ALL
+from protoshelf.gui.catalog_model import FILTER_ALL, PredictionRole
 from protoshelf.gui.main_window import SHOW_DUPLICATES, SHOW_SIMILAR, SHOW_SUGGESTED
-from tests.gui.conftest import wait_idle
+from tests.gui.conftest import select_rows, wait_idle
 from tests.gui.test_main_window import label_examples
 
 
@@ -74,6 +75,39 @@ def test_suggested_view_lists_suggestions_in_order_and_a_key_accepts(qtbot, open
     assert first.item_id not in session.labels
     wait_idle(qtbot, session)
     assert Store(path).labels() == session.labels
+
+
+def test_a_accepts_what_the_badge_shows_now_and_only_in_the_suggested_view(qtbot, open_window, fake_catalog):
+    """Labels refit the predictions while the suggestion list stays: A labelled the list's old guess,
+    and Enter in All items accepted a suggestion from a list no longer on screen."""
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    session, model = window.session, window.session.model
+    label_examples(qtbot, window, truth, categories)
+    with qtbot.waitSignal(session.suggestions_ready, timeout=10_000):
+        window.show_filter(SHOW_SUGGESTED)
+    guesses = Counter(s.category_id for s in window.suggestions.values())
+    top = guesses.most_common(1)[0][0]
+    other = next(c for c in categories if c != top)
+    with qtbot.waitSignal(session.predictions_changed, timeout=10_000):  # every example of `top` becomes `other`
+        session.label([i for i, c in session.labels.items() if c == top], other)
+    wait_idle(qtbot, session)
+    badges = {model.item_id(row): model.index(row).data(PredictionRole) for row in range(model.rowCount())}
+    changed = [i for i, s in window.suggestions.items() if badges[i] != s.category_id and window.acceptable(s)]
+    assert changed, "the refit changed no acceptable suggestion's badge"
+    window.view.setFocus()
+    select_rows(window, [model.row_of(changed[0])])
+    qtbot.keyClick(window.view, Qt.Key.Key_A)
+    badge = badges[changed[0]]  # a category, or Unassigned: then nothing is accepted
+    assert session.labels.get(changed[0]) == (badge if badge in categories else None)
+
+    window.show_filter(FILTER_ALL)
+    wait_idle(qtbot, session)
+    still_suggested = next(i for i in window.suggestions if i not in session.labels)
+    select_rows(window, [model.row_of(still_suggested)])
+    before = dict(session.labels)
+    qtbot.keyClick(window.view, Qt.Key.Key_Return)
+    assert session.labels == before and "Select a suggested item" in window.statusBar().currentMessage()
 
 
 def test_near_duplicates_are_found_shown_and_exported(qtbot, open_window, fake_catalog, tmp_path, monkeypatch):
