@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
             return None
         picker = CategoryPicker(self.session.categories, self.session.recent_categories, len(ids), self)
         picker.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        picker.setWindowModality(Qt.WindowModality.WindowModal)  # the items it names stay the ones selected
         picker.chosen.connect(lambda category_id: self.session.label(ids, category_id))
         picker.show()
         self.picker = picker
@@ -283,10 +284,14 @@ class MainWindow(QMainWindow):
             self.view.setCurrentIndex(self.session.model.index(following))
 
     def _badge_category(self, item_id: int) -> int | None:
-        """The category the item's badge shows now, None when it shows Unassigned: predictions refit
-        after every label, so the suggestion list's own guess may be out of date."""
-        row = self.session.model.row_of(item_id)
-        predicted = None if row is None else self.session.model.index(row).data(PredictionRole)
+        """The category the item's badge shows now; None when it shows Unassigned or the item is
+        nearer to no category than to its best one. Predictions refit after every label, so the
+        suggestion list's own guess may be out of date."""
+        model = self.session.model
+        row, scores = model.row_of(item_id), model.scores_of(item_id)
+        if row is None or not scores or 1.0 - sum(score for _, score in scores) > scores[0][1]:
+            return None
+        predicted = model.index(row).data(PredictionRole)
         return predicted if any(c.id == predicted for c in self.session.categories) else None
 
     def _relabel_as_looks_like(self) -> None:

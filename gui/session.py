@@ -170,6 +170,9 @@ class CatalogSession(QObject):
     # --- edits (undoable) -------------------------------------------------------------
 
     def label(self, item_ids, category_id: int | None, text: str | None = None) -> None:
+        if category_id is not None and not any(c.id == category_id for c in self.categories):
+            self.notice.emit("That category was deleted meanwhile; nothing was labelled.")
+            return
         if category_id is not None:
             self.recent_categories = [category_id, *(c for c in self.recent_categories if c != category_id)][:20]
         ids = [int(i) for i in item_ids if self.labels.get(int(i)) != category_id]

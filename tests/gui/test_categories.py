@@ -7,11 +7,12 @@ from PySide6.QtWidgets import QApplication
 from protoshelf.core.store import CategoryRow, Store, StoreError
 from protoshelf.core.suggest import Suggestion
 from protoshelf.gui import categories_panel
+from protoshelf.gui.catalog_model import PredictionRole
 from protoshelf.gui.category_picker import rank_categories
 from protoshelf.gui.drops import category_mime
 from protoshelf.gui.main_window import SHOW_SUGGESTED
 from tests.gui.conftest import select_rows, two_selected, wait_idle
-from tests.gui.test_main_window import category_point, drop
+from tests.gui.test_main_window import category_point, drop, label_examples
 
 import pytest
 
@@ -89,10 +90,25 @@ def test_the_picker_labels_with_any_category_by_typing(qtbot, open_window, fake_
     qtbot.keyClick(window.view, Qt.Key.Key_L)
     picker = window.picker
     assert picker.isVisible()
+    assert picker.windowModality() == Qt.WindowModality.WindowModal  # no other selection while it is open
     qtbot.keyClicks(picker.query, "blu")
     qtbot.keyClick(picker.query, Qt.Key.Key_Return)
     assert [session.labels.get(i) for i in ids] == [blue, blue]
     assert session.recent_categories[0] == blue
+
+
+def test_labelling_with_a_category_deleted_meanwhile_says_so_and_changes_nothing(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window, ids = two_selected(qtbot, open_window(path))
+    session = window.session
+    notices = []
+    session.notice.connect(notices.append)
+    session.delete_category(blue)
+    wait_idle(qtbot, session)
+    session.label(ids, blue)  # a picker or menu built before the delete
+    wait_idle(qtbot, session)
+    assert session.labels == {} == Store(path).labels()
+    assert notices[-1] == "That category was deleted meanwhile; nothing was labelled."
 
 
 def test_label_as_menu_lists_the_categories_with_their_numbers(qtbot, open_window, fake_catalog):
@@ -120,24 +136,28 @@ def test_ranking_prefers_the_number_then_prefixes_then_recent():
     assert rank_categories("zzzz", rows) == []
 
 
-def test_enter_never_accepts_an_item_unlike_every_category(qtbot, open_window, fake_catalog):
-    path, truth, (red, green, blue) = fake_catalog
+def test_enter_never_accepts_an_item_unlike_every_category(qtbot, open_window, fake_catalog, monkeypatch):
+    path, truth, categories = fake_catalog
     window = open_window(path)
     session, model = window.session, window.session.model
+    label_examples(qtbot, window, truth, categories)
     wait_idle(qtbot, session)
-    unlike = Suggestion(1, blue, 0.07, None, 0.0, 0.9, 1.0)
-    sure = Suggestion(2, green, 0.8, red, 0.1, 0.1, 0.7)
+    assigned = next(model.item_id(r) for r in range(model.rowCount())
+                    if model.item_id(r) not in session.labels and model.index(r).data(PredictionRole) in categories)
+    predicted = model.index(model.row_of(assigned)).data(PredictionRole)
+    unlike = Suggestion(assigned, predicted, 0.07, None, 0.0, 0.9, 1.0)  # what the list said before a refit
     window.show_filter(SHOW_SUGGESTED)
     wait_idle(qtbot, session)
-    session.suggestions_ready.emit([unlike, sure])
+    session.suggestions_ready.emit([unlike])
     window.view.setFocus()
     select_rows(window, [0])
-    qtbot.keyClick(window.view, Qt.Key.Key_Return)
-    assert 1 not in session.labels
+    with monkeypatch.context() as patch:  # now its scores say: nearer to no category than to any
+        patch.setattr(model, "scores_of", lambda item_id: [(predicted, 0.07)])
+        qtbot.keyClick(window.view, Qt.Key.Key_Return)
+    assert assigned not in session.labels
     assert "N: new category from this item" in window.statusBar().currentMessage()
-    select_rows(window, [1])
-    qtbot.keyClick(window.view, Qt.Key.Key_A)
-    assert session.labels[2] == green
+    qtbot.keyClick(window.view, Qt.Key.Key_A)  # its real scores: the badge's category is accepted
+    assert session.labels[assigned] == predicted
 
 
 def test_n_makes_a_new_category_from_the_selection_in_one_undo_step(qtbot, open_window, fake_catalog, monkeypatch):
