@@ -40,14 +40,17 @@ class LabelItems(QUndoCommand):
         self.before = {i: session.labels.get(i) for i in self.item_ids}
 
     def redo(self) -> None:
-        ids, category = self.item_ids, self.category_id
-        self.session.apply_labels(dict.fromkeys(ids, category))
-        self.session.edit(lambda store: store.set_labels(ids, category))
+        self.session.apply_labels(dict.fromkeys(self.item_ids, self.category_id))
+        self.session.edit(self._set)
+
+    def _set(self, store: Store) -> None:
+        """On the edit lane: undo puts back what the catalog held, a label that the command line or
+        another window set since this window read the labels included."""
+        self.before.update(store.set_labels(self.item_ids, self.category_id))
 
     def undo(self) -> None:
-        before = dict(self.before)
-        self.session.apply_labels(before)
-        self.session.edit(lambda store: store.restore_labels(before))
+        self.session.apply_labels(dict(self.before))
+        self.session.edit(lambda store: store.restore_labels(dict(self.before)))  # after _set, the lane's order
 
 
 class CreateCategory(QUndoCommand):
@@ -157,11 +160,17 @@ class DeleteCategory(QUndoCommand):
 
     def redo(self) -> None:
         self.session.apply_labels(dict.fromkeys(self.examples))
-        self.session.edit(lambda store: store.delete_category(self.row.id), categories=True)
+        self.session.edit(self._delete, categories=True)
+
+    def _delete(self, store) -> None:
+        """On the edit lane: the examples the catalog held, which undo restores, include any that
+        another window or the command line added since this window read them."""
+        self.examples.update(store.delete_category(self.row.id))
 
     def undo(self) -> None:
-        row, examples = self.row, dict(self.examples)
-        self.session.edit(
-            lambda store: store.restore_category(row.id, row.name, row.colour, examples, row.position), categories=True
+        row = self.row
+        self.session.edit(  # the lane runs edits in order: the examples are read after the delete recorded them
+            lambda store: store.restore_category(row.id, row.name, row.colour, dict(self.examples), row.position),
+            categories=True,
         )
-        self.session.apply_labels(examples)
+        self.session.apply_labels(dict(self.examples))

@@ -197,7 +197,10 @@ class CatalogSession(QObject):
         self.undo_stack.push(RecolourCategory(self, category_id, colour))
 
     def delete_category(self, category_id: int) -> None:
+        name, count = self.category(category_id).name, sum(c == category_id for c in self.labels.values())
         self.undo_stack.push(DeleteCategory(self, category_id))
+        examples = f" and its {count:,} example{'s' if count != 1 else ''}" if count else ""
+        self.notice.emit(f"Deleted {name!r}{examples}; Edit ▸ Undo (Ctrl+Z) brings them back.")
 
     def reorder_categories(self, category_ids: list[int]) -> None:
         """The panel's drag: these categories in this order, on the numbers they hold between them."""

@@ -186,3 +186,30 @@ def test_a_case_variant_of_a_name_is_refused(qtbot, open_window, fake_catalog):
     window = open_window(path)
     with pytest.raises(StoreError, match="'Red' already exists"):
         window.session.create_category("red")
+
+
+def test_undo_puts_back_the_labels_the_command_line_set_meanwhile(qtbot, open_window, fake_catalog):
+    """Undo restored what this window had read: a delete and undo lost the CLI's examples of the
+    category, and relabel-then-undo wiped the CLI's label of that item."""
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    notices = []
+    session.notice.connect(notices.append)
+    wait_idle(qtbot, session)
+    session.label([1, 2], red)
+    wait_idle(qtbot, session)
+    with Store(path) as cli:  # `protoshelf label Red …` in a terminal meanwhile
+        cli.set_labels([10, 11, 12], red)
+    session.delete_category(red)
+    assert notices[-1] == "Deleted 'Red' and its 2 examples; Edit ▸ Undo (Ctrl+Z) brings them back."
+    wait_idle(qtbot, session)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert sorted(i for i, c in Store(path).labels().items() if c == red) == [1, 2, 10, 11, 12]
+    assert {session.labels.get(i) for i in (10, 11, 12)} == {red}
+    session.label([10], green)
+    wait_idle(qtbot, session)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert Store(path).labels()[10] == red == session.labels[10]
