@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
-    QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget,
+    QMessageBox, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from protoshelf.gui.session import CatalogSession
@@ -34,6 +34,8 @@ class ExportDialog(QDialog):
     def __init__(self, session: CatalogSession, default_path: Path, parent=None):
         super().__init__(parent)
         self.session = session
+        self.replace_confirmed: str | None = None
+        """A path the file dialog already asked about replacing."""
         self.setWindowTitle("Export predictions to CSV")
         model = session.model
         self.all_items = QRadioButton(f"All items ({len(model.all_ids()):,})")
@@ -105,8 +107,21 @@ class ExportDialog(QDialog):
     @Slot()
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), "CSV files (*.csv)")
-        if path:
+        if path:  # the file dialog asks before choosing a file that exists
             self.path.setText(path)
+            self.replace_confirmed = str(Path(path).expanduser())
+
+    def accept(self) -> None:
+        """The suggested path may hold the last export, edited by hand since: ask before replacing it."""
+        path = Path(self.path.text()).expanduser()
+        if path.is_file() and str(path) != self.replace_confirmed:
+            answer = QMessageBox.question(
+                self, "Replace the file?", f"{path.name} already exists in {path.parent}. Replace it?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        super().accept()
 
     def request(self) -> ExportRequest:
         model = self.session.model

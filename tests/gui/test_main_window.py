@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from protoshelf.core.export import header
 from protoshelf.core.store import Store
@@ -379,6 +379,37 @@ def test_export_dialog_scopes(qtbot, open_window, fake_catalog, tmp_path):
     assert dialog.one_category.isChecked()
     assert sorted(request.item_ids.tolist()) == [i + 1 for i in np.flatnonzero(truth == 1)]
     assert (request.path, request.top, request.excel_bom) == (tmp_path / "out.csv", 3, False)
+
+
+def test_export_asks_before_replacing_a_file_at_the_suggested_path(qtbot, open_window, fake_catalog, tmp_path,
+                                                                    monkeypatch):
+    """The suggested path holds the last export, perhaps edited by hand since; the file dialog's
+    own question is not asked again."""
+    path, *_ = fake_catalog
+    window = open_window(path)
+    earlier = tmp_path / "out.csv"
+    earlier.write_text("my edits\n")
+    asked = []
+
+    def answer(reply):
+        return lambda *args: asked.append(args[2]) or reply
+
+    dialog = ExportDialog(window.session, earlier, window)
+    qtbot.addWidget(dialog)
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Cancel))
+    dialog.accept()
+    assert dialog.result() != dialog.DialogCode.Accepted and asked == ["out.csv already exists in " + str(tmp_path)
+                                                                        + ". Replace it?"]
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and len(asked) == 2
+    browsed = ExportDialog(window.session, tmp_path / "new.csv", window)
+    qtbot.addWidget(browsed)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(earlier), ""))
+    browsed._browse()  # the file dialog asked
+    browsed.accept()
+    assert browsed.result() == browsed.DialogCode.Accepted and len(asked) == 2
+    assert earlier.read_text() == "my edits\n"  # the dialog only asks; the export job writes
 
 
 def test_opening_another_catalog_replaces_the_window(qtbot, fake_catalog, tmp_path):
