@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QUndoStack
 
 from protoshelf.core.constants import DEFAULT_BACKBONE, DEFAULT_METHOD, DEFAULT_THRESHOLD
-from protoshelf.core.store import CategoryRow, Store, StoreError, validate_category_name
+from protoshelf.core.store import CategoryRow, Store, StoreError, name_key, validate_category_name
 from protoshelf.gui import discovery, exports, jobs
 from protoshelf.gui.catalog_model import CatalogModel
 from protoshelf.gui.commands import (
@@ -210,8 +210,8 @@ class CatalogSession(QObject):
     def _checked_name(self, name: str, category_id: int | None = None) -> str:
         """Refuse a bad or taken name here, before a command is pushed (raises StoreError)."""
         name = validate_category_name(name)
-        for other in self.categories:
-            if other.name.casefold() == name.casefold() and other.id != category_id:
+        for other in self.categories:  # compared as the store compares them: case, width and invisible marks aside
+            if name_key(other.name) == name_key(name) and other.id != category_id:
                 raise StoreError(f"A category named {other.name!r} already exists.")
         return name
 
