@@ -153,13 +153,16 @@ def import_images(
     titles: dict[str, str] | None = None,
     progress: Progress = no_progress,
     workers: int = 4,
+    report: ImportReport | None = None,
 ) -> ImportReport:
     """Import image files; `titles` maps resolved paths to product titles.
 
     Each file is hashed before it is decoded: hashing is a fast read, decoding is the slow part,
     so a rescan of a folder already in the catalog decodes nothing, and copies are decoded once.
+    `report`, when given, is filled batch by batch: a caller whose import is cancelled part way
+    still knows what came in.
     """
-    report = ImportReport()
+    report = ImportReport() if report is None else report
     paths = list(find_images(sources, report.skipped, report.left_out))
     titles = titles or {}
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -86,7 +86,9 @@ class Intake(QObject):
         if result.category_id is not None and any(c.id == result.category_id for c in session.categories):
             session.label(report.item_ids, result.category_id)
         self.load_search_texts(np.asarray(report.added, np.int64))
-        session.notice.emit(f"Import: {report.summary()}.")
+        session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, "
+                            f"as examples of {session.category(result.category_id).name}." if result.cancelled
+                            else f"Import: {report.summary()}.")
         session.import_finished.emit(result)
         self.embed()
 

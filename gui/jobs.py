@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from protoshelf.core.progress import Cancelled
 from protoshelf.gui.workers import TaskProgress, WorkerContext
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class EmbedSummary:
 class ImportResult:
     report: ImportReport
     category_id: int | None
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -340,9 +342,18 @@ def export(context: WorkerContext, progress: TaskProgress, request: ExportReques
 def import_files(
     context: WorkerContext, progress: TaskProgress, sources: list[str], category_id: int | None = None
 ) -> ImportResult:
-    from protoshelf.core.importer import import_images
+    """Files dropped on a category and cancelled part way still become its examples: the result of
+    what came in is returned, marked cancelled, for the window to label (as one undo step)."""
+    from protoshelf.core.importer import ImportReport, import_images
 
-    return ImportResult(import_images(context.store, sources, progress=progress), category_id)
+    report = ImportReport()
+    try:
+        import_images(context.store, sources, progress=progress, report=report)
+    except Cancelled:
+        if category_id is None or not report.item_ids:
+            raise
+        return ImportResult(report, category_id, cancelled=True)
+    return ImportResult(report, category_id)
 
 
 def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str) -> tuple[int, list[str]]:

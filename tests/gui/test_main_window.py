@@ -381,6 +381,46 @@ def test_export_dialog_scopes(qtbot, open_window, fake_catalog, tmp_path):
     assert (request.path, request.top, request.excel_bom) == (tmp_path / "out.csv", 3, False)
 
 
+def test_files_dropped_on_a_category_and_cancelled_part_way_become_its_examples(qtbot, open_window, tmp_path,
+                                                                               monkeypatch):
+    """Labelling waited for the import's end: a Cancel left every file imported so far unlabelled."""
+    from protoshelf.core import importer
+    from tests.conftest import write_image
+
+    monkeypatch.setattr(importer, "BATCH_SIZE", 10)
+    path = tmp_path / "catalog.sqlite"
+    with Store(path) as store:
+        red = store.create_category("Red")
+    folder = tmp_path / "drop"
+    for i in range(60):
+        write_image(folder / f"red{i:03d}.png", (200, 4 * i, 30), size=(32, 32))
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    started = importer.import_images
+
+    def cancelled_after_two_batches(store, sources, titles=None, progress=None, workers=4, report=None):
+        def cancel_later(done, total):
+            if done >= 20:
+                task.cancel()
+            progress(done, total)
+        return started(store, sources, titles, cancel_later, workers, report)
+
+    monkeypatch.setattr(importer, "import_images", cancelled_after_two_batches)
+    notices = []
+    session.notice.connect(notices.append)
+    drop(window.panel.list.viewport(), category_point(window, red), file_mime(folder))
+    task = next(t for t in session.jobs.pending if t.kind == "import")
+    wait_idle(qtbot, session, 60_000)
+    with Store(path) as store:
+        imported, labels = store.item_count(), store.labels()
+    assert 0 < imported < 60 and labels == dict.fromkeys(labels, red) and len(labels) == imported
+    assert f"Import cancelled; the {imported} files imported so far are kept, as examples of Red." in notices
+    session.undo_stack.undo()  # one step, as a finished import's labels
+    wait_idle(qtbot, session)
+    assert Store(path).labels() == {}
+
+
 def test_export_asks_before_replacing_a_file_at_the_suggested_path(qtbot, open_window, fake_catalog, tmp_path,
                                                                     monkeypatch):
     """The suggested path holds the last export, perhaps edited by hand since; the file dialog's
