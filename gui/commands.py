@@ -65,6 +65,9 @@ class CreateCategory(QUndoCommand):
         self.category_id: int | None = None
         self.examples = list(examples)
         self.before = {i: session.labels.get(i) for i in self.examples}
+        self.done = False
+        """Whether the last of redo and undo was redo: an undo pressed before the create is saved
+        must not be followed by the examples being shown as labelled."""
 
     def _create(self, store: Store) -> None:
         if self.category_id is None:
@@ -76,13 +79,15 @@ class CreateCategory(QUndoCommand):
             store.set_labels(self.examples, self.category_id)
 
     def _show_examples(self) -> None:
-        if self.examples:
+        if self.examples and self.done:
             self.session.apply_labels(dict.fromkeys(self.examples, self.category_id))
 
     def redo(self) -> None:
+        self.done = True
         self.session.edit(self._create, categories=True, then=self._show_examples)
 
     def undo(self) -> None:
+        self.done = False
         before = dict(self.before)
         if before:
             self.session.apply_labels(before)

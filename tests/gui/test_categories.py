@@ -217,3 +217,17 @@ def test_undo_puts_back_the_labels_the_command_line_set_meanwhile(qtbot, open_wi
     session.undo_stack.undo()
     wait_idle(qtbot, session)
     assert Store(path).labels()[10] == red == session.labels[10]
+
+
+def test_n_then_an_immediate_undo_leaves_the_window_and_the_catalog_agreeing(qtbot, open_window, fake_catalog):
+    """The examples were shown as labelled once the create was saved, even when undo came first."""
+    path, *_ = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    select_rows(window, [0, 1])
+    session.create_category("Kitchen", None, window.view.selected_ids())
+    session.undo_stack.undo()  # before the edit lane has answered
+    wait_idle(qtbot, session)
+    assert session.labels == Store(path).labels() == {}
+    assert [c.name for c in session.categories] == ["Red", "Green", "Blue"]
