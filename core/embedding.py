@@ -159,7 +159,7 @@ GPU's threads only read files): about what one thread decodes in the 1.5-2 s tha
 (importing timm, torchvision and torch._dynamo) on one core, when the other core would otherwise
 sit idle (115 MB at 224 px, drained to `DECODE_AHEAD` as the backbone catches up). Every image
 decoded then is one that does not take a core from the backbone later: `protoshelf embed` of 1,000
-300 px PNGs on 2 cores went from a median of 15.8 s to 14.2 s (4 alternating pairs, 128 images
+300 px PNGs on 2 cores went from a median of 15.6 s to 14.3 s (4 alternating pairs, 128 images
 ahead before)."""
 
 
