@@ -99,7 +99,7 @@ class CategoryList(QTreeWidget):
     def _target(self, event) -> QTreeWidgetItem | None:
         mime = event.mimeData()
         row = self.itemAt(event.position().toPoint())
-        if dropped_category(mime) is not None:
+        if dropped_category(mime, self.catalog) is not None:
             return row if row is not None and row.data(0, CategoryRole) != UNASSIGNED_ROW else None
         if not (dropped_item_ids(mime, self.catalog) or dropped_paths(mime)):
             return None
@@ -111,7 +111,7 @@ class CategoryList(QTreeWidget):
         if row is None or row.data(0, CategoryRole) == UNASSIGNED_ROW:
             return
         drag = QDrag(self)
-        drag.setMimeData(category_mime(row.data(0, CategoryRole)))
+        drag.setMimeData(category_mime(self.catalog, row.data(0, CategoryRole)))
         drag.setPixmap(row.icon(1).pixmap(16, 16))
         drag.exec(Qt.DropAction.MoveAction)
 
@@ -127,7 +127,7 @@ class CategoryList(QTreeWidget):
 
     def dragEnterEvent(self, event) -> None:
         mime = event.mimeData()
-        if dropped_item_ids(mime, self.catalog) or dropped_paths(mime) or dropped_category(mime) is not None:
+        if dropped_item_ids(mime, self.catalog) or dropped_paths(mime) or dropped_category(mime, self.catalog) is not None:
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -153,7 +153,7 @@ class CategoryList(QTreeWidget):
         category = row.data(0, CategoryRole)
         category_id = None if category == UNASSIGNED_ROW else category
         mime = event.mimeData()
-        if (moved := dropped_category(mime)) is not None:
+        if (moved := dropped_category(mime, self.catalog)) is not None:
             after = event.position().toPoint().y() > self.visualItemRect(row).center().y()
             if moved != category:
                 self.category_moved.emit(moved, category, after)

@@ -38,8 +38,10 @@ class LabelItems(QUndoCommand):
         self.item_ids = list(dict.fromkeys(int(i) for i in item_ids))
         self.category_id = category_id
         self.before = {i: session.labels.get(i) for i in self.item_ids}
+        self.done = False
 
     def redo(self) -> None:
+        self.done = True
         self.session.apply_labels(dict.fromkeys(self.item_ids, self.category_id))
         self.session.edit(self._set)
 
@@ -49,8 +51,16 @@ class LabelItems(QUndoCommand):
         self.before.update(store.set_labels(self.item_ids, self.category_id))
 
     def undo(self) -> None:
+        self.done = False
         self.session.apply_labels(dict(self.before))
-        self.session.edit(lambda store: store.restore_labels(dict(self.before)))  # after _set, the lane's order
+        self.session.edit(  # after _set, in the lane's order; the window then shows what was written
+            lambda store: store.restore_labels(dict(self.before)), then=self._show_before,
+        )
+
+    def _show_before(self) -> None:
+        """After undo is written: labels another process had set show too (unless redone meanwhile)."""
+        if not self.done:
+            self.session.apply_labels(dict(self.before))
 
 
 class CreateCategory(QUndoCommand):
@@ -75,8 +85,8 @@ class CreateCategory(QUndoCommand):
             self.colour = next(c.colour for c in store.categories() if c.id == self.category_id)
         else:
             store.restore_category(self.category_id, self.name, self.colour, {})
-        if self.examples:
-            store.set_labels(self.examples, self.category_id)
+        if self.examples:  # what undo puts back is what the catalog held, as in LabelItems
+            self.before.update(store.set_labels(self.examples, self.category_id))
 
     def _show_examples(self) -> None:
         if self.examples and self.done:
@@ -88,15 +98,18 @@ class CreateCategory(QUndoCommand):
 
     def undo(self) -> None:
         self.done = False
-        before = dict(self.before)
-        if before:
-            self.session.apply_labels(before)
+        if self.before:
+            self.session.apply_labels(dict(self.before))
 
         def remove(store: Store) -> None:
             store.delete_category(self.category_id)
-            store.restore_labels(before)
+            store.restore_labels(dict(self.before))
 
-        self.session.edit(remove, categories=True)
+        self.session.edit(remove, categories=True, then=self._show_before)
+
+    def _show_before(self) -> None:
+        if not self.done and self.before:
+            self.session.apply_labels(dict(self.before))
 
 
 class RenameCategory(QUndoCommand):
@@ -162,8 +175,10 @@ class DeleteCategory(QUndoCommand):
         self.session = session
         self.row = row
         self.examples = {i: c for i, c in session.labels.items() if c == category_id}
+        self.done = False
 
     def redo(self) -> None:
+        self.done = True
         self.session.apply_labels(dict.fromkeys(self.examples))
         self.session.edit(self._delete, categories=True)
 
@@ -173,9 +188,15 @@ class DeleteCategory(QUndoCommand):
         self.examples.update(store.delete_category(self.row.id))
 
     def undo(self) -> None:
+        self.done = False
         row = self.row
         self.session.edit(  # the lane runs edits in order: the examples are read after the delete recorded them
             lambda store: store.restore_category(row.id, row.name, row.colour, dict(self.examples), row.position),
-            categories=True,
+            categories=True, then=self._show_examples_back,
         )
         self.session.apply_labels(dict(self.examples))
+
+    def _show_examples_back(self) -> None:
+        """After undo is written: examples another process had added show too (unless redone meanwhile)."""
+        if not self.done:
+            self.session.apply_labels(dict(self.examples))

@@ -19,24 +19,36 @@ def item_ids_mime(catalog: Path, ids: list[int]) -> QMimeData:
 
 def dropped_item_ids(mime: QMimeData, catalog: Path) -> list[int]:
     """The dragged items if they come from `catalog`'s grid; none from another catalog's."""
-    if not mime.hasFormat(MIME_TYPE):
-        return []
-    payload = json.loads(bytes(mime.data(MIME_TYPE)).decode())
-    return [int(i) for i in payload["ids"]] if payload.get("catalog") == str(catalog) else []
+    payload = _payload(mime, MIME_TYPE, catalog)
+    return [int(i) for i in payload["ids"]] if payload else []
+
+
+def _payload(mime: QMimeData, mime_type: str, catalog: Path) -> dict | None:
+    """A drag's data if it has this type and comes from `catalog`; None for anything else, such as
+    the bare ids an older ProtoShelf drags."""
+    if not mime.hasFormat(mime_type):
+        return None
+    try:
+        payload = json.loads(bytes(mime.data(mime_type)).decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) and payload.get("catalog") == str(catalog) else None
 
 
 CATEGORY_MIME_TYPE = "application/x-protoshelf-category"
 
 
-def category_mime(category_id: int) -> QMimeData:
+def category_mime(catalog: Path, category_id: int) -> QMimeData:
+    """A category row dragged in the panel, with its catalog, as items are."""
     mime = QMimeData()
-    mime.setData(CATEGORY_MIME_TYPE, str(category_id).encode())
+    mime.setData(CATEGORY_MIME_TYPE, json.dumps({"catalog": str(catalog), "id": category_id}).encode())
     return mime
 
 
-def dropped_category(mime: QMimeData) -> int | None:
-    """A category row dragged within the panel, to reorder the categories."""
-    return int(bytes(mime.data(CATEGORY_MIME_TYPE)).decode()) if mime.hasFormat(CATEGORY_MIME_TYPE) else None
+def dropped_category(mime: QMimeData, catalog: Path) -> int | None:
+    """A category row dragged within `catalog`'s panel, to reorder the categories."""
+    payload = _payload(mime, CATEGORY_MIME_TYPE, catalog)
+    return int(payload["id"]) if payload else None
 
 
 def dropped_paths(mime: QMimeData) -> list[str]:

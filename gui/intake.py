@@ -83,12 +83,13 @@ class Intake(QObject):
         session = self.session
         session.refresh_items()
         report = result.report
-        if result.category_id is not None and any(c.id == result.category_id for c in session.categories):
-            session.label(report.item_ids, result.category_id)
+        target = next((c for c in session.categories if c.id == result.category_id), None)  # deleted meanwhile?
+        if target is not None:
+            session.label(report.item_ids, target.id)
         self.load_search_texts(np.asarray(report.added, np.int64))
-        session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, "
-                            f"as examples of {session.category(result.category_id).name}." if result.cancelled
-                            else f"Import: {report.summary()}.")
+        kept = f"as examples of {target.name}" if target is not None else "unlabelled (the category was deleted)"
+        session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, {kept}."
+                            if result.cancelled else f"Import: {report.summary()}.")
         session.import_finished.emit(result)
         self.embed()
 

@@ -19,7 +19,7 @@ from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_T
 from protoshelf.core.images import IMAGE_SUFFIXES
 
 from protoshelf.gui.catalog_model import (
-    DoubtRole, ItemIdRole, PredictionRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
+    DoubtRole, ItemIdRole, LabelRole, PredictionRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
     SORT_CATALOG, SORT_LEAST_CONFIDENT, SORT_MOST_CONFIDENT,
 )
 from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView, describe_doubt
@@ -290,6 +290,8 @@ class MainWindow(QMainWindow):
         model = self.session.model
         row, scores = model.row_of(item_id), model.scores_of(item_id)
         if row is None or not scores or 1.0 - sum(score for _, score in scores) > scores[0][1]:
+            return None
+        if model.index(row).data(LabelRole) is not None:  # labelled since: the badge shows the user's choice
             return None
         predicted = model.index(row).data(PredictionRole)
         return predicted if any(c.id == predicted for c in self.session.categories) else None

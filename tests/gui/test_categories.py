@@ -1,6 +1,8 @@
 """Categories beyond nine keys, stable numbers and safe accepting, driven through the real window."""
 from __future__ import annotations
 
+import threading
+
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
@@ -50,7 +52,7 @@ def test_dragging_a_row_reorders_the_numbers_and_undo_restores_them(qtbot, open_
     session = window.session
     wait_idle(qtbot, session)
     target = category_point(window, red) - QPoint(0, 3)  # upper half of Red's row: before it
-    drop(window.panel.list.viewport(), target, category_mime(blue))
+    drop(window.panel.list.viewport(), target, category_mime(window.session.store.path, blue))
     wait_idle(qtbot, session)
     assert panel_numbers(window) == {"Blue": "1", "Red": "2", "Green": "3"}
     assert Store(path).categories()[0].name == "Blue"
@@ -231,3 +233,39 @@ def test_n_then_an_immediate_undo_leaves_the_window_and_the_catalog_agreeing(qtb
     wait_idle(qtbot, session)
     assert session.labels == Store(path).labels() == {}
     assert [c.name for c in session.categories] == ["Red", "Green", "Blue"]
+
+
+def block_the_edit_lane(session) -> threading.Event:
+    """A fit or save still running: edits queue behind it until the event is set."""
+    gate = threading.Event()
+    session.live.run("a long fit", lambda context, progress: gate.wait(20), kind="block")
+    return gate
+
+
+@pytest.mark.parametrize("change", ["label", "delete", "new category"])
+def test_an_undo_before_the_change_is_written_leaves_window_and_catalog_agreeing(qtbot, open_window, fake_catalog,
+                                                                              change):
+    """Undo restores what the catalog held (a CLI label included); the window must then show that
+    too, and an N-then-undo must not wipe the CLI's label."""
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    session.label([1, 2], red)
+    wait_idle(qtbot, session)
+    with Store(path) as cli:
+        cli.set_labels([10, 11], red)
+    gate = block_the_edit_lane(session)
+    if change == "label":
+        session.label([10], green)
+    elif change == "delete":
+        session.delete_category(red)
+    else:
+        session.create_category("Kitchen", None, [10, 12])
+    session.undo_stack.undo()  # Ctrl+Z at once
+    gate.set()
+    wait_idle(qtbot, session)
+    assert Store(path).labels() == {1: red, 2: red, 10: red, 11: red}
+    shown = {i: session.labels.get(i) for i in (1, 2, 10, 11)}
+    assert shown == ({1: red, 2: red, 10: red, 11: red} if change == "delete"  # the delete met item 11 too
+                     else {1: red, 2: red, 10: red, 11: None})  # the window never read the CLI's label of 11

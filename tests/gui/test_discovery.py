@@ -101,6 +101,13 @@ def test_a_accepts_what_the_badge_shows_now_and_only_in_the_suggested_view(qtbot
     badge = badges[changed[0]]  # a category, or Unassigned: then nothing is accepted
     assert session.labels.get(changed[0]) == (badge if badge in categories else None)
 
+    corrected = next(i for i in window.suggestions if i not in session.labels and badges[i] in categories)
+    mine = next(c for c in categories if c != badges[corrected])
+    session.label([corrected], mine)  # the user's own choice, by a number key
+    select_rows(window, [model.row_of(corrected)])
+    qtbot.keyClick(window.view, Qt.Key.Key_A)  # the badge shows the label: A does not revert it
+    assert session.labels[corrected] == mine
+
     window.show_filter(FILTER_ALL)
     wait_idle(qtbot, session)
     still_suggested = next(i for i in window.suggestions if i not in session.labels)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from protoshelf.core.export import header
 from protoshelf.core.store import Store
+from protoshelf.gui.drops import MIME_TYPE, category_mime, dropped_item_ids
 from protoshelf.gui.app import App, choose_catalog
 from protoshelf.gui.export_dialog import ExportDialog, ExportRequest
 from protoshelf.gui.catalog_model import FILTER_UNASSIGNED, ConfidenceRole, ItemIdRole, PredictionRole
@@ -421,6 +422,24 @@ def test_files_dropped_on_a_category_and_cancelled_part_way_become_its_examples(
     assert Store(path).labels() == {}
 
 
+def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_unlabelled(qtbot, open_window,
+                                                                                        fake_catalog):
+    from protoshelf.core.importer import ImportReport
+    from protoshelf.gui import jobs
+
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    notices = []
+    session.notice.connect(notices.append)
+    session.delete_category(blue)  # while the import ran on the jobs lane
+    wait_idle(qtbot, session)
+    session.intake._on_imported(jobs.ImportResult(ImportReport(added=[1, 2]), blue, cancelled=True))
+    assert notices[-1] == "Import cancelled; the 2 files imported so far are kept, unlabelled (the category was deleted)."
+    assert session.labels == {}
+    wait_idle(qtbot, session)
+
+
 def test_export_asks_before_replacing_a_file_at_the_suggested_path(qtbot, open_window, fake_catalog, tmp_path,
                                                                     monkeypatch):
     """The suggested path holds the last export, perhaps edited by hand since; the file dialog's
@@ -680,3 +699,11 @@ def test_items_dragged_from_another_catalogs_window_are_refused(qtbot, open_wind
     drop(a.panel.list.viewport(), category_point(a, a.session.categories[0].id), mime)  # its own window: labelled
     wait_idle(qtbot, a.session)
     assert set(model.item_id(row) for row in (0, 1, 2)) <= set(a.session.labels)
+    order = [c.name for c in b.session.categories]
+    drop(b.panel.list.viewport(), category_point(b, shoes), category_mime(a.session.store.path, shoes))  # A's row 1
+    wait_idle(qtbot, b.session)
+    assert [c.name for c in b.session.categories] == order
+    assert dropped_item_ids(QMimeData(), other) == []
+    legacy = QMimeData()  # an older ProtoShelf's bare list of ids
+    legacy.setData(MIME_TYPE, b"[1, 2, 3]")
+    assert dropped_item_ids(legacy, other) == []
