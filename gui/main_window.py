@@ -19,8 +19,8 @@ from protoshelf.core.constants import PICTURE_DUPLICATE_THRESHOLD as DUPLICATE_T
 from protoshelf.core.images import IMAGE_SUFFIXES
 
 from protoshelf.gui.catalog_model import (
-    DoubtRole, ItemIdRole, LabelRole, PredictionRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG, FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED,
-    SORT_CATALOG, SORT_LEAST_CONFIDENT, SORT_MOST_CONFIDENT,
+    DoubtRole, ItemIdRole, LabelRole, PredictionRole, FILTER_ALL, FILTER_LABELLED, FILTER_LIKELY_WRONG,
+    FILTER_NOT_CLASSIFIED, FILTER_UNASSIGNED, SORT_CATALOG, SORT_LEAST_CONFIDENT, SORT_MOST_CONFIDENT,
 )
 from protoshelf.gui.catalog_view import EMPTY_CATALOG, NO_MATCHES, THUMB, CatalogView, describe_doubt
 from protoshelf.gui.categories_panel import CategoriesPanel, swatch
@@ -272,8 +272,9 @@ class MainWindow(QMainWindow):
         chosen = {i: category for i in selected if (category := self._badge_category(i)) is not None}
         if not chosen:
             self._show_notice(
-                "No prediction to accept: this item is unlike every category. Press a number key or L to choose "
-                "one, or N: new category from this item." if selected else
+                "No prediction to accept: its badge shows no category (below the threshold, unlike every "
+                "category, or labelled by you). Press a number key or L to choose one, or N: new category from "
+                "this item." if selected else
                 "Select a suggested item (Show: Suggested to label) to accept its prediction.")
             return
         for category_id in dict.fromkeys(chosen.values()):
