@@ -356,6 +356,13 @@ def import_files(
     return ImportResult(report, category_id)
 
 
+def catalog_state(context: WorkerContext, progress: TaskProgress) -> tuple[dict[int, int], list, int]:
+    """Labels, categories and the number of items as the catalog holds them now, for a window
+    catching up with what another window or the command line wrote."""
+    store = context.store
+    return store.labels(), store.categories(), store.item_count()
+
+
 def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str) -> tuple[int, list[str]]:
     """Titles (and labels) for items already in the catalog, from a path,title[,category] CSV."""
     from protoshelf.core.importer import apply_titles_file, read_titles_csv

@@ -95,6 +95,8 @@ class CatalogSession(QObject):
         self.model_info: jobs.ModelInfo | None = None
         self.recent_categories: list[int] = []
         self.closed = False
+        self._edits = 0
+        """Edits sent to the catalog so far: a catch-up read before the latest one is out of date."""
         self._model_failure: str | None = None
         """The first line of what the failed model load said; None while it has not failed."""
         self._predictions_saved = True
@@ -240,6 +242,7 @@ class CatalogSession(QObject):
         `then`: called on the GUI thread once the change is written.
         """
         self.live.cancel(kind=TaskKind.SAVE)  # a save of a million predictions must not hold a label back
+        self._edits += 1
         return self.live.run(
             "Saving changes", jobs.edit, change, kind=TaskKind.EDIT, failure_title="A change could not be saved",
             on_failure=lambda _error: self.reload(), on_success=lambda _: self._edited(categories, embeds, then),
@@ -269,6 +272,34 @@ class CatalogSession(QObject):
         self.labels_changed.emit()
         self.items_changed.emit()
         self.schedule_fit()
+
+    def catch_up(self) -> Task | None:
+        """Take in what another window or the command line wrote to the catalog (labels, categories,
+        new items) since this window read it; the window calls this when it becomes active again.
+        Read on the live lane, after this window's own edits; if the user edits meanwhile, the
+        read is dropped (theirs is newer) and the next catch-up brings the rest. Not undoable: it
+        is another program's change, which this window only shows."""
+        if self.closed:
+            return None
+        return self.live.run(
+            "Reading the catalog", jobs.catalog_state, kind=TaskKind.CATCH_UP,
+            on_success=partial(self._caught_up, self._edits),
+        )
+
+    def _caught_up(self, edits: int, state: tuple[dict[int, int], list[CategoryRow], int]) -> None:
+        labels, categories, items = state
+        if edits != self._edits:
+            return
+        shown = [(c.id, c.name, c.colour, c.position) for c in self.categories]
+        if [(c.id, c.name, c.colour, c.position) for c in categories] != shown:
+            self.categories = categories
+            self.categories_changed.emit()
+            self.schedule_fit()
+        if items != len(self.model.all_ids()):
+            self.refresh_items()
+        changes = {i: labels.get(i) for i in self.labels.keys() | labels.keys() if self.labels.get(i) != labels.get(i)}
+        if changes:
+            self.apply_labels(changes)
 
     def refresh_items(self) -> None:
         self.model.set_items(self.store.item_ids(), self.labels)

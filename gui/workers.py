@@ -64,6 +64,7 @@ class TaskKind(str, Enum):
     BACKBONE = "backbone"
     META_TRAIN = "meta-train"
     TRY = "try"
+    CATCH_UP = "catch-up"
 
     def __str__(self) -> str:
         return self.value

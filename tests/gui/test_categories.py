@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication
 from protoshelf.core.store import CategoryRow, Store, StoreError
 from protoshelf.core.suggest import Suggestion
 from protoshelf.gui import categories_panel
-from protoshelf.gui.catalog_model import PredictionRole
+from protoshelf.gui.catalog_model import LabelRole, PredictionRole
 from protoshelf.gui.category_picker import rank_categories
 from protoshelf.gui.drops import category_mime
 from protoshelf.gui.main_window import SHOW_SUGGESTED
@@ -266,6 +266,50 @@ def test_an_undo_before_the_change_is_written_leaves_window_and_catalog_agreeing
     gate.set()
     wait_idle(qtbot, session)
     assert Store(path).labels() == {1: red, 2: red, 10: red, 11: red}
-    shown = {i: session.labels.get(i) for i in (1, 2, 10, 11)}
-    assert shown == ({1: red, 2: red, 10: red, 11: red} if change == "delete"  # the delete met item 11 too
-                     else {1: red, 2: red, 10: red, 11: None})  # the window never read the CLI's label of 11
+    assert {i: session.labels.get(i) for i in (1, 2, 10)} == {1: red, 2: red, 10: red}
+    if change == "delete":  # the delete met the CLI's item 11 too; the other changes never touched it
+        assert session.labels.get(11) == red
+
+
+def test_the_window_catches_up_with_what_the_command_line_wrote_when_it_is_active_again(qtbot, open_window,
+                                                                                      fake_catalog, monkeypatch):
+    """`protoshelf label` in a terminal meanwhile: the panel and badges showed none of it."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    session.label([1], green)
+    wait_idle(qtbot, session)
+    with Store(path) as cli:
+        cli.set_labels([10, 11], red)
+        cli.set_labels([1], None)
+        shoes = cli.create_category("Shoes")
+        cli.set_labels([12], shoes)
+    monkeypatch.setattr(window, "isActiveWindow", lambda: True)
+    QApplication.sendEvent(window, QEvent(QEvent.Type.ActivationChange))  # back from the terminal
+    wait_idle(qtbot, session)
+    assert session.labels == {10: red, 11: red, 12: shoes} == Store(path).labels()
+    assert "Shoes" in [c.name for c in session.categories]
+    assert window.panel.list.row_for(shoes) is not None
+    assert session.model.index(session.model.row_of(10)).data(LabelRole) == red
+
+
+def test_a_catch_up_read_before_the_users_own_edit_is_dropped(qtbot, open_window, fake_catalog):
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    gate = block_the_edit_lane(session)
+    with Store(path) as cli:
+        cli.set_labels([10], red)
+    session.catch_up()
+    session.label([10], green)  # the user's change comes after the read was asked for
+    gate.set()
+    wait_idle(qtbot, session)
+    assert session.labels[10] == green == Store(path).labels()[10]
+    session.catch_up()  # the next one agrees with the catalog
+    wait_idle(qtbot, session)
+    assert session.labels == Store(path).labels()
