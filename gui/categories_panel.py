@@ -127,7 +127,8 @@ class CategoryList(QTreeWidget):
 
     def dragEnterEvent(self, event) -> None:
         mime = event.mimeData()
-        if dropped_item_ids(mime, self.catalog) or dropped_paths(mime) or dropped_category(mime, self.catalog) is not None:
+        ours = dropped_item_ids(mime, self.catalog) or dropped_category(mime, self.catalog) is not None
+        if ours or dropped_paths(mime):
             event.acceptProposedAction()
         else:
             event.ignore()
