@@ -1027,11 +1027,11 @@ def _set_feed_category(
         notes.append(f"{p.where}: category {p.category!r} refused: {exc}")
         return False
     earlier, item.feed_category = item.feed_category, p.category
-    if earlier == p.category or (earlier is None and s.get(Label, item.id) is not None):
+    current = s.get(Label, item.id)
+    if earlier == p.category or (earlier is None and current is not None):
         return False
     if name not in categories:
         categories[name] = _add_category(s, name, None)
-    current = s.get(Label, item.id)
     if current is not None and current.category_id == categories[name]:
         return False
     s.merge(Label(item_id=item.id, category_id=categories[name]))
