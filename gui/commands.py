@@ -89,7 +89,7 @@ class CreateCategory(QUndoCommand):
             self.before.update(store.set_labels(self.examples, self.category_id))
 
     def _show_examples(self) -> None:
-        if self.examples and self.done:
+        if self.done:
             self.session.apply_labels(dict.fromkeys(self.examples, self.category_id))
 
     def redo(self) -> None:
@@ -98,8 +98,7 @@ class CreateCategory(QUndoCommand):
 
     def undo(self) -> None:
         self.done = False
-        if self.before:
-            self.session.apply_labels(dict(self.before))
+        self.session.apply_labels(dict(self.before))
 
         def remove(store: Store) -> None:
             store.delete_category(self.category_id)
@@ -108,7 +107,7 @@ class CreateCategory(QUndoCommand):
         self.session.edit(remove, categories=True, then=self._show_before)
 
     def _show_before(self) -> None:
-        if not self.done and self.before:
+        if not self.done:
             self.session.apply_labels(dict(self.before))
 
 

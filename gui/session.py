@@ -226,6 +226,12 @@ class CatalogSession(QObject):
     # --- used by the commands ---------------------------------------------------------
 
     def apply_labels(self, changes: dict[int, int | None]) -> None:
+        """Show labels (None: unlabelled). Items already shown so are left out, and with nothing
+        left nothing is redrawn or refitted: an undo shows its labels at once and again once
+        written, and a catch-up passes every label it read."""
+        changes = {i: c for i, c in changes.items() if self.labels.get(i) != c}
+        if not changes:
+            return
         for item_id, category_id in changes.items():
             if category_id is None:
                 self.labels.pop(item_id, None)
@@ -297,9 +303,7 @@ class CatalogSession(QObject):
             self.schedule_fit()
         if items != len(self.model.all_ids()):
             self.refresh_items()
-        changes = {i: labels.get(i) for i in self.labels.keys() | labels.keys() if self.labels.get(i) != labels.get(i)}
-        if changes:
-            self.apply_labels(changes)
+        self.apply_labels({i: labels.get(i) for i in self.labels.keys() | labels.keys()})
 
     def refresh_items(self) -> None:
         self.model.set_items(self.store.item_ids(), self.labels)
