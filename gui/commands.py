@@ -32,17 +32,24 @@ class CatalogSession(Protocol):
 class LabelItems(QUndoCommand):
     """Make items examples of a category, or (category None) plain unlabelled items again."""
 
-    def __init__(self, session: CatalogSession, item_ids: list[int], category_id: int | None, text: str):
+    def __init__(self, session: CatalogSession, item_ids: list[int], category_id: int | None, text: str,
+                 written: dict[int, int | None] | None = None):
+        """`written`: the labels are in the catalog already (a job wrote them), and this is what
+        it replaced; the first redo then only shows them."""
         super().__init__(text)
         self.session = session
         self.item_ids = list(dict.fromkeys(int(i) for i in item_ids))
         self.category_id = category_id
-        self.before = {i: session.labels.get(i) for i in self.item_ids}
+        self.before = dict(written) if written is not None else {i: session.labels.get(i) for i in self.item_ids}
+        self.written = written is not None
         self.done = False
 
     def redo(self) -> None:
         self.done = True
         self.session.apply_labels(dict.fromkeys(self.item_ids, self.category_id))
+        if self.written:
+            self.written = False
+            return
         self.session.edit(self._set)
 
     def _set(self, store: Store) -> None:

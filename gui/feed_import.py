@@ -7,6 +7,7 @@ whether those are the same products renamed or new ones, and imports again with 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def describe_problems(report: FeedReport) -> str:
 
 
 class FeedImporter(QObject):
-    """Starts feed imports for a session; `finished` carries the FeedReport of one that succeeded."""
+    """Starts feed imports for a session; `finished` carries the FeedReport of one that succeeded,
+    once the window shows what it brought."""
 
     finished = Signal(object)
 
@@ -74,23 +76,25 @@ class FeedImporter(QObject):
             return
         self.session.problem.emit("The product feed could not be imported", failure_text(error))
 
-    def _reload(self) -> None:
+    def _reload(self, then: Callable[[], None] | None = None) -> None:
         self.session.model.forget_rows()
-        self.session.reload()
+        self.session.reload(then)
 
     def _imported(self, report: FeedReport) -> None:
-        self._reload()
         renamed = report.renamed_note()
         self.session.notice.emit(f"Feed import: {report.summary()}." + (f" {renamed}." if renamed else ""))
         if report.failed or report.notes:
             self.session.problem.emit("Some rows of the feed need a look", describe_problems(report))
+        self._reload(then=partial(self._shown, report))
+
+    def _shown(self, report: FeedReport) -> None:
+        """The window shows the feed's products and labels: tell, then title and embed them."""
         self.finished.emit(report)
         self._carry_on()
 
     def _cancelled(self) -> None:
-        self._reload()
+        self._reload(then=self._carry_on)
         self.session.notice.emit("Feed import cancelled; the products imported so far are kept.")
-        self._carry_on()
 
     def _carry_on(self) -> None:
         self.session.refresh_search_texts()

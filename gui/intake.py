@@ -57,8 +57,11 @@ class Intake(QObject):
             self.session.notice.emit(f"Titles are not used: {summary.titles_unavailable}")
 
     def _on_embed_cancelled(self) -> None:
-        waiting = len(self.session.store.items_without_embedding(self.session.backbone))
-        self.session.notice.emit(f"Embedding cancelled; {waiting} items wait to be embedded.")
+        session = self.session
+        session.live.run(
+            "Counting what waits", jobs.waiting_to_embed, session.backbone,
+            on_success=lambda waiting: session.notice.emit(f"Embedding cancelled; {waiting} items wait to be embedded."),
+        )
 
     def _after_embedding(self, task: Task) -> None:
         summary: jobs.EmbedSummary | None = task.result
@@ -75,19 +78,19 @@ class Intake(QObject):
         )
 
     def _on_import_cancelled(self) -> None:
-        self.session.refresh_items()
         self.session.notice.emit("Import cancelled; the files imported so far are kept.")
         self.embed()
 
     def _on_imported(self, result: jobs.ImportResult) -> None:
         session = self.session
-        session.refresh_items()
         report = result.report
         target = next((c for c in session.categories if c.id == result.category_id), None)  # deleted meanwhile?
-        if target is not None:
-            session.label(report.item_ids, target.id)
+        if target is None or result.before is None:
+            kept = "unlabelled (the category was deleted)"
+        else:
+            session.show_labelled(report.item_ids, target.id, result.before)
+            kept = f"as examples of {target.name}"
         self.load_search_texts(np.asarray(report.added, np.int64))
-        kept = f"as examples of {target.name}" if target is not None else "unlabelled (the category was deleted)"
         session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, {kept}."
                             if result.cancelled else f"Import: {report.summary()}.")
         session.import_finished.emit(result)
@@ -109,8 +112,7 @@ class Intake(QObject):
 
     def _titles_changed(self) -> None:
         self.session.model.forget_rows()
-        self.session.reload()
-        self.load_search_texts(self.session.model.all_ids())
+        self.session.reload(then=lambda: self.load_search_texts(self.session.model.all_ids()))
         self.embed()
 
     def load_search_texts(self, item_ids: np.ndarray) -> None:

@@ -48,6 +48,19 @@ class ImportResult:
     report: ImportReport
     category_id: int | None
     cancelled: bool = False
+    before: dict[int, int | None] | None = None
+    """What the imported items were labelled before they became `category_id`'s examples (for
+    undo); None when nothing was labelled: no category, or it was deleted meanwhile."""
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """What the catalog holds now, read for a window catching up with another program's changes."""
+
+    labels: dict[int, int]
+    categories: list
+    item_ids: np.ndarray | None
+    """None when the item count is the one the window already shows."""
 
 
 @dataclass(frozen=True)
@@ -342,25 +355,48 @@ def export(context: WorkerContext, progress: TaskProgress, request: ExportReques
 def import_files(
     context: WorkerContext, progress: TaskProgress, sources: list[str], category_id: int | None = None
 ) -> ImportResult:
-    """Files dropped on a category and cancelled part way still become its examples: the result of
-    what came in is returned, marked cancelled, for the window to label (as one undo step)."""
+    """Files dropped on a category become its examples here, on the worker, in the import's own
+    job: the window only shows them (as one undo step). Cancelled part way, what came in is still
+    labelled and returned, marked cancelled; and a window closed meanwhile, which hears of no
+    result, loses nothing either."""
     from protoshelf.core.importer import ImportReport, import_images
 
     report = ImportReport()
+    cancelled = False
     try:
         import_images(context.store, sources, progress=progress, report=report)
     except Cancelled:
         if category_id is None or not report.item_ids:
             raise
-        return ImportResult(report, category_id, cancelled=True)
-    return ImportResult(report, category_id)
+        cancelled = True
+    before = _label_imported(context.store, report.item_ids, category_id) if category_id is not None else None
+    return ImportResult(report, category_id, cancelled, before)
 
 
-def catalog_state(context: WorkerContext, progress: TaskProgress) -> tuple[dict[int, int], list, int]:
-    """Labels, categories and the number of items as the catalog holds them now, for a window
-    catching up with what another window or the command line wrote."""
+def _label_imported(store: Store, item_ids: list[int], category_id: int) -> dict[int, int | None] | None:
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return store.set_labels(item_ids, category_id)
+    except IntegrityError:  # the category was deleted while the files came in
+        return None
+
+
+def catalog_state(context: WorkerContext, progress: TaskProgress, shown_items: int | None = None) -> CatalogState:
+    """Labels, categories and, unless the window already shows `shown_items` items, the item ids,
+    as the catalog holds them now."""
     store = context.store
-    return store.labels(), store.categories(), store.item_count()
+    ids = None if shown_items is not None and store.item_count() == shown_items else store.item_ids()
+    return CatalogState(store.labels(), store.categories(), ids)
+
+
+def item_ids(context: WorkerContext, progress: TaskProgress) -> np.ndarray:
+    """Every item id, sorted: at a million items, a read the window must not wait for."""
+    return context.store.item_ids()
+
+
+def waiting_to_embed(context: WorkerContext, progress: TaskProgress, backbone: str) -> int:
+    return len(context.store.items_without_embedding(backbone))
 
 
 def import_titles(context: WorkerContext, progress: TaskProgress, csv_path: str) -> tuple[int, list[str]]:

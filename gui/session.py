@@ -14,6 +14,7 @@ gui/discovery.py (similar items, suggestions, near-duplicates, an image tried), 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ from protoshelf.gui.training import Training
 from protoshelf.gui.workers import Task, TaskKind, TaskRunner, failure_text
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from protoshelf.core.classify import CatalogPredictions
     from protoshelf.gui.export_dialog import ExportRequest
 
@@ -175,15 +178,26 @@ class CatalogSession(QObject):
         if category_id is not None and not any(c.id == category_id for c in self.categories):
             self.notice.emit("That category was deleted meanwhile; nothing was labelled.")
             return
+        self._remember(category_id)
+        ids = [int(i) for i in item_ids if self.labels.get(int(i)) != category_id]
+        if ids:
+            self.undo_stack.push(LabelItems(self, ids, category_id, text or self._label_text(len(ids), category_id)))
+
+    def show_labelled(self, item_ids, category_id: int, before: dict[int, int | None]) -> None:
+        """Show labels a job already wrote (an import onto a category), as one undo step; `before`
+        is what those items were labelled before, as the job read it."""
+        self._remember(category_id)
+        ids = [int(i) for i in item_ids]
+        if ids:
+            self.undo_stack.push(LabelItems(self, ids, category_id, self._label_text(len(ids), category_id), before))
+
+    def _remember(self, category_id: int | None) -> None:
         if category_id is not None:
             self.recent_categories = [category_id, *(c for c in self.recent_categories if c != category_id)][:20]
-        ids = [int(i) for i in item_ids if self.labels.get(int(i)) != category_id]
-        if not ids:
-            return
-        if text is None:
-            what = "Unlabel" if category_id is None else f"Label as {self.category(category_id).name}:"
-            text = f"{what} {len(ids)} item{'s' if len(ids) != 1 else ''}"
-        self.undo_stack.push(LabelItems(self, ids, category_id, text))
+
+    def _label_text(self, count: int, category_id: int | None) -> str:
+        what = "Unlabel" if category_id is None else f"Label as {self.category(category_id).name}:"
+        return f"{what} {count} item{'s' if count != 1 else ''}"
 
     def create_category(self, name: str, colour: str | None = None, examples: list[int] = ()) -> None:
         """`examples` are labelled with the new category in the same undo step."""
@@ -269,15 +283,27 @@ class CatalogSession(QObject):
         self.edit(lambda store: store.set_title(item_id, title), embeds=self.embed_titles)
         self.model.title_changed(item_id, title)
 
-    def reload(self) -> None:
-        """Re-read categories, labels and items from the catalog, e.g. after a failed edit."""
-        self.categories = self.store.categories()
-        self.labels = self.store.labels()
-        self.model.set_items(self.store.item_ids(), self.labels)
+    def reload(self, then: Callable[[], None] | None = None) -> Task | None:
+        """Re-read categories, labels and items, e.g. after a failed edit or a product feed, on the
+        live lane after this window's own edits; `then()` once shown. A read older than an edit
+        the user made meanwhile is read again."""
+        if self.closed:
+            return None
+        return self.live.run("Reading the catalog", jobs.catalog_state, kind=TaskKind.CATCH_UP,
+                             on_success=partial(self._reloaded, self._edits, then))
+
+    def _reloaded(self, edits: int, then: Callable[[], None] | None, state: jobs.CatalogState) -> None:
+        if edits != self._edits:
+            self.reload(then)
+            return
+        self.categories, self.labels = state.categories, state.labels
+        self.model.set_items(state.item_ids, self.labels)
         self.categories_changed.emit()
         self.labels_changed.emit()
         self.items_changed.emit()
         self.schedule_fit()
+        if then is not None:
+            then()
 
     def catch_up(self) -> Task | None:
         """Take in what another window or the command line wrote to the catalog (labels, categories,
@@ -288,26 +314,34 @@ class CatalogSession(QObject):
         if self.closed:
             return None
         return self.live.run(
-            "Reading the catalog", jobs.catalog_state, kind=TaskKind.CATCH_UP,
+            "Reading the catalog", jobs.catalog_state, len(self.model.all_ids()), kind=TaskKind.CATCH_UP,
             on_success=partial(self._caught_up, self._edits),
         )
 
-    def _caught_up(self, edits: int, state: tuple[dict[int, int], list[CategoryRow], int]) -> None:
-        labels, categories, items = state
+    def _caught_up(self, edits: int, state: jobs.CatalogState) -> None:
         if edits != self._edits:
             return
         shown = [(c.id, c.name, c.colour, c.position) for c in self.categories]
-        if [(c.id, c.name, c.colour, c.position) for c in categories] != shown:
-            self.categories = categories
+        if [(c.id, c.name, c.colour, c.position) for c in state.categories] != shown:
+            self.categories = state.categories
             self.categories_changed.emit()
             self.schedule_fit()
-        if items != len(self.model.all_ids()):
-            self.refresh_items()
-        self.apply_labels({i: labels.get(i) for i in self.labels.keys() | labels.keys()})
+        if state.item_ids is not None:
+            self._show_items(state.item_ids)
+        self.apply_labels({i: state.labels.get(i) for i in self.labels.keys() | state.labels.keys()})
 
-    def refresh_items(self) -> None:
-        self.model.set_items(self.store.item_ids(), self.labels)
+    def refresh_items(self, then: Callable[[], None] | None = None) -> Task | None:
+        """Show the items the catalog holds now (after an import), read on the live lane."""
+        if self.closed:
+            return None
+        return self.live.run("Reading the catalog's items", jobs.item_ids, kind=TaskKind.CATCH_UP,
+                             on_success=partial(self._show_items, then=then))
+
+    def _show_items(self, item_ids: np.ndarray, then: Callable[[], None] | None = None) -> None:
+        self.model.set_items(item_ids, self.labels)
         self.items_changed.emit()
+        if then is not None:
+            then()
 
     # --- live predictions -------------------------------------------------------------
 

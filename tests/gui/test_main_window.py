@@ -422,6 +422,102 @@ def test_files_dropped_on_a_category_and_cancelled_part_way_become_its_examples(
     assert Store(path).labels() == {}
 
 
+def test_closing_the_window_during_an_import_onto_a_category_keeps_the_files_as_its_examples(
+        qtbot, open_window, tmp_path, monkeypatch):
+    """The window labelled the files once the import's result reached it; closed part way, the
+    window heard of no result, and every file imported so far stayed unlabelled."""
+    import threading
+
+    from protoshelf.core import importer
+
+    monkeypatch.setattr(importer, "BATCH_SIZE", 10)
+    path = tmp_path / "catalog.sqlite"
+    with Store(path) as store:
+        red = store.create_category("Red")
+    folder = tmp_path / "drop"
+    for i in range(60):
+        write_image(folder / f"red{i:03d}.png", (200, 4 * i, 30), size=(32, 32))
+    window = open_window(path)
+    wait_idle(qtbot, window.session)
+    started, part_way = importer.import_images, threading.Event()
+
+    def until_the_window_closes(store, sources, titles=None, progress=None, workers=4, report=None):
+        def report_progress(done, total):
+            if done >= 20:
+                part_way.set()
+                qtbot.waitUntil(lambda: progress.task.cancel_requested, timeout=20_000)
+            progress(done, total)
+        return started(store, sources, titles, report_progress, workers, report)
+
+    monkeypatch.setattr(importer, "import_images", until_the_window_closes)
+    drop(window.panel.list.viewport(), category_point(window, red), file_mime(folder))
+    qtbot.waitUntil(part_way.is_set, timeout=60_000)
+    window.close()
+    with Store(path) as store:
+        imported, labels = store.item_count(), store.labels()
+    assert 0 < imported < 60 and labels == dict.fromkeys(store.item_ids().tolist(), red)
+
+
+def test_undoing_a_drop_onto_a_category_puts_back_what_a_file_already_in_the_catalog_was(
+        qtbot, open_window, extractor, tmp_path):
+    from protoshelf.core.importer import import_images
+
+    path = tmp_path / "catalog.sqlite"
+    write_image(tmp_path / "drop" / "known.png", (200, 30, 30), size=(32, 32))
+    write_image(tmp_path / "drop" / "new.png", (30, 200, 30), size=(32, 32))
+    with Store(path) as store:
+        red, green = store.create_category("Red"), store.create_category("Green")
+        (known,) = import_images(store, [str(tmp_path / "drop" / "known.png")]).item_ids
+        store.set_labels([known], green)
+    window = open_window(path, extractor=extractor)
+    session = window.session
+    wait_idle(qtbot, session, 60_000)
+    drop(window.panel.list.viewport(), category_point(window, red), file_mime(tmp_path / "drop"))
+    wait_idle(qtbot, session, 60_000)
+    labels = Store(path).labels()
+    assert labels[known] == red and set(labels.values()) == {red} and len(labels) == 2 and session.labels == labels
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert Store(path).labels() == {known: green} == session.labels
+
+
+def test_the_window_reads_the_catalogs_items_on_a_worker(qtbot, open_window, extractor, tmp_path, monkeypatch):
+    """After an import, a catch-up or a feed, the GUI thread read every item id itself: at a
+    million items, a stall of a few tenths of a second each time."""
+    from PySide6.QtCore import QThread
+
+    from protoshelf.core.importer import import_images
+
+    path = tmp_path / "catalog.sqlite"
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        write_image(tmp_path / f"batch{i}" / f"{i}.png", colour, size=(32, 32))
+    with Store(path) as store:
+        import_images(store, [str(tmp_path / "batch0")])
+    window = open_window(path, extractor=extractor)
+    session = window.session
+    wait_idle(qtbot, session, 60_000)
+    read_on_the_gui_thread = []
+    item_ids = Store.item_ids
+
+    def recorded(store):
+        if QThread.currentThread() is QApplication.instance().thread():
+            read_on_the_gui_thread.append(store.path)
+        return item_ids(store)
+
+    monkeypatch.setattr(Store, "item_ids", recorded)
+    session.import_paths([str(tmp_path / "batch1")])
+    wait_idle(qtbot, session, 60_000)
+    assert session.model.rowCount() == 2
+    with Store(path) as cli:  # the command line adds an item meanwhile
+        import_images(cli, [str(tmp_path / "batch2")])
+    session.catch_up()
+    wait_idle(qtbot, session, 60_000)
+    assert session.model.rowCount() == 3
+    session.reload()
+    wait_idle(qtbot, session, 60_000)
+    assert session.model.rowCount() == 3 and read_on_the_gui_thread == []
+
+
 def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_unlabelled(qtbot, open_window,
                                                                                         fake_catalog):
     from protoshelf.core.importer import ImportReport
