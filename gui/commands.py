@@ -24,6 +24,7 @@ class CatalogSession(Protocol):
 
     def category(self, category_id: int) -> CategoryRow: ...
     def apply_labels(self, changes: dict[int, int | None]) -> None: ...
+    def apply_categories(self, categories: list[CategoryRow]) -> None: ...
     def apply_title(self, item_id: int, title: str) -> None: ...
     def edit(self, change: Callable[[Store], object], categories: bool = False, embeds: bool = False,
              then: Callable[[], None] | None = None) -> object: ...
@@ -184,8 +185,11 @@ class DeleteCategory(QUndoCommand):
         self.done = False
 
     def redo(self) -> None:
+        """Gone from the window at once: its key, pressed before the delete is written, must not
+        label items with a category the catalog is about to drop."""
         self.done = True
         self.session.apply_labels(dict.fromkeys(self.examples))
+        self.session.apply_categories([c for c in self.session.categories if c.id != self.row.id])
         self.session.edit(self._delete, categories=True)
 
     def _delete(self, store) -> None:
@@ -200,6 +204,8 @@ class DeleteCategory(QUndoCommand):
             lambda store: store.restore_category(row.id, row.name, row.colour, dict(self.examples), row.position),
             categories=True, then=self._show_examples_back,
         )
+        others = [c for c in self.session.categories if c.id != row.id]
+        self.session.apply_categories(sorted([*others, row], key=lambda c: c.position))
         self.session.apply_labels(dict(self.examples))
 
     def _show_examples_back(self) -> None:

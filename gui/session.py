@@ -255,6 +255,12 @@ class CatalogSession(QObject):
         self.labels_changed.emit()
         self.schedule_fit()
 
+    def apply_categories(self, categories: list[CategoryRow]) -> None:
+        """Show this category list before an edit is written (a delete, its undo)."""
+        self.categories = categories
+        self.categories_changed.emit()
+        self.schedule_fit()
+
     def edit(self, change, categories: bool = False, embeds: bool = False, then=None) -> Task:
         """Write a change on the live lane, after every earlier edit and before the next fit.
 
@@ -270,9 +276,7 @@ class CatalogSession(QObject):
 
     def _edited(self, categories: bool, embeds: bool, then) -> None:
         if categories:
-            self.categories = self.store.categories()
-            self.categories_changed.emit()
-            self.schedule_fit()
+            self.apply_categories(self.store.categories())
         if then is not None:
             then()
         if embeds:
@@ -323,9 +327,7 @@ class CatalogSession(QObject):
             return
         shown = [(c.id, c.name, c.colour, c.position) for c in self.categories]
         if [(c.id, c.name, c.colour, c.position) for c in state.categories] != shown:
-            self.categories = state.categories
-            self.categories_changed.emit()
-            self.schedule_fit()
+            self.apply_categories(state.categories)
         if state.item_ids is not None:
             self._show_items(state.item_ids)
         self.apply_labels({i: state.labels.get(i) for i in self.labels.keys() | state.labels.keys()})

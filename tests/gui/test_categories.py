@@ -242,6 +242,32 @@ def block_the_edit_lane(session) -> threading.Event:
     return gate
 
 
+def test_a_deleted_categorys_key_labels_nothing_while_the_delete_waits_to_be_written(qtbot, open_window,
+                                                                                    fake_catalog):
+    """The category stayed in the window until its delete was written: its key, pressed meanwhile,
+    labelled the item with it, the write then failed, and "A change could not be saved" came up."""
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    problems = []
+    session.problem.connect(lambda title, text: problems.append(title))
+    gate = block_the_edit_lane(session)
+    session.delete_category(red)
+    assert panel_numbers(window) == {"Green": "2", "Blue": "3"}
+    window.view.setFocus()
+    select_rows(window, [0])
+    item = window.view.selected_ids()[0]
+    qtbot.keyClick(window.view, Qt.Key.Key_1)
+    assert "There is no category 1" in window.statusBar().currentMessage()
+    session.undo_stack.undo()  # the delete, still not written: Red is back at once
+    assert panel_numbers(window) == {"Red": "1", "Green": "2", "Blue": "3"}
+    gate.set()
+    wait_idle(qtbot, session)
+    assert problems == [] and item not in Store(path).labels()
+    assert [c.name for c in Store(path).categories()] == ["Red", "Green", "Blue"]
+
+
 @pytest.mark.parametrize("change", ["label", "delete", "new category"])
 def test_an_undo_before_the_change_is_written_leaves_window_and_catalog_agreeing(qtbot, open_window, fake_catalog,
                                                                               change):
