@@ -57,6 +57,9 @@ class Item(Base):
 
 class Category(Base):
     __tablename__ = "categories"
+    __table_args__ = {"sqlite_autoincrement": True}
+    """A deleted category's id never comes back: a late import or an old undo that names it must
+    not reach a newer category (migration 0011)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)

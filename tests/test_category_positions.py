@@ -72,3 +72,32 @@ def test_categories_a_feed_made_with_number_0_get_the_next_numbers(tmp_path):
     engine.dispose()
     with Store(path) as store:  # opening upgrades it
         assert numbers(store) == {"Hats": 1, "Fruit": 2, "Mugs": 3}
+
+
+def test_a_deleted_categorys_id_never_goes_to_a_new_one(store):
+    """SQLite gave a new row the highest id + 1: a drop import or an undo that named the deleted
+    category reached the new one instead."""
+    store.create_category("Toys")
+    games = store.create_category("Games")
+    store.delete_category(games)
+    assert store.create_category("Kitchen knives") != games
+
+
+def test_an_old_catalog_keeps_its_ids_and_labels_and_stops_reusing_them(tmp_path):
+    from conftest import write_image
+    from protoshelf.core.importer import import_images
+
+    path = tmp_path / "old.sqlite"
+    write_image(tmp_path / "pictures" / "a.png", (200, 30, 30))
+    with Store(path) as store:
+        (item,) = import_images(store, [str(tmp_path / "pictures")]).item_ids
+        hats, fruit = store.create_category("Hats"), store.create_category("Fruit")
+        store.set_labels([item], fruit)
+    engine = make_engine(path)
+    command.downgrade(alembic_config(engine), "0010")
+    engine.dispose()
+    with Store(path) as store:  # opening upgrades it
+        assert {c.name: c.id for c in store.categories()} == {"Hats": hats, "Fruit": fruit}
+        assert store.labels() == {item: fruit}
+        store.delete_category(fruit)
+        assert store.create_category("Mugs") != fruit
