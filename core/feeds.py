@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from xml.etree import ElementTree
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -31,9 +32,11 @@ ALIASES = {
     "product_id": ("id", "product_id", "sku", "variant sku", "handle"),
     "title": ("title", "name"),
     "image": ("image_link", "image src", "image", "image_url", "images", "additional_image_link"),
-    "category": ("product_type", "type", "category", "google_product_category"),
+    "category": ("product_type", "categories", "type", "category", "google_product_category"),
 }
-"""Column names per role, in order of preference; matched ignoring case, `_`, `-` and spaces."""
+"""Column names per role, in order of preference; matched ignoring case, `_`, `-` and spaces.
+`categories` comes before `type`: a WooCommerce export has both, and its Type is the product's
+kind (simple, variable, variation), not its category."""
 
 
 class FeedError(ValueError):
@@ -85,8 +88,14 @@ class Feed:
                 continue
             yield FeedRow(
                 line, product_id or None, self._cell(row, "title") or None,
-                self._image(row), self._cell(row, "category") or None, "item" if self.separator == XML else "line",
+                self._image(row), self._category(row) or None, "item" if self.separator == XML else "line",
             )
+
+    def _category(self, row: dict[str, str]) -> str:
+        category = self._cell(row, "category")
+        if _column_key(self.columns.get("category", "")) == "categories":  # WooCommerce: "A > B, C", commas in names as \,
+            category = re.split(r"(?<!\\),", category)[0].replace("\\,", ",").strip()
+        return category
 
     def _image(self, row: dict[str, str]) -> str:
         image = self._cell(row, "image")

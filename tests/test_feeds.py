@@ -42,6 +42,23 @@ def test_shopify_handle_is_the_id_and_variant_rows_continue_the_product(tmp_path
     assert not feed.problems
 
 
+def test_woocommerce_categories_not_its_type_are_the_category(tmp_path):
+    """WooCommerce's Type (simple, variable, variation) matched the `type` alias: every product
+    became an example of "simple", and a Google export sent that back as its product_type."""
+    text = (
+        "ID,Type,SKU,Name,Published,Categories,Images\n"
+        "101,simple,WOO-1,Ripe banana,1,Food > Fruit,https://cdn/a.jpg\n"
+        "102,variable,WOO-2,Guitar,1,\"Music, Gifts\",\"https://cdn/b.jpg, https://cdn/c.jpg\"\n"
+        "103,simple,WOO-3,Pens,1,\"Pens\\, pencils, Office\",https://cdn/d.jpg\n"
+        "104,variation,WOO-2-L,Guitar - Large,1,,https://cdn/e.jpg\n"
+    )
+    feed = read_feed(write(tmp_path / "wc-product-export.csv", text))
+    assert [(r.category, r.image) for r in feed.rows()] == [
+        ("Food > Fruit", "https://cdn/a.jpg"), ("Music", "https://cdn/b.jpg"),
+        ("Pens, pencils", "https://cdn/d.jpg"), (None, "https://cdn/e.jpg"),
+    ]
+
+
 def test_duplicate_ids_last_row_wins_and_is_reported(tmp_path):
     text = "id,title,image_link\nP1,old,a.png\nP2,two,b.png\nP1,new,c.png\n"
     feed = read_feed(write(tmp_path / "feed.csv", text))
