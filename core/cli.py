@@ -128,12 +128,16 @@ def _refuse_missing(paths: list[str]) -> None:
 
 
 def import_feeds(args, feeds: list[str]) -> int:
+    """Every feed is read (its header checked, its rows counted) before the catalog is opened: a
+    feed that cannot be imported leaves no new catalog at a mistyped --db, and none of the others
+    imported while the exit status says nothing changed."""
     from protoshelf.core.feed_import import import_feed
+    from protoshelf.core.feeds import read_feed
 
     failed = False
-    for feed in feeds:
+    for feed, read in [(feed, read_feed(feed)) for feed in feeds]:
         with open_store(args.db, create=True) as store, progress_bar(f"import {shown(Path(feed).name)}") as bar:
-            report = import_feed(store, feed, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
+            report = import_feed(store, read, labels=not args.no_labels, progress=bar, ids_changed=args.ids_changed)
         for note in filter(None, [*report.notes, report.renamed_note()]):
             print(shown(note), file=sys.stderr)
         for where, reason in report.failed:

@@ -78,7 +78,7 @@ class _Picture:
 
 def import_feed(
     store: Store,
-    feed_path: str | Path,
+    feed_path: str | Path | Feed,
     labels: bool = True,
     downloader: ImageDownloader | None = None,
     progress: Progress = no_progress,
@@ -92,8 +92,9 @@ def import_feed(
     those products renamed (True) or new products (False).
 
     One pool checks and decodes, the downloader's one pool downloads, for the whole import; both
-    are ended on the way out, cancelled or not."""
-    feed = read_feed(feed_path)
+    are ended on the way out, cancelled or not. `feed_path` may be a feed already read (and so
+    checked) by `read_feed`."""
+    feed = feed_path if isinstance(feed_path, Feed) else read_feed(feed_path)
     report = FeedReport(notes=list(feed.problems))
     downloader = downloader or ImageDownloader()
     done = 0

@@ -45,6 +45,20 @@ def test_feed_problems_are_one_line_messages(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
 
 
+def test_a_feed_that_cannot_be_imported_makes_no_catalog_and_stops_the_others(tmp_path, capsys):
+    """The store was opened (and made) before the feed was read: a mistyped --db got an empty
+    catalog, which a later export read as "0 rows" over a good file; and two feeds whose second was
+    refused imported the first, then exited 2, which says nothing changed."""
+    bad = tmp_path / "no_images.csv"
+    bad.write_text("id,title\nA,b\n", encoding="utf-8")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"id,title,image_link\nA,caf\xe9,a.png\n")
+    db = tmp_path / "typo.sqlite"
+    for feeds in ([bad], [latin], [EXAMPLE, bad]):
+        assert main(["import", *map(str, feeds), "--db", str(db)]) == 2
+        assert capsys.readouterr().err.startswith("protoshelf: ") and not db.exists()
+
+
 def test_what_a_feed_says_is_printed_escaped(tmp_path, capsys):
     """A product id is the shop's text: it must neither colour the terminal nor forge a line."""
     feed = tmp_path / "feed\x1b[31m.csv"
