@@ -192,6 +192,7 @@ def cmd_label(args) -> int:
 
     name = validate_category_name(args.category)  # a bad name changes nothing, not even the import
     with open_store(args.db, create=True) as store:
+        _refuse_item_as_category(store, name)
         by_product = store.item_ids_by_product_id(args.images)
         for product in by_product:
             if Path(product).exists():
@@ -215,6 +216,17 @@ def cmd_label(args) -> int:
         print(f"{moved.total()} of them were moved from another category: "
               + ", ".join(f"{count} from {shown(old)!r}" for old, count in moved.most_common()), file=sys.stderr)
     return PARTLY_DONE if report and report.skipped else 0
+
+
+def _refuse_item_as_category(store, name: str) -> None:
+    """`label SKU-1001 SKU-1002`, the category forgotten, made a category "SKU-1001" and moved
+    SKU-1002 into it. A new category named like a product or a file is that mistake."""
+    if store.category_id(name) is not None:
+        return
+    what = "a product id in this catalog" if store.item_ids_by_product_id([name]) else "a file" if Path(name).is_file() else ""
+    if what:
+        raise UserError(f"{shown(name)!r} is {what}, not a category; the category comes first: "
+                        "protoshelf label CATEGORY ITEM...; nothing was labelled")
 
 
 def cmd_categories(args) -> int:

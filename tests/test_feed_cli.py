@@ -36,6 +36,18 @@ def test_feed_round_trip(tmp_path, capsys, monkeypatch):
                                        ["SKU-2002", "Music"], ["SKU-2003", "Music"]])
 
 
+def test_label_with_the_category_forgotten_labels_nothing(tmp_path, capsys, monkeypatch):
+    """`label SKU-1001 SKU-1002` made a category "SKU-1001" and moved SKU-1002 out of Fruit."""
+    db = str(tmp_path / "c.sqlite")
+    run(capsys, "import", str(EXAMPLE), "--db", db)
+    monkeypatch.chdir(EXAMPLE.parent)
+    for forgotten in (["SKU-1001", "SKU-1002"], ["../demo/images/banana.png", "../demo/images/red_apple.png"]):
+        assert main(["label", *forgotten, "--db", db]) == 2
+        assert "not a category; the category comes first" in capsys.readouterr().err
+    assert "SKU-1001" not in run(capsys, "categories", "--db", db)[0]
+    run(capsys, "label", "Fruit", "SKU-2001", "--db", db)  # the usual order still works
+
+
 def test_feed_problems_are_one_line_messages(tmp_path, capsys):
     feed = tmp_path / "feed.csv"
     feed.write_text("id;title;price\nA;x;3\n", encoding="utf-8")
