@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QSize, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QImageReader, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QDialogButtonBox, QFormLayout, QHeaderView, QLabel, QLineEdit, QTableWidget,
@@ -23,7 +23,10 @@ PREVIEW_SIDE = 420
 
 def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -> QImage:
     """The original decoded at about the size shown (QImageReader scales while decoding JPEGs);
-    the stored thumbnail when the original has moved."""
+    the stored thumbnail when the original has moved, or is no longer a plain file (reading a
+    named pipe put there would wait forever)."""
+    if not Path(path).is_file():
+        return QImage.fromData(thumbnail) if thumbnail else QImage()
     reader = QImageReader(path)
     reader.setAutoTransform(True)
     size = reader.size()
@@ -47,6 +50,29 @@ def decoded_by_pillow(path: str, side: int) -> QImage:
         return QImage()
     image.thumbnail((side, side))
     return QImage(image.tobytes(), image.width, image.height, 3 * image.width, QImage.Format.Format_RGB888).copy()
+
+
+class _Originals(QObject):
+    """Decodes previews' originals on a worker thread of its own (a large picture takes a second,
+    a file on a slow disk longer), for as long as the application runs; a dialog shows the stored
+    thumbnail until its original arrives, and one closed before then is no longer connected."""
+
+    loaded = Signal(object, QImage)
+    """(the asking dialog's token, the image)"""
+
+    def __init__(self, parent: QObject):
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+
+    def load(self, token: object, path: str, side: int) -> None:
+        self.pool.start(lambda: self.loaded.emit(token, load_preview(path, None, side)))
+
+
+def _originals() -> _Originals:
+    app = QCoreApplication.instance()
+    found = app.findChild(_Originals)
+    return found if found is not None else _Originals(app)
 
 
 def selectable(text: str) -> QLabel:
@@ -86,17 +112,16 @@ class PreviewDialog(QDialog):
         info = session.model.item_info(item_id)
         self.setWindowTitle(info.display_name if info else f"Item {item_id}")
 
-        image = load_preview(info.path, session.store.thumbnail(item_id)) if info else QImage()
         self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(PREVIEW_SIDE // 2, PREVIEW_SIDE // 2)
-        if not image.isNull():
-            pixmap = QPixmap.fromImage(image)
-            if max(pixmap.width(), pixmap.height()) < PREVIEW_SIDE // 2:
-                pixmap = pixmap.scaled(PREVIEW_SIDE // 2, PREVIEW_SIDE // 2, Qt.AspectRatioMode.KeepAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation)
-            self.image.setPixmap(pixmap)
-        else:
-            self.image.setText("No image")
+        thumbnail = session.store.thumbnail(item_id)
+        self._show_image(QImage.fromData(thumbnail) if thumbnail else QImage())
+        self.original_shown = False
+        if info is not None:
+            self._token = object()
+            originals = _originals()
+            originals.loaded.connect(self._on_original)
+            originals.load(self._token, info.path, PREVIEW_SIDE)
 
         self.title = QLineEdit(info.title or "" if info else "")
         self.title.setPlaceholderText("No title")
@@ -160,6 +185,22 @@ class PreviewDialog(QDialog):
         layout.addWidget(self.why)
         layout.addWidget(buttons)
         self.resize(520, 720)
+
+    def _show_image(self, image: QImage) -> None:
+        if image.isNull():
+            self.image.setText("No image")
+            return
+        pixmap = QPixmap.fromImage(image)
+        if max(pixmap.width(), pixmap.height()) < PREVIEW_SIDE // 2:
+            pixmap = pixmap.scaled(PREVIEW_SIDE // 2, PREVIEW_SIDE // 2, Qt.AspectRatioMode.KeepAspectRatio,
+                                   Qt.TransformationMode.SmoothTransformation)
+        self.image.setPixmap(pixmap)
+
+    @Slot(object, QImage)
+    def _on_original(self, token: object, image: QImage) -> None:
+        if token is self._token and not image.isNull():
+            self.original_shown = True
+            self._show_image(image)
 
     def _prediction_text(self, item_id: int) -> str:
         model = self.session.model

@@ -2,6 +2,8 @@
 titles, a small drag badge, method tooltips."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import features
 from PySide6.QtCore import QEvent, QPoint, Qt
@@ -157,6 +159,51 @@ def test_the_preview_shows_an_avif_original_that_qt_cannot_read(qtbot, tmp_path)
     image = load_preview(str(tmp_path / "shoe.avif"), thumbnail=None, side=120)
     assert (image.width(), image.height()) == (120, 60)
     assert image.pixelColor(60, 30).red() > 150 and image.pixelColor(60, 30).blue() < 100
+
+
+def test_the_preview_decodes_the_original_off_the_gui_thread_and_never_opens_a_pipe(qtbot, tmp_path):
+    """The original was decoded while the dialog was built: a large picture held the window for a
+    second, and a named pipe put where a picture was held it for good."""
+    import os
+
+    from PIL import Image
+    from PySide6.QtCore import QThread
+
+    from protoshelf.core.importer import import_images
+    from protoshelf.gui import preview
+    from protoshelf.gui.session import CatalogSession
+
+    (tmp_path / "pictures").mkdir()
+    for name, colour in (("big", (200, 30, 30)), ("gone", (30, 30, 200))):
+        Image.new("RGB", (1600, 800), colour).save(tmp_path / "pictures" / f"{name}.png")
+    path = tmp_path / "catalog.sqlite"
+    with Store(path) as store:
+        ids = {Path(item.path).stem: item_id for item_id, item in
+               store.items(import_images(store, [str(tmp_path / "pictures")]).item_ids).items()}
+    (tmp_path / "pictures" / "gone.png").unlink()
+    os.mkfifo(tmp_path / "pictures" / "gone.png")
+    decoded_on = []
+    load = preview.load_preview
+
+    def recorded(*args, **kwargs):
+        decoded_on.append(QThread.currentThread() is QApplication.instance().thread())
+        return load(*args, **kwargs)
+
+    session = CatalogSession(path, embed_titles=False)
+    try:
+        preview.load_preview = recorded
+        big = PreviewDialog(session, ids["big"])
+        qtbot.addWidget(big)
+        assert not big.original_shown and big.image.pixmap().width() == preview.PREVIEW_SIDE // 2  # the thumbnail first
+        qtbot.waitUntil(lambda: big.original_shown, timeout=20_000)
+        assert big.image.pixmap().width() == preview.PREVIEW_SIDE
+        piped = PreviewDialog(session, ids["gone"])
+        qtbot.addWidget(piped)
+        qtbot.waitUntil(lambda: len(decoded_on) == 2, timeout=20_000)
+        assert not piped.original_shown and not piped.image.pixmap().isNull() and decoded_on == [False, False]
+    finally:
+        preview.load_preview = load
+        session.close()
 
 
 def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
