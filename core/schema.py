@@ -62,7 +62,7 @@ class Category(Base):
     not reach a newer category (migration 0011)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str] = mapped_column(String(750), unique=True)  # store.MAX_NAME_LENGTH; SQLite keeps any length
     colour: Mapped[str] = mapped_column(String(7))
     position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """The category's number (and key) for the user; stays put when others are deleted."""

@@ -36,7 +36,9 @@ PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
     "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9",
 )
-MAX_NAME_LENGTH = 120
+MAX_NAME_LENGTH = 750
+"""Google Merchant Center's limit for a product_type: a shop's category path must fit whole, or a
+feed's product would come in unlabelled and a round trip would blank its product_type on the shop."""
 BULK_ROWS = 20_000
 """Rows per step of a bulk read or write: predictions saved between progress calls, ids per range query."""
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

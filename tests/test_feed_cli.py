@@ -48,6 +48,21 @@ def test_label_with_the_category_forgotten_labels_nothing(tmp_path, capsys, monk
     run(capsys, "label", "Fruit", "SKU-2001", "--db", db)  # the usual order still works
 
 
+def test_a_long_category_path_from_the_shop_goes_back_whole(tmp_path, capsys):
+    """Names over 120 characters were refused: the product came in unlabelled, and a Google export
+    with --include-unassigned then wrote an empty product_type that would blank it on the shop."""
+    path = "Home & Garden > Kitchen & Dining > Kitchen Tools & Utensils > Kitchen Knives > Chef's Knives & Santoku Knives > Extra long blades"
+    assert len(path) > 120
+    feed = tmp_path / "long.csv"
+    feed.write_text(f"id,title,image_link,product_type\nG2,Knife,{EXAMPLE.parent.parent / 'demo/images/axe.png'},"
+                    f"\"{path}\"\n", encoding="utf-8")
+    db = str(tmp_path / "c.sqlite")
+    run(capsys, "import", str(feed), "--db", db)
+    run(capsys, "export", str(tmp_path / "out.csv"), "--format", "google", "--include-unassigned", "--db", db)
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [["id", "product_type"], ["G2", path]]
+
+
 def test_feed_problems_are_one_line_messages(tmp_path, capsys):
     feed = tmp_path / "feed.csv"
     feed.write_text("id;title;price\nA;x;3\n", encoding="utf-8")
