@@ -368,9 +368,8 @@ def cmd_similar(args) -> int:
 
     with open_store(args.db) as store:
         vectors = store.load_embeddings(args.backbone)
-        if not len(vectors):
-            print(f"No {shown(args.backbone)} embeddings yet: run `protoshelf embed`.", file=sys.stderr)
-            return 1
+        if not len(vectors):  # the user's next step, not a failure of ProtoShelf's (status 1)
+            raise UserError(f"no {shown(args.backbone)} embeddings yet: run `protoshelf embed` first")
         search = SimilaritySearch(vectors)
         item_id = store.item_id_by_hash(file_sha256(args.image))
         if item_id is not None and item_id in vectors.item_ids:
@@ -636,6 +635,7 @@ def main(argv: list[str] | None = None, open_app=None) -> int:
     demo=...)` opens the desktop app; protoshelf.gui.launcher passes it."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    args = None
     try:
         args = build_parser().parse_args(argv)
         args.open_app = open_app
@@ -649,8 +649,7 @@ def main(argv: list[str] | None = None, open_app=None) -> int:
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        print("\nInterrupted. Finished batches are saved; run the command again to continue.",
-              file=sys.stderr)
+        print(f"\n{interrupted_message(getattr(args, 'run', None))}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the top of the program: say it in one line
         if debug:
@@ -659,6 +658,15 @@ def main(argv: list[str] | None = None, open_app=None) -> int:
         message = user_message(exc) if isinstance(exc, ValueError) or not known else " ".join(str(exc).split())
         print(f"protoshelf: {shown(message)}", file=sys.stderr)
         return 2 if known else 1
+
+
+def interrupted_message(command) -> str:
+    """What Ctrl-C left, by command: only the batched ones have finished batches to keep."""
+    if command is cmd_export:
+        return "Interrupted; no file was written, and one already at that path is as it was."
+    if command in (cmd_import, cmd_embed, cmd_label, cmd_classify, cmd_finetune, cmd_relocate):
+        return "Interrupted. Finished batches are saved; run the command again to continue."
+    return "Interrupted."
 
 
 def exit_without_final_collection(code: int):

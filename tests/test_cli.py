@@ -123,16 +123,18 @@ def test_a_web_address_as_db_is_refused(tmp_path, capsys, monkeypatch, db):
 
 
 def test_label_says_which_items_it_moved_out_of_other_categories(tmp_path, shop, capsys):
-    """`label FOLDER PICTURE` (the category forgotten) relabels quietly no more."""
+    """`label PICTURE PICTURE` (the category forgotten) is refused; a real move is told."""
     db = str(tmp_path / "c.sqlite")
     pictures = sorted(str(p) for p in shop.iterdir())[:3]
     assert run(capsys, "label", "fruit", *pictures, pictures[0], "--db", db).startswith("Labelled 3 items as 'fruit'")
     assert main(["label", "FRUIT", *pictures[:2], "--db", db]) == 0
     said = capsys.readouterr()
     assert said.out.startswith("Labelled 2 items as 'fruit' (") and not said.err
-    assert main(["label", pictures[0], *pictures[1:], "--db", db]) == 0
+    assert main(["label", pictures[0], *pictures[1:], "--db", db]) == 2
+    assert "is a file, not a category; the category comes first" in capsys.readouterr().err
+    assert main(["label", "veg", *pictures[1:], "--db", db]) == 0
     said = capsys.readouterr()
-    assert said.out.startswith("Labelled 2 items as ")
+    assert said.out.startswith("Labelled 2 items as 'veg'")
     assert said.err == "2 of them were moved from another category: 2 from 'fruit'\n"
 
 
@@ -142,7 +144,29 @@ def test_ctrl_c_is_reported_and_exits_130(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("protoshelf.core.importer.import_images", interrupted)
     assert main(["import", str(DEMO / "images"), "--db", str(tmp_path / "c.sqlite")]) == 130
-    assert "Interrupted" in capsys.readouterr().err
+    assert "Finished batches are saved; run the command again to continue" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_an_export_says_the_old_file_is_untouched(tmp_path, capsys, monkeypatch):
+    """It said "Finished batches are saved; run the command again to continue": an export writes
+    nothing until it is whole."""
+    db = str(tmp_path / "c.sqlite")
+    assert main(["import", str(DEMO / "images" / "banana.png"), "--db", db]) == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("protoshelf.core.export.export_csv", interrupted)
+    assert main(["export", str(tmp_path / "out.csv"), "--db", db]) == 130
+    assert "no file was written, and one already at that path is as it was" in capsys.readouterr().err
+
+
+def test_similar_before_embedding_says_what_to_run(tmp_path, capsys):
+    db = str(tmp_path / "c.sqlite")
+    assert main(["import", str(DEMO / "images" / "banana.png"), "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["similar", str(DEMO / "images" / "banana.png"), "--db", db]) == 2  # the user's next step, not a fault
+    assert "run `protoshelf embed` first" in capsys.readouterr().err
 
 
 def test_classify_with_a_meta_learner_meta_trains_once_per_run(tmp_path, capsys, monkeypatch):
