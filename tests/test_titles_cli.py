@@ -78,3 +78,15 @@ def test_evaluate_measures_each_modality_on_titled_images(tmp_path, capsys):
     assert all(r["ways"] == 3 and r["accuracy"] > 0.5 for r in results.values())
     with Store(cache) as store:
         assert len(store.load_embeddings(TEXT_EMBEDDING)) == sum(1 for _ in tree.glob("*/*.png"))
+
+
+def test_loading_the_title_model_prints_no_bar_of_its_own_and_leaves_transformers_as_it_was(capfd):
+    """transformers' "Loading weights" bar came out on stderr between ProtoShelf's lines."""
+    from transformers.utils import logging as transformers_logging
+
+    from protoshelf.core.text import TitleEncoder
+
+    assert transformers_logging.is_progress_bar_enabled()
+    TitleEncoder("cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()
