@@ -883,7 +883,9 @@ class Store:
 
         Rows go in blocks straight to SQLite (a million through the ORM took ~50 s) with `progress`
         between blocks: a callback that raises rolls the whole save back, so a caller can give way
-        to a label change instead of making it wait.
+        to a label change instead of making it wait. A category deleted since the predictions were
+        made is left out of them (its items unassigned), as deleting it does to saved ones: the
+        window saves its last predictions when it closes, perhaps just after a delete.
         """
         total = len(item_ids)
         with self._write() as s:
@@ -892,9 +894,10 @@ class Store:
             s.flush()
             s.execute(delete(Prediction))
             raw = s.connection().connection.driver_connection  # the same transaction, without the ORM
+            alive = {category_id for (category_id,) in raw.execute("SELECT id FROM categories")}
             rows = (
-                (int(i), None if c is None else int(c), float(p),
-                 json.dumps([[int(k), round(float(v), 6)] for k, v in r]), run.id)
+                (int(i), int(c) if c is not None and int(c) in alive else None, float(p),
+                 json.dumps([[int(k), round(float(v), 6)] for k, v in r if int(k) in alive]), run.id)
                 for i, c, p, r in zip(item_ids, category_ids, scores, rankings)
             )
             done = 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import add_items
-from protoshelf.core.store import Store, StoreError, make_engine
+from protoshelf.core.store import MAX_NAME_LENGTH, Store, StoreError, make_engine
 
 
 def test_pragmas_and_schema_version_are_set(store):
@@ -49,7 +49,7 @@ def test_category_names_are_unique_and_validated(store):
     assert [c.name for c in store.categories()] == ["Kitchen"]
     with pytest.raises(StoreError, match="already exists"):
         store.create_category("Kitchen")
-    for bad in ["", "   ", "a\nb", "tab\there", "x" * 500]:
+    for bad in ["", "   ", "a\nb", "tab\there", "x" * (MAX_NAME_LENGTH + 1)]:
         with pytest.raises(StoreError):
             store.create_category(bad)
 
@@ -85,6 +85,18 @@ def test_predictions_replace_the_previous_run_and_count_per_category(store):
     assert (rows["A"].examples, rows["A"].predicted, rows["B"].predicted) == (1, 1, 1)
     store.save_predictions("prototypes", "m", {}, ids[:1], [b], [0.7], [[(b, 0.7)]])
     assert set(store.predictions()) == {ids[0]}
+
+
+def test_predictions_made_before_a_category_was_deleted_save_without_it(store):
+    """The window saves its last predictions as it closes, perhaps just after a delete: the save
+    failed on the foreign key, and the predictions were lost."""
+    ids = add_items(store, 2)
+    a, b = store.create_category("A"), store.create_category("B")
+    store.delete_category(b)
+    store.save_predictions("prototypes", "m", {}, ids, [a, b], [0.9, 0.8], [[(a, 0.9), (b, 0.1)], [(b, 0.8), (a, 0.2)]])
+    saved = store.predictions()
+    assert (saved[ids[0]].category_id, saved[ids[1]].category_id) == (a, None)
+    assert saved[ids[1]].ranking == [[a, 0.2]]
 
 
 def test_a_save_stopped_between_blocks_leaves_the_previous_predictions(store, monkeypatch):
