@@ -129,8 +129,8 @@ def _refuse_missing(paths: list[str]) -> None:
 
 def import_feeds(args, feeds: list[str]) -> int:
     """Every feed is read (its header checked, its rows counted) before the catalog is opened: a
-    feed that cannot be imported leaves no new catalog at a mistyped --db, and none of the others
-    imported while the exit status says nothing changed."""
+    feed that cannot be read leaves no new catalog at a mistyped --db, and does not follow the
+    import of the feeds before it."""
     from protoshelf.core.feed_import import import_feed
     from protoshelf.core.feeds import read_feed
 
@@ -220,13 +220,27 @@ def cmd_label(args) -> int:
 
 def _refuse_item_as_category(store, name: str) -> None:
     """`label SKU-1001 SKU-1002`, the category forgotten, made a category "SKU-1001" and moved
-    SKU-1002 into it. A new category named like a product or a file is that mistake."""
+    SKU-1002 into it. A new category named like a product, a file or a folder path is that
+    mistake (a plain name that is also a folder here, like Shoes, is a category: `label Shoes
+    Shoes/*.jpg`)."""
     if store.category_id(name) is not None:
         return
-    what = "a product id in this catalog" if store.item_ids_by_product_id([name]) else "a file" if Path(name).is_file() else ""
-    if what:
-        raise UserError(f"{shown(name)!r} is {what}, not a category; the category comes first: "
-                        "protoshelf label CATEGORY ITEM...; nothing was labelled")
+    if store.item_ids_by_product_id([name]):
+        what = "a product id in this catalog"
+    elif _is_file_or_folder_path(name):
+        what = "a file or folder here"
+    else:
+        return
+    raise UserError(f"{shown(name)!r} is {what}, so it was not taken as a new category name; the category "
+                    "comes first: protoshelf label CATEGORY ITEM...; nothing was labelled")
+
+
+def _is_file_or_folder_path(name: str) -> bool:
+    try:
+        path = Path(name)
+        return path.is_file() or (path.is_dir() and any(sep in name for sep in ("/", os.sep)))
+    except OSError:  # a name longer than a file name can be (a long category path) names no file
+        return False
 
 
 def cmd_categories(args) -> int:
@@ -664,7 +678,7 @@ def interrupted_message(command) -> str:
     """What Ctrl-C left, by command: only the batched ones have finished batches to keep."""
     if command is cmd_export:
         return "Interrupted; no file was written, and one already at that path is as it was."
-    if command in (cmd_import, cmd_embed, cmd_label, cmd_classify, cmd_finetune, cmd_relocate):
+    if command in (cmd_import, cmd_embed, cmd_label, cmd_finetune, cmd_relocate):
         return "Interrupted. Finished batches are saved; run the command again to continue."
     return "Interrupted."
 

@@ -92,9 +92,13 @@ class Feed:
             )
 
     def _category(self, row: dict[str, str]) -> str:
+        """WooCommerce lists every category of a product, each as its full path ("Clothing,
+        Clothing > Hoodies, Sale", commas in names as \\,): the deepest path is the most specific,
+        the first of those the one to keep."""
         category = self._cell(row, "category")
-        if _column_key(self.columns.get("category", "")) == "categories":  # WooCommerce: "A > B, C", commas in names as \,
-            category = re.split(r"(?<!\\),", category)[0].replace("\\,", ",").strip()
+        if _column_key(self.columns.get("category", "")) == "categories" and category:
+            paths = [path.replace("\\,", ",").strip() for path in re.split(r"(?<!\\),", category)]
+            category = max(paths, key=lambda path: path.count(">"))
         return category
 
     def _image(self, row: dict[str, str]) -> str:

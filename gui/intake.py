@@ -85,14 +85,16 @@ class Intake(QObject):
         session = self.session
         report = result.report
         target = next((c for c in session.categories if c.id == result.category_id), None)  # deleted meanwhile?
-        if target is None or result.before is None:
-            kept = "unlabelled (the category was deleted)"
-        else:
+        labelled = target is not None and result.before is not None
+        if labelled:
             session.show_labelled(report.item_ids, target.id, result.before)
-            kept = f"as examples of {target.name}"
         self.load_search_texts(np.asarray(report.added, np.int64))
-        session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, {kept}."
-                            if result.cancelled else f"Import: {report.summary()}.")
+        kept = f"as examples of {target.name}" if labelled else "unlabelled (the category was deleted)"
+        if result.cancelled:  # only an import onto a category keeps what came in when cancelled
+            session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, {kept}.")
+        else:
+            lost = "; they are unlabelled (the category was deleted)" if result.category_id is not None and not labelled else ""
+            session.notice.emit(f"Import: {report.summary()}{lost}.")
         session.import_finished.emit(result)
         self.embed()
 

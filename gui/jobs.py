@@ -378,8 +378,10 @@ def _label_imported(store: Store, item_ids: list[int], category_id: int) -> dict
 
     try:
         return store.set_labels(item_ids, category_id)
-    except IntegrityError:  # the category was deleted while the files came in
-        return None
+    except IntegrityError:
+        if any(c.id == category_id for c in store.categories()):  # not the deletion: say what it is
+            raise
+        return None  # the category was deleted while the files came in
 
 
 def catalog_state(context: WorkerContext, progress: TaskProgress, shown_items: int | None = None) -> CatalogState:
@@ -416,6 +418,9 @@ def load_search_texts(context: WorkerContext, progress: TaskProgress, item_ids: 
     return titles
 
 
-def edit(context: WorkerContext, progress: TaskProgress, change: Callable[[Store], object]) -> object:
-    """A catalog edit, e.g. `lambda store: store.set_labels(ids, category)`; edits run in order."""
-    return change(context.store)
+def edit(context: WorkerContext, progress: TaskProgress, change: Callable[[Store], object],
+         categories: bool = False) -> list | None:
+    """A catalog edit, e.g. `lambda store: store.set_labels(ids, category)`; edits run in order.
+    With `categories`, the category list as the edit left it, read in the same task."""
+    change(context.store)
+    return context.store.categories() if categories else None

@@ -30,7 +30,7 @@ from protoshelf.gui.export_dialog import ExportDialog
 from protoshelf.gui.feed_import import FEED_FILTER, FeedImporter
 from protoshelf.gui.jobs import ImportResult
 from protoshelf.gui.model_controls import ModelControls
-from protoshelf.gui.preview import PreviewDialog
+from protoshelf.gui.preview import PreviewDialog, drop_waiting_originals
 from protoshelf.gui.problems_dialog import ProblemsDialog
 from protoshelf.gui.quality_dialog import QualityDialog
 from protoshelf.gui.session import CatalogSession
@@ -563,5 +563,6 @@ class MainWindow(QMainWindow):
             self.settings.setValue("window/splitter", self.splitter.saveState())
             self.settings.setValue("catalog/last", str(self.session.path))
         self.thumbnails.shutdown()
+        drop_waiting_originals()
         self.session.close()
         super().closeEvent(event)

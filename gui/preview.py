@@ -75,6 +75,14 @@ def _originals() -> _Originals:
     return found if found is not None else _Originals(app)
 
 
+def drop_waiting_originals() -> None:
+    """When the window closes: the originals not begun are no longer wanted (the one being decoded
+    finishes; the application waits for it on exit)."""
+    found = QCoreApplication.instance().findChild(_Originals)
+    if found is not None:
+        found.pool.clear()
+
+
 def selectable(text: str) -> QLabel:
     label = QLabel(text, textFormat=Qt.TextFormat.PlainText, wordWrap=True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from protoshelf.core.classify import CatalogPredictions
     from protoshelf.gui.export_dialog import ExportRequest
 
+
+def elided(name: str, width: int = 60) -> str:
+    """A category name short enough for a menu: a shop's category path may run to 750 characters."""
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 FIT_DELAY_MS = 150
 SAVE_DELAY_MS = 3000
 
@@ -99,7 +105,10 @@ class CatalogSession(QObject):
         self.recent_categories: list[int] = []
         self.closed = False
         self._edits = 0
-        """Edits sent to the catalog so far: a catch-up read before the latest one is out of date."""
+        """Edits sent to the catalog so far (and labels a job wrote and the window then showed): a
+        catch-up read before the latest one is out of date."""
+        self._category_edits = 0
+        """Of those, the edits that change the category list."""
         self._model_failure: str | None = None
         """The first line of what the failed model load said; None while it has not failed."""
         self._predictions_saved = True
@@ -189,6 +198,7 @@ class CatalogSession(QObject):
         self._remember(category_id)
         ids = [int(i) for i in item_ids]
         if ids:
+            self._edits += 1  # a catalog read from before the job's write must not take them off again
             self.undo_stack.push(LabelItems(self, ids, category_id, self._label_text(len(ids), category_id), before))
 
     def _remember(self, category_id: int | None) -> None:
@@ -196,7 +206,8 @@ class CatalogSession(QObject):
             self.recent_categories = [category_id, *(c for c in self.recent_categories if c != category_id)][:20]
 
     def _label_text(self, count: int, category_id: int | None) -> str:
-        what = "Unlabel" if category_id is None else f"Label as {self.category(category_id).name}:"
+        """The undo step's name, with a long category path cut short for the Edit menu."""
+        what = "Unlabel" if category_id is None else f"Label as {elided(self.category(category_id).name)}:"
         return f"{what} {count} item{'s' if count != 1 else ''}"
 
     def create_category(self, name: str, colour: str | None = None, examples: list[int] = ()) -> None:
@@ -269,14 +280,18 @@ class CatalogSession(QObject):
         """
         self.live.cancel(kind=TaskKind.SAVE)  # a save of a million predictions must not hold a label back
         self._edits += 1
+        self._category_edits += int(categories)
         return self.live.run(
-            "Saving changes", jobs.edit, change, kind=TaskKind.EDIT, failure_title="A change could not be saved",
-            on_failure=lambda _error: self.reload(), on_success=lambda _: self._edited(categories, embeds, then),
+            "Saving changes", jobs.edit, change, categories, kind=TaskKind.EDIT,
+            failure_title="A change could not be saved", on_failure=lambda _error: self.reload(),
+            on_success=partial(self._edited, self._category_edits, embeds, then),
         )
 
-    def _edited(self, categories: bool, embeds: bool, then) -> None:
-        if categories:
-            self.apply_categories(self.store.categories())
+    def _edited(self, category_edits: int, embeds: bool, then, categories: list[CategoryRow] | None) -> None:
+        """`categories`: the list the edit left, shown unless a later category edit was sent
+        meanwhile: a delete shown at once must not come back with the read of an earlier edit."""
+        if categories is not None and category_edits == self._category_edits:
+            self.apply_categories(categories)
         if then is not None:
             then()
         if embeds:

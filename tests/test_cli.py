@@ -131,7 +131,7 @@ def test_label_says_which_items_it_moved_out_of_other_categories(tmp_path, shop,
     said = capsys.readouterr()
     assert said.out.startswith("Labelled 2 items as 'fruit' (") and not said.err
     assert main(["label", pictures[0], *pictures[1:], "--db", db]) == 2
-    assert "is a file, not a category; the category comes first" in capsys.readouterr().err
+    assert "is a file or folder here, so it was not taken as a new category name" in capsys.readouterr().err
     assert main(["label", "veg", *pictures[1:], "--db", db]) == 0
     said = capsys.readouterr()
     assert said.out.startswith("Labelled 2 items as 'veg'")
@@ -159,14 +159,6 @@ def test_ctrl_c_during_an_export_says_the_old_file_is_untouched(tmp_path, capsys
     monkeypatch.setattr("protoshelf.core.export.export_csv", interrupted)
     assert main(["export", str(tmp_path / "out.csv"), "--db", db]) == 130
     assert "no file was written, and one already at that path is as it was" in capsys.readouterr().err
-
-
-def test_similar_before_embedding_says_what_to_run(tmp_path, capsys):
-    db = str(tmp_path / "c.sqlite")
-    assert main(["import", str(DEMO / "images" / "banana.png"), "--db", db]) == 0
-    capsys.readouterr()
-    assert main(["similar", str(DEMO / "images" / "banana.png"), "--db", db]) == 2  # the user's next step, not a fault
-    assert "run `protoshelf embed` first" in capsys.readouterr().err
 
 
 def test_classify_with_a_meta_learner_meta_trains_once_per_run(tmp_path, capsys, monkeypatch):

@@ -41,11 +41,15 @@ def test_label_with_the_category_forgotten_labels_nothing(tmp_path, capsys, monk
     db = str(tmp_path / "c.sqlite")
     run(capsys, "import", str(EXAMPLE), "--db", db)
     monkeypatch.chdir(EXAMPLE.parent)
-    for forgotten in (["SKU-1001", "SKU-1002"], ["../demo/images/banana.png", "../demo/images/red_apple.png"]):
+    for forgotten in (["SKU-1001", "SKU-1002"], ["../demo/images/banana.png", "../demo/images/red_apple.png"],
+                      ["../demo/images/", "../demo/images/banana.png"]):
         assert main(["label", *forgotten, "--db", db]) == 2
-        assert "not a category; the category comes first" in capsys.readouterr().err
+        assert "so it was not taken as a new category name; the category comes first" in capsys.readouterr().err
     assert "SKU-1001" not in run(capsys, "categories", "--db", db)[0]
     run(capsys, "label", "Fruit", "SKU-2001", "--db", db)  # the usual order still works
+    long_path = " > ".join(["Apparel & Accessories", "Clothing", "Outerwear", "Coats & Jackets"] * 8)
+    assert len(long_path.encode()) > 255  # longer than a file name can be: asking the disk raised OSError
+    run(capsys, "label", long_path, "SKU-2002", "--db", db)
 
 
 def test_a_long_category_path_from_the_shop_goes_back_whole(tmp_path, capsys):

@@ -48,13 +48,13 @@ def test_woocommerce_categories_not_its_type_are_the_category(tmp_path):
     text = (
         "ID,Type,SKU,Name,Published,Categories,Images\n"
         "101,simple,WOO-1,Ripe banana,1,Food > Fruit,https://cdn/a.jpg\n"
-        "102,variable,WOO-2,Guitar,1,\"Music, Gifts\",\"https://cdn/b.jpg, https://cdn/c.jpg\"\n"
+        "102,variable,WOO-2,Guitar,1,\"Gifts, Music, Music > Guitars, Sale\",\"https://cdn/b.jpg, https://cdn/c.jpg\"\n"
         "103,simple,WOO-3,Pens,1,\"Pens\\, pencils, Office\",https://cdn/d.jpg\n"
         "104,variation,WOO-2-L,Guitar - Large,1,,https://cdn/e.jpg\n"
     )
     feed = read_feed(write(tmp_path / "wc-product-export.csv", text))
     assert [(r.category, r.image) for r in feed.rows()] == [
-        ("Food > Fruit", "https://cdn/a.jpg"), ("Music", "https://cdn/b.jpg"),
+        ("Food > Fruit", "https://cdn/a.jpg"), ("Music > Guitars", "https://cdn/b.jpg"),
         ("Pens, pencils", "https://cdn/d.jpg"), (None, "https://cdn/e.jpg"),
     ]
 

@@ -95,5 +95,5 @@ def test_cli_similar_finds_the_original_of_an_image_outside_the_catalog(tmp_path
 def test_cli_similar_without_embeddings_says_what_to_do(tmp_path, capsys):
     image = DEMO / "images" / "axe.png"
     Store(tmp_path / "empty.sqlite").close()
-    assert main(["similar", str(image), "--db", str(tmp_path / "empty.sqlite")]) == 1
-    assert "protoshelf embed" in capsys.readouterr().err
+    assert main(["similar", str(image), "--db", str(tmp_path / "empty.sqlite")]) == 2  # the user's next step, not a fault
+    assert "run `protoshelf embed` first" in capsys.readouterr().err

@@ -235,6 +235,13 @@ def test_n_then_an_immediate_undo_leaves_the_window_and_the_catalog_agreeing(qtb
     assert [c.name for c in session.categories] == ["Red", "Green", "Blue"]
 
 
+def problem_titles(session) -> list[str]:
+    """The titles of the problem dialogs the session raises from now on."""
+    titles = []
+    session.problem.connect(lambda title, text: titles.append(title))
+    return titles
+
+
 def block_the_edit_lane(session) -> threading.Event:
     """A fit or save still running: edits queue behind it until the event is set."""
     gate = threading.Event()
@@ -250,8 +257,7 @@ def test_a_deleted_categorys_key_labels_nothing_while_the_delete_waits_to_be_wri
     window = open_window(path)
     session = window.session
     wait_idle(qtbot, session)
-    problems = []
-    session.problem.connect(lambda title, text: problems.append(title))
+    problems = problem_titles(session)
     gate = block_the_edit_lane(session)
     session.delete_category(red)
     assert panel_numbers(window) == {"Green": "2", "Blue": "3"}
@@ -266,6 +272,41 @@ def test_a_deleted_categorys_key_labels_nothing_while_the_delete_waits_to_be_wri
     wait_idle(qtbot, session)
     assert problems == [] and item not in Store(path).labels()
     assert [c.name for c in Store(path).categories()] == ["Red", "Green", "Blue"]
+
+
+def test_a_second_delete_stays_gone_while_the_first_is_written(qtbot, open_window, fake_catalog):
+    """The first delete's re-read of the categories, done once it was written, brought back the
+    second, shown deleted but not yet written: its key labelled items again, and that write failed."""
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    problems = problem_titles(session)
+    session.delete_category(red)
+    gate = block_the_edit_lane(session)  # a fit between the two, as the first delete starts one
+    session.delete_category(green)
+    qtbot.waitUntil(lambda: session.live.pending[0].kind == "block", timeout=10_000)  # the first one written
+    assert panel_numbers(window) == {"Blue": "3"}
+    gate.set()
+    wait_idle(qtbot, session)
+    assert panel_numbers(window) == {"Blue": "3"} and problems == []
+
+
+def test_a_catalog_read_from_before_an_imports_labels_does_not_take_them_off(qtbot, open_window, fake_catalog):
+    from protoshelf.gui import jobs
+
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    stale = jobs.CatalogState(Store(path).labels(), session.categories, None)  # read while the files came in
+    asked_at = session._edits
+    with Store(path) as store:  # the import job labels what it brought
+        before = store.set_labels([1, 2], red)
+    session.show_labelled([1, 2], red, before)
+    session._caught_up(asked_at, stale)
+    assert session.labels[1] == session.labels[2] == red
+    wait_idle(qtbot, session)
 
 
 @pytest.mark.parametrize("change", ["label", "delete", "new category"])

@@ -382,11 +382,9 @@ def test_export_dialog_scopes(qtbot, open_window, fake_catalog, tmp_path):
     assert (request.path, request.top, request.excel_bom) == (tmp_path / "out.csv", 3, False)
 
 
-def test_files_dropped_on_a_category_and_cancelled_part_way_become_its_examples(qtbot, open_window, tmp_path,
-                                                                               monkeypatch):
-    """Labelling waited for the import's end: a Cancel left every file imported so far unlabelled."""
+def a_window_and_60_files_to_drop_on_red(qtbot, open_window, tmp_path, monkeypatch):
+    """A window on a catalog with one category, Red, and a folder of 60 files that import 10 a batch."""
     from protoshelf.core import importer
-    from tests.conftest import write_image
 
     monkeypatch.setattr(importer, "BATCH_SIZE", 10)
     path = tmp_path / "catalog.sqlite"
@@ -396,8 +394,17 @@ def test_files_dropped_on_a_category_and_cancelled_part_way_become_its_examples(
     for i in range(60):
         write_image(folder / f"red{i:03d}.png", (200, 4 * i, 30), size=(32, 32))
     window = open_window(path)
+    wait_idle(qtbot, window.session)
+    return window, path, red, folder
+
+
+def test_files_dropped_on_a_category_and_cancelled_part_way_become_its_examples(qtbot, open_window, tmp_path,
+                                                                               monkeypatch):
+    """Labelling waited for the import's end: a Cancel left every file imported so far unlabelled."""
+    from protoshelf.core import importer
+
+    window, path, red, folder = a_window_and_60_files_to_drop_on_red(qtbot, open_window, tmp_path, monkeypatch)
     session = window.session
-    wait_idle(qtbot, session)
     started = importer.import_images
 
     def cancelled_after_two_batches(store, sources, titles=None, progress=None, workers=4, report=None):
@@ -430,15 +437,7 @@ def test_closing_the_window_during_an_import_onto_a_category_keeps_the_files_as_
 
     from protoshelf.core import importer
 
-    monkeypatch.setattr(importer, "BATCH_SIZE", 10)
-    path = tmp_path / "catalog.sqlite"
-    with Store(path) as store:
-        red = store.create_category("Red")
-    folder = tmp_path / "drop"
-    for i in range(60):
-        write_image(folder / f"red{i:03d}.png", (200, 4 * i, 30), size=(32, 32))
-    window = open_window(path)
-    wait_idle(qtbot, window.session)
+    window, path, red, folder = a_window_and_60_files_to_drop_on_red(qtbot, open_window, tmp_path, monkeypatch)
     started, part_way = importer.import_images, threading.Event()
 
     def until_the_window_closes(store, sources, titles=None, progress=None, workers=4, report=None):
