@@ -8,6 +8,7 @@ Functions handed to `session.edit` run on the worker thread and only touch the S
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from PySide6.QtGui import QUndoCommand
@@ -105,8 +106,11 @@ class CreateCategory(QUndoCommand):
         self.session.edit(self._create, categories=True, then=self._show_examples)
 
     def undo(self) -> None:
+        """The category leaves the window at once: its key, pressed before the removal is written,
+        must not label items with it."""
         self.done = False
         self.session.apply_labels(dict(self.before))
+        self.session.apply_categories([c for c in self.session.categories if c.id != self.category_id])
 
         def remove(store: Store) -> None:
             store.delete_category(self.category_id)
@@ -126,10 +130,17 @@ class RenameCategory(QUndoCommand):
         self.session, self.category_id, self.old, self.new = session, category_id, old, name
 
     def redo(self) -> None:
-        self.session.edit(lambda store: store.rename_category(self.category_id, self.new), categories=True)
+        self._rename(self.new)
 
     def undo(self) -> None:
-        self.session.edit(lambda store: store.rename_category(self.category_id, self.old), categories=True)
+        self._rename(self.old)
+
+    def _rename(self, name: str) -> None:
+        """Shown at once, so that what comes next (a new name checked against the others, a
+        delete that records the row for its undo) sees the name the user sees."""
+        session = self.session
+        session.apply_categories([replace(c, name=name) if c.id == self.category_id else c for c in session.categories])
+        session.edit(lambda store: store.rename_category(self.category_id, name), categories=True)
 
 
 class SetTitle(QUndoCommand):

@@ -309,6 +309,48 @@ def test_a_catalog_read_from_before_an_imports_labels_does_not_take_them_off(qtb
     wait_idle(qtbot, session)
 
 
+def test_an_undone_new_category_leaves_the_window_at_once(qtbot, open_window, fake_catalog):
+    """It stayed in the panel until the undo was written: its key labelled items with it, and the
+    write failed with "A change could not be saved"."""
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    problems = problem_titles(session)
+    session.create_category("Kitchen")
+    wait_idle(qtbot, session)
+    gate = block_the_edit_lane(session)
+    session.undo_stack.undo()
+    assert panel_numbers(window) == {"Red": "1", "Green": "2", "Blue": "3"}
+    window.view.setFocus()
+    select_rows(window, [0])
+    qtbot.keyClick(window.view, Qt.Key.Key_4)
+    assert "There is no category 4" in window.statusBar().currentMessage()
+    gate.set()
+    wait_idle(qtbot, session)
+    assert problems == [] and [c.name for c in Store(path).categories()] == ["Red", "Green", "Blue"]
+
+
+def test_a_rename_is_seen_by_what_follows_before_it_is_written(qtbot, open_window, fake_catalog):
+    """The window kept the old name until the rename was written: a new category with the new name
+    passed the check and failed on the lane, and a delete then undone brought back the old name."""
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    wait_idle(qtbot, session)
+    problems = problem_titles(session)
+    gate = block_the_edit_lane(session)
+    session.rename_category(red, "Crimson")
+    assert panel_numbers(window)["Crimson"] == "1"
+    with pytest.raises(StoreError, match="'Crimson' already exists"):
+        session.create_category("crimson")
+    session.delete_category(red)
+    session.undo_stack.undo()  # the delete
+    gate.set()
+    wait_idle(qtbot, session)
+    assert problems == [] and [c.name for c in Store(path).categories()] == ["Crimson", "Green", "Blue"]
+
+
 @pytest.mark.parametrize("change", ["label", "delete", "new category"])
 def test_an_undo_before_the_change_is_written_leaves_window_and_catalog_agreeing(qtbot, open_window, fake_catalog,
                                                                               change):
