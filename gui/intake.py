@@ -73,21 +73,27 @@ class Intake(QObject):
         """Import files and folders; with a category, the imported items become its examples."""
         return self.session.jobs.run(
             "Importing", jobs.import_files, list(paths), category_id, kind=TaskKind.IMPORT,
-            on_success=self._on_imported, failure_title="Import failed", on_cancel=self._on_import_cancelled,
-            after=lambda _task: self.session.refresh_items(),
+            on_success=partial(self._on_imported, self.session.edits), failure_title="Import failed",
+            on_cancel=self._on_import_cancelled, after=lambda _task: self.session.refresh_items(),
         )
 
     def _on_import_cancelled(self) -> None:
         self.session.notice.emit("Import cancelled; the files imported so far are kept.")
         self.embed()
 
-    def _on_imported(self, result: jobs.ImportResult) -> None:
+    def _on_imported(self, edits_at_start: int, result: jobs.ImportResult) -> None:
+        """`edits_at_start`: the session's edit count when the import began. A label the user gave
+        meanwhile to one of the dropped files may have been written after the job's: the window
+        then shows what the catalog holds for them."""
         session = self.session
         report = result.report
         target = next((c for c in session.categories if c.id == result.category_id), None)  # deleted meanwhile?
         labelled = target is not None and result.before is not None
         if labelled:
+            edited_meanwhile = session.edits != edits_at_start
             session.show_labelled(report.item_ids, target.id, result.before)
+            if edited_meanwhile:
+                session.show_stored_labels(report.item_ids)
         self.load_search_texts(np.asarray(report.added, np.int64))
         kept = f"as examples of {target.name}" if labelled else "unlabelled (the category was deleted)"
         if result.cancelled:  # only an import onto a category keeps what came in when cancelled

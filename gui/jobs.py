@@ -392,6 +392,12 @@ def catalog_state(context: WorkerContext, progress: TaskProgress, shown_items: i
     return CatalogState(store.labels(), store.categories(), ids)
 
 
+def labels_of(context: WorkerContext, progress: TaskProgress, item_ids: list[int]) -> dict[int, int]:
+    """The labels these items have in the catalog now (unlabelled ones are left out)."""
+    wanted = set(item_ids)
+    return {i: c for i, c in context.store.labels().items() if i in wanted}
+
+
 def item_ids(context: WorkerContext, progress: TaskProgress) -> np.ndarray:
     """Every item id, sorted: at a million items, a read the window must not wait for."""
     return context.store.item_ids()

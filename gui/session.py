@@ -201,6 +201,24 @@ class CatalogSession(QObject):
             self._edits += 1  # a catalog read from before the job's write must not take them off again
             self.undo_stack.push(LabelItems(self, ids, category_id, self._label_text(len(ids), category_id), before))
 
+    @property
+    def edits(self) -> int:
+        """How many edits this window has sent (or shown from a job) so far."""
+        return self._edits
+
+    def show_stored_labels(self, item_ids) -> Task | None:
+        """Show what the catalog holds for these items, read on the live lane after this window's
+        edits (dropped if the user edits again meanwhile, as a catch-up is)."""
+        if self.closed:
+            return None
+        ids = [int(i) for i in item_ids]
+        return self.live.run("Reading labels", jobs.labels_of, ids, kind=TaskKind.CATCH_UP,
+                             on_success=partial(self._stored_labels_read, self._edits, ids))
+
+    def _stored_labels_read(self, edits: int, item_ids: list[int], labels: dict[int, int]) -> None:
+        if edits == self._edits:
+            self.apply_labels({i: labels.get(i) for i in item_ids})
+
     def _remember(self, category_id: int | None) -> None:
         if category_id is not None:
             self.recent_categories = [category_id, *(c for c in self.recent_categories if c != category_id)][:20]

@@ -235,6 +235,14 @@ def test_n_then_an_immediate_undo_leaves_the_window_and_the_catalog_agreeing(qtb
     assert [c.name for c in session.categories] == ["Red", "Green", "Blue"]
 
 
+def watched_window(qtbot, open_window, fake_catalog):
+    """A window on the fake catalog, idle, with the titles of its problem dialogs recorded."""
+    path, truth, categories = fake_catalog
+    window = open_window(path)
+    wait_idle(qtbot, window.session)
+    return path, categories, window, window.session, problem_titles(window.session)
+
+
 def problem_titles(session) -> list[str]:
     """The titles of the problem dialogs the session raises from now on."""
     titles = []
@@ -253,11 +261,7 @@ def test_a_deleted_categorys_key_labels_nothing_while_the_delete_waits_to_be_wri
                                                                                     fake_catalog):
     """The category stayed in the window until its delete was written: its key, pressed meanwhile,
     labelled the item with it, the write then failed, and "A change could not be saved" came up."""
-    path, truth, (red, green, blue) = fake_catalog
-    window = open_window(path)
-    session = window.session
-    wait_idle(qtbot, session)
-    problems = problem_titles(session)
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
     gate = block_the_edit_lane(session)
     session.delete_category(red)
     assert panel_numbers(window) == {"Green": "2", "Blue": "3"}
@@ -277,11 +281,7 @@ def test_a_deleted_categorys_key_labels_nothing_while_the_delete_waits_to_be_wri
 def test_a_second_delete_stays_gone_while_the_first_is_written(qtbot, open_window, fake_catalog):
     """The first delete's re-read of the categories, done once it was written, brought back the
     second, shown deleted but not yet written: its key labelled items again, and that write failed."""
-    path, truth, (red, green, blue) = fake_catalog
-    window = open_window(path)
-    session = window.session
-    wait_idle(qtbot, session)
-    problems = problem_titles(session)
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
     session.delete_category(red)
     gate = block_the_edit_lane(session)  # a fit between the two, as the first delete starts one
     session.delete_category(green)
@@ -300,7 +300,7 @@ def test_a_catalog_read_from_before_an_imports_labels_does_not_take_them_off(qtb
     session = window.session
     wait_idle(qtbot, session)
     stale = jobs.CatalogState(Store(path).labels(), session.categories, None)  # read while the files came in
-    asked_at = session._edits
+    asked_at = session.edits
     with Store(path) as store:  # the import job labels what it brought
         before = store.set_labels([1, 2], red)
     session.show_labelled([1, 2], red, before)
@@ -312,11 +312,7 @@ def test_a_catalog_read_from_before_an_imports_labels_does_not_take_them_off(qtb
 def test_an_undone_new_category_leaves_the_window_at_once(qtbot, open_window, fake_catalog):
     """It stayed in the panel until the undo was written: its key labelled items with it, and the
     write failed with "A change could not be saved"."""
-    path, truth, (red, green, blue) = fake_catalog
-    window = open_window(path)
-    session = window.session
-    wait_idle(qtbot, session)
-    problems = problem_titles(session)
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
     session.create_category("Kitchen")
     wait_idle(qtbot, session)
     gate = block_the_edit_lane(session)
@@ -334,11 +330,7 @@ def test_an_undone_new_category_leaves_the_window_at_once(qtbot, open_window, fa
 def test_a_rename_is_seen_by_what_follows_before_it_is_written(qtbot, open_window, fake_catalog):
     """The window kept the old name until the rename was written: a new category with the new name
     passed the check and failed on the lane, and a delete then undone brought back the old name."""
-    path, truth, (red, green, blue) = fake_catalog
-    window = open_window(path)
-    session = window.session
-    wait_idle(qtbot, session)
-    problems = problem_titles(session)
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
     gate = block_the_edit_lane(session)
     session.rename_category(red, "Crimson")
     assert panel_numbers(window)["Crimson"] == "1"

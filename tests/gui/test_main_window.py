@@ -517,6 +517,28 @@ def test_the_window_reads_the_catalogs_items_on_a_worker(qtbot, open_window, ext
     assert session.model.rowCount() == 3 and read_on_the_gui_thread == []
 
 
+def test_a_label_given_to_a_dropped_file_while_the_import_ran_shows_as_the_catalog_holds_it(
+        qtbot, open_window, fake_catalog):
+    """The import job wrote Red; the user's Blue, given to the same file meanwhile, was written
+    after it; the import's result then showed Red, and the window disagreed with the catalog."""
+    from protoshelf.core.importer import ImportReport
+    from protoshelf.gui import jobs
+
+    path, truth, (red, green, blue) = fake_catalog
+    window = open_window(path)
+    session = window.session
+    session.label([1], green)
+    wait_idle(qtbot, session)
+    started = session.edits  # the drop onto Red of item 1's file and a new one
+    with Store(path) as job:
+        before = job.set_labels([1, 2], red)
+    session.label([1], blue)
+    wait_idle(qtbot, session)
+    session.intake._on_imported(started, jobs.ImportResult(ImportReport(existing=[1], added=[2]), red, False, before))
+    wait_idle(qtbot, session)
+    assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: red} == {i: Store(path).labels().get(i) for i in (1, 2)}
+
+
 def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_unlabelled(qtbot, open_window,
                                                                                         fake_catalog):
     from protoshelf.core.importer import ImportReport
@@ -529,7 +551,7 @@ def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_un
     session.notice.connect(notices.append)
     session.delete_category(blue)  # while the import ran on the jobs lane
     wait_idle(qtbot, session)
-    session.intake._on_imported(jobs.ImportResult(ImportReport(added=[1, 2]), blue, cancelled=True))
+    session.intake._on_imported(session.edits, jobs.ImportResult(ImportReport(added=[1, 2]), blue, cancelled=True))
     assert notices[-1] == "Import cancelled; the 2 files imported so far are kept, unlabelled (the category was deleted)."
     assert session.labels == {}
     wait_idle(qtbot, session)
