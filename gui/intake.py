@@ -60,7 +60,7 @@ class Intake(QObject):
         session = self.session
         session.live.run(
             "Counting what waits", jobs.waiting_to_embed, session.backbone,
-            on_success=lambda waiting: session.notice.emit(f"Embedding cancelled; {waiting} items wait to be embedded."),
+            on_success=lambda count: session.notice.emit(f"Embedding cancelled; {count} items wait to be embedded."),
         )
 
     def _after_embedding(self, task: Task) -> None:
@@ -97,10 +97,12 @@ class Intake(QObject):
         self.load_search_texts(np.asarray(report.added, np.int64))
         kept = f"as examples of {target.name}" if labelled else "unlabelled (the category was deleted)"
         if result.cancelled:  # only an import onto a category keeps what came in when cancelled
-            session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, {kept}.")
+            session.notice.emit(f"Import cancelled; the {len(report.item_ids):,} files imported so far are kept, "
+                                f"{kept}.")
         else:
-            lost = "; they are unlabelled (the category was deleted)" if result.category_id is not None and not labelled else ""
-            session.notice.emit(f"Import: {report.summary()}{lost}.")
+            lost = result.category_id is not None and not labelled
+            session.notice.emit(f"Import: {report.summary()}" + ("; they are unlabelled (the category was deleted)."
+                                                                 if lost else "."))
         session.import_finished.emit(result)
         self.embed()
 

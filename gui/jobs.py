@@ -55,7 +55,8 @@ class ImportResult:
 
 @dataclass(frozen=True)
 class CatalogState:
-    """What the catalog holds now, read for a window catching up with another program's changes."""
+    """What the catalog holds now, read for a window that reloads or catches up with another
+    program's changes."""
 
     labels: dict[int, int]
     categories: list
