@@ -440,9 +440,16 @@ class Store:
                 s.execute(delete(Label).where(Label.item_id.in_(chunk)))
             s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if c is not None)
 
-    def labels(self) -> dict[int, int]:
+    def labels(self, item_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """Every label, or those of `item_ids` (looked up by id, not read whole and filtered)."""
+        query = select(Label.item_id, Label.category_id)
         with self._read() as s:
-            return dict(s.execute(select(Label.item_id, Label.category_id)).all())
+            if item_ids is None:
+                return dict(s.execute(query).all())
+            found: dict[int, int] = {}
+            for chunk in _chunks(list(dict.fromkeys(int(i) for i in item_ids))):
+                found.update(s.execute(query.where(Label.item_id.in_(chunk))).all())
+            return found
 
     # --- items ------------------------------------------------------------------------
 

@@ -31,6 +31,11 @@ class CatalogSession(Protocol):
              then: Callable[[], None] | None = None) -> object: ...
 
 
+def _without(categories: list[CategoryRow], category_id: int | None) -> list[CategoryRow]:
+    """The category list shown at once when one leaves it (a delete, an undone create)."""
+    return [c for c in categories if c.id != category_id]
+
+
 class LabelItems(QUndoCommand):
     """Make items examples of a category, or (category None) plain unlabelled items again."""
 
@@ -110,7 +115,7 @@ class CreateCategory(QUndoCommand):
         must not label items with it."""
         self.done = False
         self.session.apply_labels(dict(self.before))
-        self.session.apply_categories([c for c in self.session.categories if c.id != self.category_id])
+        self.session.apply_categories(_without(self.session.categories, self.category_id))
 
         def remove(store: Store) -> None:
             store.delete_category(self.category_id)
@@ -200,7 +205,7 @@ class DeleteCategory(QUndoCommand):
         label items with a category the catalog is about to drop."""
         self.done = True
         self.session.apply_labels(dict.fromkeys(self.examples))
-        self.session.apply_categories([c for c in self.session.categories if c.id != self.row.id])
+        self.session.apply_categories(_without(self.session.categories, self.row.id))
         self.session.edit(self._delete, categories=True)
 
     def _delete(self, store) -> None:
@@ -215,8 +220,8 @@ class DeleteCategory(QUndoCommand):
             lambda store: store.restore_category(row.id, row.name, row.colour, dict(self.examples), row.position),
             categories=True, then=self._show_examples_back,
         )
-        others = [c for c in self.session.categories if c.id != row.id]
-        self.session.apply_categories(sorted([*others, row], key=lambda c: c.position))
+        back = [*_without(self.session.categories, row.id), row]
+        self.session.apply_categories(sorted(back, key=lambda c: c.position))
         self.session.apply_labels(dict(self.examples))
 
     def _show_examples_back(self) -> None:

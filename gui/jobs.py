@@ -395,8 +395,7 @@ def catalog_state(context: WorkerContext, progress: TaskProgress, shown_items: i
 
 def labels_of(context: WorkerContext, progress: TaskProgress, item_ids: list[int]) -> dict[int, int]:
     """The labels these items have in the catalog now (unlabelled ones are left out)."""
-    wanted = set(item_ids)
-    return {i: c for i, c in context.store.labels().items() if i in wanted}
+    return context.store.labels(item_ids)
 
 
 def item_ids(context: WorkerContext, progress: TaskProgress) -> np.ndarray:
