@@ -440,6 +440,20 @@ class Store:
                 s.execute(delete(Label).where(Label.item_id.in_(chunk)))
             s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if c is not None)
 
+    def undo_labels(self, before: dict[int, int | None], given: int | None) -> dict[int, int | None]:
+        """Put back `before` on the items that still hold `given`, the label the step being undone
+        gave them; returns the labels of the others, which someone relabelled since (the user
+        while an import ran, another process): undoing a step must not take away a later label."""
+        with self._write() as s:
+            now: dict[int, int | None] = dict.fromkeys(before)
+            for chunk in _chunks(list(before)):
+                now.update(s.execute(select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))).all())
+            ours = {i: label for i, label in before.items() if now[i] == given}
+            for chunk in _chunks(list(ours)):
+                s.execute(delete(Label).where(Label.item_id.in_(chunk)))
+            s.add_all(Label(item_id=i, category_id=c) for i, c in ours.items() if c is not None)
+        return {i: label for i, label in now.items() if i not in ours}
+
     def labels(self, item_ids: Iterable[int] | None = None) -> dict[int, int]:
         """Every label, or those of `item_ids` (looked up by id, not read whole and filtered)."""
         query = select(Label.item_id, Label.category_id)

@@ -49,6 +49,8 @@ class LabelItems(QUndoCommand):
         self.category_id = category_id
         self.before = dict(written) if written is not None else {i: session.labels.get(i) for i in self.item_ids}
         self.written = written is not None
+        self.kept: dict[int, int | None] = {}
+        """Items an undo left alone, relabelled since this step, with the labels they kept."""
         self.done = False
 
     def redo(self) -> None:
@@ -65,16 +67,21 @@ class LabelItems(QUndoCommand):
         self.before.update(store.set_labels(self.item_ids, self.category_id))
 
     def undo(self) -> None:
+        """Puts back what the items held before, on those that still hold this step's label: one
+        the user gave a dropped file while its import ran (or another process gave) stays."""
         self.done = False
-        self.session.apply_labels(dict(self.before))
-        self.session.edit(  # after _set, in the lane's order; the window then shows what was written
-            lambda store: store.restore_labels(dict(self.before)), then=self._show_before,
-        )
+        shown = self.session.labels
+        self.session.apply_labels({i: label for i, label in self.before.items() if shown.get(i) == self.category_id})
+        self.session.edit(self._undo, then=self._show_before)  # after _set, in the lane's order
+
+    def _undo(self, store: Store) -> None:
+        self.kept = store.undo_labels(dict(self.before), self.category_id)
 
     def _show_before(self) -> None:
-        """After undo is written: labels another process had set show too (unless redone meanwhile)."""
+        """After undo is written: what the catalog holds shows, labels another process had set
+        included (unless redone meanwhile)."""
         if not self.done:
-            self.session.apply_labels(dict(self.before))
+            self.session.apply_labels({**self.before, **self.kept})
 
 
 class CreateCategory(QUndoCommand):

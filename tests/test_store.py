@@ -66,6 +66,21 @@ def test_labels_round_trip_and_undo(store):
     assert store.labels() == {ids[0]: a, ids[1]: a}
 
 
+def test_undoing_labels_leaves_the_items_relabelled_since(store):
+    ids = add_items(store, 5)
+    a, b, c = (store.create_category(name) for name in "ABC")
+    store.set_labels(ids[:2], a)
+    before = store.set_labels(ids[:4], b)
+    store.set_labels([ids[1]], c)  # later labels, given by the user or another process
+    store.set_labels([ids[2]], None)
+    assert store.undo_labels(before, b) == {ids[1]: c, ids[2]: None}
+    assert store.labels() == {ids[0]: a, ids[1]: c}
+    before = store.set_labels(ids[3:], None)  # an unlabel is undone the same way
+    store.set_labels([ids[4]], a)
+    assert store.undo_labels(before, None) == {ids[4]: a}
+    assert store.labels() == {ids[0]: a, ids[1]: c, ids[4]: a}
+
+
 def test_deleting_a_category_removes_its_labels_and_can_be_undone(store):
     ids = add_items(store, 3)
     a = store.create_category("A", colour="#123456")

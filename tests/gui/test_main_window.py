@@ -517,10 +517,9 @@ def test_the_window_reads_the_catalogs_items_on_a_worker(qtbot, open_window, ext
     assert session.model.rowCount() == 3 and read_on_the_gui_thread == []
 
 
-def test_a_label_given_to_a_dropped_file_while_the_import_ran_shows_as_the_catalog_holds_it(
-        qtbot, open_window, fake_catalog):
-    """The import job wrote Red; the user's Blue, given to the same file meanwhile, was written
-    after it; the import's result then showed Red, and the window disagreed with the catalog."""
+def import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog):
+    """Item 1 (Green) and a new item 2 dropped onto Red; the user labels item 1 Blue while the
+    import runs, after the import job wrote Red."""
     from protoshelf.core.importer import ImportReport
     from protoshelf.gui import jobs
 
@@ -536,7 +535,36 @@ def test_a_label_given_to_a_dropped_file_while_the_import_ran_shows_as_the_catal
     wait_idle(qtbot, session)
     session.intake._on_imported(started, jobs.ImportResult(ImportReport(existing=[1], added=[2]), red, False, before))
     wait_idle(qtbot, session)
+    return path, session, (red, green, blue)
+
+
+def test_a_label_given_to_a_dropped_file_while_the_import_ran_shows_as_the_catalog_holds_it(
+        qtbot, open_window, fake_catalog):
+    """The user's Blue was written after the import's Red; the import's result then showed Red,
+    and the window disagreed with the catalog."""
+    path, session, (red, green, blue) = import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog)
     assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: red} == {i: Store(path).labels().get(i) for i in (1, 2)}
+
+
+def test_undoing_an_import_leaves_the_label_given_to_one_of_its_files_meanwhile(qtbot, open_window, fake_catalog):
+    """Undo of the import step put back what the file held before the import (Green), over the
+    Blue the user gave it while the import ran."""
+    path, session, (red, green, blue) = import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog)
+    assert session.undo_stack.undoText().startswith("Label as Red: 2 items")
+    session.undo_stack.undo()
+    assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: None}  # at once, before it is written
+    wait_idle(qtbot, session)
+    assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: None} == {i: Store(path).labels().get(i) for i in (1, 2)}
+    with Store(path) as cli:  # another process relabels the new file before the redo, and again before its undo
+        cli.set_labels([2], green)
+    session.undo_stack.redo()
+    wait_idle(qtbot, session)
+    assert {i: Store(path).labels().get(i) for i in (1, 2)} == {1: red, 2: red}
+    with Store(path) as cli:
+        cli.set_labels([2], green)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: green} == {i: Store(path).labels().get(i) for i in (1, 2)}
 
 
 def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_unlabelled(qtbot, open_window,
