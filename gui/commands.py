@@ -31,6 +31,13 @@ class CatalogSession(Protocol):
              then: Callable[[], None] | None = None) -> object: ...
 
 
+def _show_undone(session: CatalogSession, before: dict[int, int | None], given: int | None) -> None:
+    """Show an undo's labels at once on the items the window shows with the label the undone step
+    gave; the others were relabelled since, and the catalog keeps theirs (Store.undo_labels)."""
+    shown = session.labels
+    session.apply_labels({i: label for i, label in before.items() if shown.get(i) == given})
+
+
 def _without(categories: list[CategoryRow], category_id: int | None) -> list[CategoryRow]:
     """The category list shown at once when one leaves it (a delete, an undone create)."""
     return [c for c in categories if c.id != category_id]
@@ -70,8 +77,7 @@ class LabelItems(QUndoCommand):
         """Puts back what the items held before, on those that still hold this step's label: one
         the user gave a dropped file while its import ran (or another process gave) stays."""
         self.done = False
-        shown = self.session.labels
-        self.session.apply_labels({i: label for i, label in self.before.items() if shown.get(i) == self.category_id})
+        _show_undone(self.session, self.before, self.category_id)
         self.session.edit(self._undo, then=self._show_before)  # after _set, in the lane's order
 
     def _undo(self, store: Store) -> None:
@@ -96,6 +102,7 @@ class CreateCategory(QUndoCommand):
         self.category_id: int | None = None
         self.examples = list(examples)
         self.before = {i: session.labels.get(i) for i in self.examples}
+        self.kept: dict[int, int | None] = {}
         self.done = False
         """Whether the last of redo and undo was redo: an undo pressed before the create is saved
         must not be followed by the examples being shown as labelled."""
@@ -121,18 +128,18 @@ class CreateCategory(QUndoCommand):
         """The category leaves the window at once: its key, pressed before the removal is written,
         must not label items with it."""
         self.done = False
-        self.session.apply_labels(dict(self.before))
+        _show_undone(self.session, self.before, self.category_id)
         self.session.apply_categories(_without(self.session.categories, self.category_id))
 
         def remove(store: Store) -> None:
+            self.kept = store.undo_labels(dict(self.before), self.category_id)  # as LabelItems.undo
             store.delete_category(self.category_id)
-            store.restore_labels(dict(self.before))
 
         self.session.edit(remove, categories=True, then=self._show_before)
 
     def _show_before(self) -> None:
         if not self.done:
-            self.session.apply_labels(dict(self.before))
+            self.session.apply_labels({**self.before, **self.kept})
 
 
 class RenameCategory(QUndoCommand):

@@ -221,6 +221,23 @@ def test_undo_puts_back_the_labels_the_command_line_set_meanwhile(qtbot, open_wi
     assert Store(path).labels()[10] == red == session.labels[10]
 
 
+def test_undoing_a_new_category_leaves_an_example_the_command_line_relabelled_since(qtbot, open_window,
+                                                                                   fake_catalog):
+    """Undo put back what the examples held before (Red), over the Blue another process gave one."""
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
+    session.label([1, 2], red)
+    wait_idle(qtbot, session)
+    session.create_category("Kitchen", None, [1, 2, 3])
+    wait_idle(qtbot, session)
+    with Store(path) as cli:
+        cli.set_labels([2], blue)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert {i: Store(path).labels().get(i) for i in (1, 2, 3)} == {1: red, 2: blue, 3: None}
+    assert {i: session.labels.get(i) for i in (1, 2, 3)} == {1: red, 2: blue, 3: None}
+    assert [c.name for c in session.categories] == ["Red", "Green", "Blue"] and not problems
+
+
 def test_n_then_an_immediate_undo_leaves_the_window_and_the_catalog_agreeing(qtbot, open_window, fake_catalog):
     """The examples were shown as labelled once the create was saved, even when undo came first."""
     path, *_ = fake_catalog
