@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from PySide6.QtCore import QEventLoop, QObject, QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import QEventLoop, QObject, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QProgressDialog, QWidget
 
@@ -108,14 +108,32 @@ class App(QObject):
         return self.window
 
 
+class UncaughtDialogs(QObject):
+    """Shows an uncaught exception to the user on the GUI thread, whichever thread raised it: a
+    message box built on a worker thread crashed the application."""
+
+    raised = Signal(str, str)
+    """(the message, the traceback)"""
+
+    def __init__(self, parent: QObject):
+        super().__init__(parent)
+        self.raised.connect(self._show)  # queued when emitted from another thread
+
+    @Slot(str, str)
+    def _show(self, message: str, details: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Critical, "Something went wrong", message)
+        box.setDetailedText(details)
+        box.exec()
+
+
 def show_uncaught(exc_type, exc, tb) -> None:
     """Qt swallows exceptions raised in slots after printing them; show them to the user too."""
     text = "".join(traceback.format_exception(exc_type, exc, tb))
     log.error("Uncaught exception:\n%s", text)
-    if QApplication.instance() is not None:
-        box = QMessageBox(QMessageBox.Icon.Critical, "Something went wrong", user_message(exc))
-        box.setDetailedText(text)
-        box.exec()
+    app = QApplication.instance()
+    dialogs = app.findChild(UncaughtDialogs) if app is not None else None
+    if dialogs is not None:
+        dialogs.raised.emit(user_message(exc), text)
 
 
 def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
@@ -125,6 +143,7 @@ def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
     app.setApplicationName("ProtoShelf")
     app.setDesktopFileName(APP_ID)  # the window joins the launcher entry `protoshelf install-desktop` wrote
     app.setWindowIcon(QIcon(str(ICON)))
+    UncaughtDialogs(app)
     sys.excepthook = show_uncaught
     interrupted = threading.Event()
     signal.signal(signal.SIGINT, lambda *_signal: (interrupted.set(), close_windows()))

@@ -457,7 +457,12 @@ class MainWindow(QMainWindow):
 
     @Slot(QModelIndex)
     def open_preview(self, index: QModelIndex) -> PreviewDialog:
-        dialog = PreviewDialog(self.session, self.session.model.item_id(index.row()), self)
+        return self.preview_item(self.session.model.item_id(index.row()))
+
+    @Slot(int)
+    def preview_item(self, item_id: int) -> PreviewDialog:
+        """Freed when closed: previews opened from the quality window were kept, 2 MB each."""
+        dialog = PreviewDialog(self.session, item_id, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog
@@ -466,7 +471,7 @@ class MainWindow(QMainWindow):
     def open_quality(self) -> QualityDialog:
         dialog = QualityDialog(self.session, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.item_activated.connect(lambda item_id: PreviewDialog(self.session, item_id, self).show())
+        dialog.item_activated.connect(self.preview_item)
         dialog.show_in_grid.connect(self.show_likely_wrong)
         dialog.show()
         return dialog

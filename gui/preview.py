@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QObject, QSize, Qt, QThreadPool, Signal, Slot
-from PySide6.QtGui import QColor, QImage, QImageReader, QPixmap
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QDialogButtonBox, QFormLayout, QHeaderView, QLabel, QLineEdit, QTableWidget,
     QTableWidgetItem, QVBoxLayout,
@@ -22,19 +23,12 @@ PREVIEW_SIDE = 420
 
 
 def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -> QImage:
-    """The original decoded at about the size shown (QImageReader scales while decoding JPEGs);
-    the stored thumbnail when the original has moved, or is no longer a plain file (reading a
-    named pipe put there would wait forever)."""
-    if not Path(path).is_file():
-        return QImage.fromData(thumbnail) if thumbnail else QImage()
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
-    size = reader.size()
-    if size.isValid():
-        reader.setScaledSize(size.scaled(QSize(side, side), Qt.AspectRatioMode.KeepAspectRatio))
-        image = reader.read()
-        if not image.isNull():
-            return image
+    """The original decoded at about the size shown, by the catalog's own decoder and its guards
+    (core/images.py: a plain file only, size, pixel and JPEG scan limits, the plugins it allows);
+    the stored thumbnail when the original cannot be read now: moved, unreadable, or no longer a
+    plain file. Qt's reader went around those guards: a named pipe put where a picture was
+    waited for a writer for good, and a 4 GB file of zeros after a JPEG marker held the window
+    for 15 s."""
     image = decoded_by_pillow(path, side)
     if image.isNull() and thumbnail:
         return QImage.fromData(thumbnail)
@@ -42,8 +36,8 @@ def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -
 
 
 def decoded_by_pillow(path: str, side: int) -> QImage:
-    """A picture the catalog reads but Qt has no plugin for (AVIF on most Qt builds), decoded as
-    the catalog decodes it; a null image when it cannot be read."""
+    """A picture decoded as the catalog decodes it (JPEGs at a reduced scale not below `side`), at
+    most `side` pixels a side; a null image when it cannot be read."""
     try:
         image = open_image(Path(path), min_side=side)
     except ImageError:
@@ -55,7 +49,8 @@ def decoded_by_pillow(path: str, side: int) -> QImage:
 class _Originals(QObject):
     """Decodes previews' originals on a worker thread of its own (a large picture takes a second,
     a file on a slow disk longer), for as long as the application runs; a dialog shows the stored
-    thumbnail until its original arrives, and one closed before then is no longer connected."""
+    thumbnail until its original arrives. The original of a dialog closed before its turn is not
+    decoded: the dialog still open waited behind every one closed before it (4.4 s after 29)."""
 
     loaded = Signal(object, QImage)
     """(the asking dialog's token, the image)"""
@@ -64,9 +59,26 @@ class _Originals(QObject):
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
+        self.wanted: set[object] = set()
 
     def load(self, token: object, path: str, side: int) -> None:
-        self.pool.start(lambda: self.loaded.emit(token, load_preview(path, None, side)))
+        self.wanted.add(token)
+        self.pool.start(partial(self._load, token, path, side))
+
+    def forget(self, token: object) -> None:
+        self.wanted.discard(token)
+
+    def _load(self, token: object, path: str, side: int) -> None:
+        """On the worker thread, where nothing may escape: an exception there reached the
+        application's error dialog on a thread that cannot show one, and the app crashed."""
+        if token not in self.wanted:
+            return
+        try:
+            image = load_preview(path, None, side)
+        except Exception:  # noqa: BLE001 - the stored thumbnail stays; the catalog's own reads report the file
+            image = QImage()
+        self.wanted.discard(token)
+        self.loaded.emit(token, image)
 
 
 def _originals() -> _Originals:
@@ -81,6 +93,7 @@ def drop_waiting_originals() -> None:
     found = QCoreApplication.instance().findChild(_Originals)
     if found is not None:
         found.pool.clear()
+        found.wanted.clear()
 
 
 def selectable(text: str) -> QLabel:
@@ -130,6 +143,7 @@ class PreviewDialog(QDialog):
             originals = _originals()
             originals.loaded.connect(self._on_original)
             originals.load(self._token, info.path, PREVIEW_SIDE)
+            self.finished.connect(self._forget_original)
 
         self.title = QLineEdit(info.title or "" if info else "")
         self.title.setPlaceholderText("No title")
@@ -209,6 +223,10 @@ class PreviewDialog(QDialog):
         if token is self._token and not image.isNull():
             self.original_shown = True
             self._show_image(image)
+
+    @Slot()
+    def _forget_original(self) -> None:
+        _originals().forget(self._token)
 
     def _prediction_text(self, item_id: int) -> str:
         model = self.session.model

@@ -220,6 +220,126 @@ def test_the_preview_never_opens_a_named_pipe_put_where_a_picture_was(tmp_path):
         writer.kill()
 
 
+def jpeg_bytes(colour, size=(60, 40)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_the_preview_reads_originals_only_as_the_catalog_does(tmp_path):
+    """Qt's reader went around the catalog's guards: it drew an SVG named .png (the catalog reads
+    no SVG), showed a cut-off JPEG with a grey lower half, and read a 4 GB file of zeros after a
+    JPEG marker for 15 s, holding the window. Each now shows the stored thumbnail."""
+    from protoshelf.core.images import MAX_FILE_BYTES
+
+    thumbnail = jpeg_bytes((30, 160, 40))
+    svg = tmp_path / "shoe.png"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300">'
+                   '<rect width="300" height="300" fill="red"/></svg>')
+    cut = tmp_path / "cut.jpg"
+    whole = jpeg_bytes((200, 30, 30), (400, 400))
+    cut.write_bytes(whole[: len(whole) // 2])
+    zeros = tmp_path / "zeros.jpg"
+    with zeros.open("wb") as handle:
+        handle.write(b"\xff\xd8\xff\xe0")
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk taken
+    for path in (svg, cut, zeros):
+        image = load_preview(str(path), thumbnail, side=120)
+        assert (image.width(), image.height()) == (60, 40), path.name
+        assert image.pixelColor(30, 20).green() > 120 and image.pixelColor(30, 20).red() < 90, path.name
+
+
+def preview_of_a_picture(tmp_path, colour=(200, 30, 30), name="shoe.png"):
+    """A catalog of one real picture and a session on it."""
+    from PIL import Image
+
+    from protoshelf.core.importer import import_images
+    from protoshelf.gui.session import CatalogSession
+
+    Image.new("RGB", (800, 400), colour).save(tmp_path / name)
+    path = tmp_path / "catalog.sqlite"
+    with Store(path) as store:
+        (item_id,) = import_images(store, [str(tmp_path / name)]).item_ids
+    return CatalogSession(path, embed_titles=False), item_id
+
+
+def test_a_failing_decode_on_the_preview_thread_keeps_the_thumbnail(qtbot, tmp_path, monkeypatch):
+    """An unreadable folder made the decode raise on the worker thread; the app's error dialog,
+    opened there, crashed the application."""
+    import sys
+
+    from protoshelf.gui import preview
+
+    session, item_id = preview_of_a_picture(tmp_path)
+    escaped = []
+    monkeypatch.setattr(sys, "excepthook", lambda *exc_info: escaped.append(exc_info))
+
+    def unreadable(path, thumbnail, side):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(preview, "load_preview", unreadable)
+    try:
+        with qtbot.waitSignal(preview._originals().loaded, timeout=10_000):
+            dialog = PreviewDialog(session, item_id)
+            qtbot.addWidget(dialog)
+        assert not dialog.original_shown and dialog.image.pixmap().width() == preview.PREVIEW_SIDE // 2
+        assert escaped == []
+    finally:
+        session.close()
+
+
+def test_a_closed_previews_original_is_not_decoded(qtbot, tmp_path, monkeypatch):
+    """The one worker decoded the original of every preview opened, closed or not: the preview
+    still open waited behind them (4.4 s after 29 closed ones)."""
+    import threading
+
+    from protoshelf.gui import preview
+
+    session, item_id = preview_of_a_picture(tmp_path)
+    decoded, gate = [], threading.Event()
+    load = preview.load_preview
+
+    def gated(path, thumbnail, side):
+        gate.wait(10)
+        decoded.append(threading.get_ident())
+        return load(path, thumbnail, side)
+
+    monkeypatch.setattr(preview, "load_preview", gated)
+    try:
+        first = PreviewDialog(session, item_id)  # its decode runs, held at the gate
+        closed = [PreviewDialog(session, item_id) for _ in range(3)]
+        last = PreviewDialog(session, item_id)
+        for dialog in (first, *closed, last):
+            qtbot.addWidget(dialog)
+            dialog.show()
+        for dialog in closed:
+            dialog.close()
+        gate.set()
+        qtbot.waitUntil(lambda: last.original_shown, timeout=10_000)
+        assert first.original_shown and len(decoded) == 2 and not any(d.original_shown for d in closed)
+    finally:
+        session.close()
+
+
+def test_previews_opened_from_the_quality_window_are_freed_when_closed(qtbot, open_window, fake_catalog):
+    """They were kept, hidden, as long as the window lived: 2 MB each."""
+    from protoshelf.gui.preview import PreviewDialog as Preview
+
+    path, *_ = fake_catalog
+    window = open_window(path)
+    wait_idle(qtbot, window.session)
+    quality = window.open_quality()
+    quality.item_activated.emit(3)
+    (dialog,) = window.findChildren(Preview)
+    dialog.close()
+    qtbot.waitUntil(lambda: not window.findChildren(Preview), timeout=5_000)
+    quality.close()
+
+
 def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
     from protoshelf.gui.main_window import MainWindow
     from protoshelf.gui.session import CatalogSession
@@ -271,3 +391,34 @@ def test_the_rename_dialog_is_wide_enough_for_its_title(qtbot, open_window, fake
     assert title == "Rename category Red" and width > needed + 100
     wait_idle(qtbot, window.session)
     assert window.session.category(red).name == "Crimson"
+
+
+def test_an_exception_on_a_worker_thread_is_shown_on_the_gui_thread(qtbot, monkeypatch):
+    """The error dialog was built on the thread that raised: off the GUI thread, that crashed the app."""
+    import sys
+    import threading
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from protoshelf.gui.app import UncaughtDialogs, show_uncaught
+
+    app = QApplication.instance()
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: shown.append((box.text(), threading.current_thread())))
+    dialogs = UncaughtDialogs(app)
+
+    def fail() -> None:
+        try:
+            raise RuntimeError("the disk went away")
+        except RuntimeError:
+            show_uncaught(*sys.exc_info())
+
+    try:
+        worker = threading.Thread(target=fail)
+        worker.start()
+        worker.join()
+        qtbot.waitUntil(lambda: bool(shown), timeout=5_000)
+        assert len(shown) == 1 and "the disk went away" in shown[0][0]
+        assert shown[0][1] is threading.main_thread()
+    finally:
+        dialogs.setParent(None)
