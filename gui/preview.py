@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from protoshelf.gui.categories_panel import swatch
 from protoshelf.gui.session import CatalogSession
 
 PREVIEW_SIDE = 420
+log = logging.getLogger(__name__)
 
 
 def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -> QImage:
@@ -75,7 +77,8 @@ class _Originals(QObject):
             return
         try:
             image = load_preview(path, None, side)
-        except Exception:  # noqa: BLE001 - the stored thumbnail stays; the catalog's own reads report the file
+        except Exception:  # noqa: BLE001 - the stored thumbnail stays
+            log.exception("original of %s", path)
             image = QImage()
         self.wanted.discard(token)
         self.loaded.emit(token, image)
