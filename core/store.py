@@ -376,14 +376,20 @@ class Store:
 
     def restore_category(
         self, category_id: int, name: str, colour: str, labels: dict[int, int], position: int | None = None
-    ) -> None:
-        """Undo of delete_category: same id (predictions and history still refer to it), same number."""
+    ) -> dict[int, int]:
+        """Undo of delete_category: same id (predictions and history still refer to it), same number.
+        An example labelled since (by another process) keeps its new label, as in `undo_labels`:
+        returns those labels (restoring over them failed on the UNIQUE item, and the undo with it)."""
         with self._write() as s:
             if position is None:
                 position = (s.scalar(select(func.max(Category.position))) or 0) + 1
             s.add(Category(id=category_id, name=name, colour=colour, position=position))
             s.flush()
-            s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items())
+            since: dict[int, int] = {}
+            for chunk in _chunks(list(labels)):
+                since.update(s.execute(select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))).all())
+            s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if i not in since)
+        return since
 
     def categories(self) -> list[CategoryRow]:
         with self._read() as s:

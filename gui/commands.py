@@ -212,6 +212,8 @@ class DeleteCategory(QUndoCommand):
         self.session = session
         self.row = row
         self.examples = {i: c for i, c in session.labels.items() if c == category_id}
+        self.kept: dict[int, int] = {}
+        """Examples an undo left alone, labelled since by another process, with their labels."""
         self.done = False
 
     def redo(self) -> None:
@@ -230,15 +232,18 @@ class DeleteCategory(QUndoCommand):
     def undo(self) -> None:
         self.done = False
         row = self.row
-        self.session.edit(  # the lane runs edits in order: the examples are read after the delete recorded them
-            lambda store: store.restore_category(row.id, row.name, row.colour, dict(self.examples), row.position),
-            categories=True, then=self._show_examples_back,
-        )
+        self.session.edit(self._restore, categories=True, then=self._show_examples_back)
         back = [*_without(self.session.categories, row.id), row]
         self.session.apply_categories(sorted(back, key=lambda c: c.position))
-        self.session.apply_labels(dict(self.examples))
+        _show_undone(self.session, self.examples, None)
+
+    def _restore(self, store: Store) -> None:
+        """On the lane, after the delete recorded the examples."""
+        row = self.row
+        self.kept = store.restore_category(row.id, row.name, row.colour, dict(self.examples), row.position)
 
     def _show_examples_back(self) -> None:
-        """After undo is written: examples another process had added show too (unless redone meanwhile)."""
+        """After undo is written: examples another process had added show too, and those it had
+        relabelled keep their label (unless redone meanwhile)."""
         if not self.done:
-            self.session.apply_labels(dict(self.examples))
+            self.session.apply_labels({**self.examples, **self.kept})

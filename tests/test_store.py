@@ -87,9 +87,14 @@ def test_deleting_a_category_removes_its_labels_and_can_be_undone(store):
     store.set_labels(ids, a)
     removed = store.delete_category(a)
     assert store.labels() == {} and store.categories() == []
-    store.restore_category(a, "A", "#123456", removed)
+    assert store.restore_category(a, "A", "#123456", removed) == {}
     assert store.labels() == dict.fromkeys(ids, a)
     assert store.categories()[0].examples == 3
+    removed = store.delete_category(a)
+    b = store.create_category("B")
+    store.set_labels(ids[:1], b)  # labelled since by another process: it keeps B
+    assert store.restore_category(a, "A", "#123456", removed) == {ids[0]: b}
+    assert store.labels() == {ids[0]: b, ids[1]: a, ids[2]: a}
 
 
 def test_predictions_replace_the_previous_run_and_count_per_category(store):

@@ -238,6 +238,23 @@ def test_undoing_a_new_category_leaves_an_example_the_command_line_relabelled_si
     assert [c.name for c in session.categories] == ["Red", "Green", "Blue"] and not problems
 
 
+def test_undoing_a_delete_leaves_an_example_the_command_line_relabelled_since(qtbot, open_window, fake_catalog):
+    """Restoring the example over its new label failed on the catalog's one-label-per-item rule:
+    "A change could not be saved", the category stayed deleted and its other examples unlabelled."""
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
+    session.label([1, 2], red)
+    wait_idle(qtbot, session)
+    session.delete_category(red)
+    wait_idle(qtbot, session)
+    with Store(path) as cli:
+        cli.set_labels([1], blue)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert {i: Store(path).labels().get(i) for i in (1, 2)} == {1: blue, 2: red}
+    assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: red}
+    assert [c.name for c in session.categories] == ["Red", "Green", "Blue"] and not problems
+
+
 def test_n_then_an_immediate_undo_leaves_the_window_and_the_catalog_agreeing(qtbot, open_window, fake_catalog):
     """The examples were shown as labelled once the create was saved, even when undo came first."""
     path, *_ = fake_catalog
