@@ -109,8 +109,9 @@ class App(QObject):
 
 
 class UncaughtDialogs(QObject):
-    """Shows an uncaught exception to the user on the GUI thread, whichever thread raised it: a
-    message box built on a worker thread crashed the application."""
+    """The application's excepthook (`report`): Qt swallows exceptions raised in slots after
+    printing them, so they are shown to the user too, on the GUI thread whichever thread raised
+    them (a message box built on a worker thread crashed the application)."""
 
     raised = Signal(str, str)
     """(the message, the traceback)"""
@@ -119,21 +120,16 @@ class UncaughtDialogs(QObject):
         super().__init__(parent)
         self.raised.connect(self._show)  # queued when emitted from another thread
 
+    def report(self, exc_type, exc, tb) -> None:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        log.error("Uncaught exception:\n%s", text)
+        self.raised.emit(user_message(exc), text)
+
     @Slot(str, str)
     def _show(self, message: str, details: str) -> None:
         box = QMessageBox(QMessageBox.Icon.Critical, "Something went wrong", message)
         box.setDetailedText(details)
         box.exec()
-
-
-def show_uncaught(exc_type, exc, tb) -> None:
-    """Qt swallows exceptions raised in slots after printing them; show them to the user too."""
-    text = "".join(traceback.format_exception(exc_type, exc, tb))
-    log.error("Uncaught exception:\n%s", text)
-    app = QApplication.instance()
-    dialogs = app.findChild(UncaughtDialogs) if app is not None else None
-    if dialogs is not None:
-        dialogs.raised.emit(user_message(exc), text)
 
 
 def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
@@ -143,8 +139,7 @@ def run_app(db_path: str | Path | None = None, demo: bool = False) -> int:
     app.setApplicationName("ProtoShelf")
     app.setDesktopFileName(APP_ID)  # the window joins the launcher entry `protoshelf install-desktop` wrote
     app.setWindowIcon(QIcon(str(ICON)))
-    UncaughtDialogs(app)
-    sys.excepthook = show_uncaught
+    sys.excepthook = UncaughtDialogs(app).report
     interrupted = threading.Event()
     signal.signal(signal.SIGINT, lambda *_signal: (interrupted.set(), close_windows()))
     wake = QTimer(interval=250)  # lets Python run the Ctrl-C handler while Qt's loop waits

@@ -400,7 +400,7 @@ def test_an_exception_on_a_worker_thread_is_shown_on_the_gui_thread(qtbot, monke
 
     from PySide6.QtWidgets import QMessageBox
 
-    from protoshelf.gui.app import UncaughtDialogs, show_uncaught
+    from protoshelf.gui.app import UncaughtDialogs
 
     app = QApplication.instance()
     shown = []
@@ -411,7 +411,7 @@ def test_an_exception_on_a_worker_thread_is_shown_on_the_gui_thread(qtbot, monke
         try:
             raise RuntimeError("the disk went away")
         except RuntimeError:
-            show_uncaught(*sys.exc_info())
+            dialogs.report(*sys.exc_info())
 
     try:
         worker = threading.Thread(target=fail)
