@@ -62,16 +62,25 @@ class LabelItems(QUndoCommand):
 
     def redo(self) -> None:
         self.done = True
-        self.session.apply_labels(dict.fromkeys(self.item_ids, self.category_id))
+        self.session.apply_labels(dict.fromkeys(self._ours(), self.category_id))
         if self.written:
             self.written = False
             return
-        self.session.edit(self._set)
+        self.session.edit(self._set, then=self._show_done)
+
+    def _ours(self) -> list[int]:
+        """The items this step labels: a redo leaves alone those an undo left, relabelled since."""
+        return [i for i in self.item_ids if i not in self.kept]
 
     def _set(self, store: Store) -> None:
         """On the edit lane: undo puts back what the catalog held, a label that the command line or
         another window set since this window read the labels included."""
-        self.before.update(store.set_labels(self.item_ids, self.category_id))
+        self.before.update(store.set_labels(self._ours(), self.category_id))
+
+    def _show_done(self) -> None:
+        """After redo is written (an undo just before it may have left more items alone)."""
+        if self.done:
+            self.session.apply_labels({**dict.fromkeys(self._ours(), self.category_id), **self.kept})
 
     def undo(self) -> None:
         """Puts back what the items held before, on those that still hold this step's label: one
@@ -103,6 +112,7 @@ class CreateCategory(QUndoCommand):
         self.examples = list(examples)
         self.before = {i: session.labels.get(i) for i in self.examples}
         self.kept: dict[int, int | None] = {}
+        """Examples an undo left alone, relabelled since this step, with the labels they kept."""
         self.done = False
         """Whether the last of redo and undo was redo: an undo pressed before the create is saved
         must not be followed by the examples being shown as labelled."""
@@ -114,11 +124,15 @@ class CreateCategory(QUndoCommand):
         else:
             store.restore_category(self.category_id, self.name, self.colour, {})
         if self.examples:  # what undo puts back is what the catalog held, as in LabelItems
-            self.before.update(store.set_labels(self.examples, self.category_id))
+            self.before.update(store.set_labels(self._ours(), self.category_id))
+
+    def _ours(self) -> list[int]:
+        """The examples this step labels: a redo leaves alone those an undo left, relabelled since."""
+        return [i for i in self.examples if i not in self.kept]
 
     def _show_examples(self) -> None:
         if self.done:
-            self.session.apply_labels(dict.fromkeys(self.examples, self.category_id))
+            self.session.apply_labels({**dict.fromkeys(self._ours(), self.category_id), **self.kept})
 
     def redo(self) -> None:
         self.done = True

@@ -236,6 +236,11 @@ def test_undoing_a_new_category_leaves_an_example_the_command_line_relabelled_si
     assert {i: Store(path).labels().get(i) for i in (1, 2, 3)} == {1: red, 2: blue, 3: None}
     assert {i: session.labels.get(i) for i in (1, 2, 3)} == {1: red, 2: blue, 3: None}
     assert [c.name for c in session.categories] == ["Red", "Green", "Blue"] and not problems
+    session.undo_stack.redo()  # the example left alone by the undo is left alone by the redo too
+    wait_idle(qtbot, session)
+    kitchen = session.categories[-1].id
+    assert {i: Store(path).labels().get(i) for i in (1, 2, 3)} == {1: kitchen, 2: blue, 3: kitchen}
+    assert {i: session.labels.get(i) for i in (1, 2, 3)} == {1: kitchen, 2: blue, 3: kitchen} and not problems
 
 
 def test_undoing_a_delete_leaves_an_example_the_command_line_relabelled_since(qtbot, open_window, fake_catalog):
