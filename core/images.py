@@ -76,8 +76,11 @@ def check_file_size(size: int) -> None:
         raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
 
 
-def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bool = False) -> Image.Image:
-    """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale not below it.
+def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bool = False,
+               box: int | None = None) -> Image.Image:
+    """Decode to RGB; with `min_side`, JPEGs are decoded at a reduced scale whose shorter side is
+    not below it (the model's square is filled), with `box` one whose longer side is not below it
+    (a picture shown whole in a square of that side).
 
     `keep_alpha`: a picture with transparency comes back RGBA instead of composited on white, for a
     caller that shrinks a huge one by pixel blocks before compositing it (core/model_input.py)."""
@@ -94,8 +97,9 @@ def open_image(source: Path | bytes, min_side: int | None = None, keep_alpha: bo
                 raise ImageError(f"image too large ({width}×{height} pixels)")
             if image.format in {"JPEG", "MPO"}:
                 _check_jpeg_scans(handle)
-            if min_side and image.format in {"JPEG", "MPO"}:
-                image.draft("RGB", _draft_size(image.size, min_side))
+            if (min_side or box) and image.format in {"JPEG", "MPO"}:
+                scale = min_side / min(image.size) if min_side else box / max(image.size)
+                image.draft("RGB", _draft_size(image.size, scale))
             if image.format == "PNG":
                 image = _decoded_by_libspng(handle, image) or image
             image.seek(0)
@@ -192,8 +196,7 @@ def _libspng():
         return None
 
 
-def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
-    scale = min_side / min(size)
+def _draft_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 

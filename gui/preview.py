@@ -38,10 +38,11 @@ def load_preview(path: str, thumbnail: bytes | None, side: int = PREVIEW_SIDE) -
 
 
 def decoded_by_pillow(path: str, side: int) -> QImage:
-    """A picture decoded as the catalog decodes it (JPEGs at a reduced scale not below `side`), at
-    most `side` pixels a side; a null image when it cannot be read."""
+    """A picture decoded as the catalog decodes it (a JPEG at the smallest scale that still fills
+    a box of `side`), at most `side` pixels a side, never enlarged (a 300 px product shot enlarged
+    to 420 px no longer fit the preview's image area); a null image when it cannot be read."""
     try:
-        image = open_image(Path(path), min_side=side)
+        image = open_image(Path(path), box=side)
     except ImageError:
         return QImage()
     image.thumbnail((side, side))

@@ -422,3 +422,16 @@ def test_an_exception_on_a_worker_thread_is_shown_on_the_gui_thread(qtbot, monke
         assert shown[0][1] is threading.main_thread()
     finally:
         dialogs.setParent(None)
+
+
+def test_the_preview_decodes_a_jpeg_no_larger_than_its_box_takes(tmp_path):
+    """Decoded as for the model's square, a 1200x800 JPEG was read whole to show 420 px wide."""
+    from PIL import Image
+
+    from protoshelf.core.images import open_image
+
+    Image.new("RGB", (1200, 800), (200, 30, 30)).save(tmp_path / "wide.jpg")
+    assert open_image(tmp_path / "wide.jpg", box=420).size == (600, 400)  # the smallest draft scale still wider than 420
+    assert open_image(tmp_path / "wide.jpg", min_side=420).size == (1200, 800)  # the model's rule: 420 px high
+    image = load_preview(str(tmp_path / "wide.jpg"), None, side=420)
+    assert (image.width(), image.height()) == (420, 280)
