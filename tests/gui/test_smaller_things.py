@@ -190,6 +190,7 @@ def test_the_preview_decodes_the_original_off_the_gui_thread(qtbot, tmp_path):
         assert not dialog.original_shown and dialog.image.pixmap().width() == preview.PREVIEW_SIDE // 2  # the thumbnail
         qtbot.waitUntil(lambda: dialog.original_shown, timeout=20_000)
         assert dialog.image.pixmap().width() == preview.PREVIEW_SIDE and decoded_on_the_gui_thread == [False]
+        assert preview._originals().pool.waitForDone(5_000)
     finally:
         preview.load_preview = load
         session.close()
@@ -286,6 +287,7 @@ def test_a_failing_decode_on_the_preview_thread_keeps_the_thumbnail(qtbot, tmp_p
         with qtbot.waitSignal(preview._originals().loaded, timeout=10_000):
             dialog = PreviewDialog(session, item_id)
             qtbot.addWidget(dialog)
+        assert preview._originals().pool.waitForDone(5_000)  # the job ends after its signal
         assert not dialog.original_shown and dialog.image.pixmap().width() == preview.PREVIEW_SIDE // 2
         assert escaped == []
     finally:
@@ -320,6 +322,7 @@ def test_a_closed_previews_original_is_not_decoded(qtbot, tmp_path, monkeypatch)
             dialog.close()
         gate.set()
         qtbot.waitUntil(lambda: last.original_shown, timeout=10_000)
+        assert preview._originals().pool.waitForDone(5_000)  # the job ends after its signal
         assert first.original_shown and len(decoded) == 2 and not any(d.original_shown for d in closed)
     finally:
         session.close()
@@ -327,6 +330,7 @@ def test_a_closed_previews_original_is_not_decoded(qtbot, tmp_path, monkeypatch)
 
 def test_previews_opened_from_the_quality_window_are_freed_when_closed(qtbot, open_window, fake_catalog):
     """They were kept, hidden, as long as the window lived: 2 MB each."""
+    from protoshelf.gui import preview
     from protoshelf.gui.preview import PreviewDialog as Preview
 
     path, *_ = fake_catalog
@@ -338,6 +342,7 @@ def test_previews_opened_from_the_quality_window_are_freed_when_closed(qtbot, op
     dialog.close()
     qtbot.waitUntil(lambda: not window.findChildren(Preview), timeout=5_000)
     quality.close()
+    assert preview._originals().pool.waitForDone(5_000)
 
 
 def test_the_window_is_usable_before_the_model_has_loaded(qtbot, fake_catalog):
