@@ -114,7 +114,8 @@ def label_latency(app: QApplication, tmp: Path, items: int, repeats: int) -> Non
     print(f"\n{items:,} items (fake 1280-d embeddings, built in {time.perf_counter() - started:.0f} s)")
     with Store(path) as store:
         categories = [store.create_category(f"Category {k}") for k in range(5)]
-        store.restore_labels({int(i) + 1: categories[k] for k in range(5) for i in np.flatnonzero(truth == k)[:3]})
+        for k in range(5):
+            store.set_labels([int(i) + 1 for i in np.flatnonzero(truth == k)[:3]], categories[k])
     candidates = iter(int(i) + 1 for i in np.flatnonzero(truth == 0)[3:])
     session = CatalogSession(path, embed_titles=False)
     window = MainWindow(session)

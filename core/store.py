@@ -385,9 +385,7 @@ class Store:
                 position = (s.scalar(select(func.max(Category.position))) or 0) + 1
             s.add(Category(id=category_id, name=name, colour=colour, position=position))
             s.flush()
-            since: dict[int, int] = {}
-            for chunk in _chunks(list(labels)):
-                since.update(s.execute(select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))).all())
+            since = _labels_in(s, list(labels))
             s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if i not in since)
         return since
 
@@ -426,50 +424,26 @@ class Store:
         """Label (or, with None, unlabel) items; returns their previous labels for undo."""
         ids = list(dict.fromkeys(int(i) for i in item_ids))
         with self._write() as s:
-            previous: dict[int, int | None] = dict.fromkeys(ids)
-            for chunk in _chunks(ids):
-                previous.update(
-                    s.execute(
-                        select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))
-                    ).all()
-                )
-                s.execute(delete(Label).where(Label.item_id.in_(chunk)))
-            if category_id is not None:
-                s.add_all(Label(item_id=i, category_id=category_id) for i in ids)
+            previous: dict[int, int | None] = {**dict.fromkeys(ids), **_labels_in(s, ids)}
+            _write_labels(s, dict.fromkeys(ids, category_id))
         return previous
 
-    def restore_labels(self, labels: dict[int, int | None]) -> None:
-        """Put back a mapping returned by set_labels (None means: no label)."""
-        with self._write() as s:
-            ids = list(labels)
-            for chunk in _chunks(ids):
-                s.execute(delete(Label).where(Label.item_id.in_(chunk)))
-            s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if c is not None)
-
     def undo_labels(self, before: dict[int, int | None], given: int | None) -> dict[int, int | None]:
-        """Put back `before` on the items that still hold `given`, the label the step being undone
-        gave them; returns the labels of the others, which someone relabelled since (the user
-        while an import ran, another process): undoing a step must not take away a later label."""
+        """Put back `before` (from set_labels) on the items that still hold `given`, the label the
+        step being undone gave them; returns the labels of the others, which someone relabelled
+        since (the user while an import ran, another process): an undo must not take a later label."""
         with self._write() as s:
-            now: dict[int, int | None] = dict.fromkeys(before)
-            for chunk in _chunks(list(before)):
-                now.update(s.execute(select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))).all())
+            now: dict[int, int | None] = {**dict.fromkeys(before), **_labels_in(s, list(before))}
             ours = {i: label for i, label in before.items() if now[i] == given}
-            for chunk in _chunks(list(ours)):
-                s.execute(delete(Label).where(Label.item_id.in_(chunk)))
-            s.add_all(Label(item_id=i, category_id=c) for i, c in ours.items() if c is not None)
+            _write_labels(s, ours)
         return {i: label for i, label in now.items() if i not in ours}
 
     def labels(self, item_ids: Iterable[int] | None = None) -> dict[int, int]:
         """Every label, or those of `item_ids` (looked up by id, not read whole and filtered)."""
-        query = select(Label.item_id, Label.category_id)
         with self._read() as s:
             if item_ids is None:
-                return dict(s.execute(query).all())
-            found: dict[int, int] = {}
-            for chunk in _chunks(list(dict.fromkeys(int(i) for i in item_ids))):
-                found.update(s.execute(query.where(Label.item_id.in_(chunk))).all())
-            return found
+                return dict(s.execute(select(Label.item_id, Label.category_id)).all())
+            return _labels_in(s, list(dict.fromkeys(int(i) for i in item_ids)))
 
     # --- items ------------------------------------------------------------------------
 
@@ -1074,3 +1048,18 @@ def _chunks(values: list, size: int = 900) -> Iterator[list]:
     """SQLite caps bound parameters per statement; IN-lists go in slices under that cap."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _labels_in(s: Session, item_ids: list[int]) -> dict[int, int]:
+    """The labels of these items (the unlabelled left out), read in the caller's transaction."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(item_ids):
+        found.update(s.execute(select(Label.item_id, Label.category_id).where(Label.item_id.in_(chunk))).all())
+    return found
+
+
+def _write_labels(s: Session, labels: dict[int, int | None]) -> None:
+    """Give each item its label (None: none), replacing any it had, in the caller's transaction."""
+    for chunk in _chunks(list(labels)):
+        s.execute(delete(Label).where(Label.item_id.in_(chunk)))
+    s.add_all(Label(item_id=i, category_id=c) for i, c in labels.items() if c is not None)

@@ -2,7 +2,7 @@
 
 A command changes what the UI shows at once (through the session's in-memory labels) and queues
 the database change on the session's edit lane, where edits run in the order they were made; undo
-queues the inverse (Store.restore_labels, Store.restore_category, which reuses the category's id).
+queues the inverse (Store.undo_labels, Store.restore_category, which reuses the category's id).
 Functions handed to `session.edit` run on the worker thread and only touch the Store they get.
 """
 from __future__ import annotations

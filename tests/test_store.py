@@ -62,7 +62,7 @@ def test_labels_round_trip_and_undo(store):
     assert previous == {ids[1]: a, ids[2]: None}
     assert store.labels() == {ids[0]: a, ids[1]: b, ids[2]: b}
     assert store.labels([ids[1], ids[3], ids[1]]) == {ids[1]: b}  # only those asked for; unlabelled left out
-    store.restore_labels(previous)
+    assert store.undo_labels(previous, b) == {}
     assert store.labels() == {ids[0]: a, ids[1]: a}
 
 

@@ -22,7 +22,8 @@ def classified(fake_catalog):
     path, truth, categories = fake_catalog
     store = Store(path)
     labels = {i: categories[k] for k in range(3) for i in examples(truth, k)}
-    store.restore_labels(labels)
+    for k in range(3):
+        store.set_labels(examples(truth, k), categories[k])
     predictions = CatalogClassifier(store).run(labels)
     model = CatalogModel(store)
     model.set_items(store.item_ids(), labels)
