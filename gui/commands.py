@@ -38,59 +38,48 @@ def _show_undone(session: CatalogSession, before: dict[int, int | None], given: 
     session.apply_labels({i: label for i, label in before.items() if shown.get(i) == given})
 
 
+def _distinct(item_ids) -> list[int]:
+    return list(dict.fromkeys(int(i) for i in item_ids))
+
+
 def _without(categories: list[CategoryRow], category_id: int | None) -> list[CategoryRow]:
     """The category list shown at once when one leaves it (a delete, an undone create)."""
     return [c for c in categories if c.id != category_id]
 
 
-class LabelItems(QUndoCommand):
-    """Make items examples of a category, or (category None) plain unlabelled items again."""
+class _LabelsStep(QUndoCommand):
+    """A step that gives items a label (LabelItems; CreateCategory's first examples). Undo puts back
+    what they held on those that still hold it, and redo then labels only those: an item
+    relabelled since (by the user while its import ran, by another process) keeps the later label."""
 
-    def __init__(self, session: CatalogSession, item_ids: list[int], category_id: int | None, text: str,
-                 written: dict[int, int | None] | None = None):
-        """`written`: the labels are in the catalog already (a job wrote them), and this is what
-        it replaced; the first redo then only shows them."""
+    def __init__(self, text: str, session: CatalogSession, item_ids: list[int], category_id: int | None,
+                 before: dict[int, int | None]):
         super().__init__(text)
         self.session = session
-        self.item_ids = list(dict.fromkeys(int(i) for i in item_ids))
+        self.item_ids = item_ids
         self.category_id = category_id
-        self.before = dict(written) if written is not None else {i: session.labels.get(i) for i in self.item_ids}
-        self.written = written is not None
+        self.before = before
         self.kept: dict[int, int | None] = {}
         """Items an undo left alone, relabelled since this step, with the labels they kept."""
         self.done = False
-
-    def redo(self) -> None:
-        self.done = True
-        self.session.apply_labels(dict.fromkeys(self._ours(), self.category_id))
-        if self.written:
-            self.written = False
-            return
-        self.session.edit(self._set, then=self._show_done)
+        """Whether the last of redo and undo was redo: what a write shows once it is done must
+        not undo a later press (an undo pressed before a create is saved, say)."""
 
     def _ours(self) -> list[int]:
-        """The items this step labels: a redo leaves alone those an undo left, relabelled since."""
         return [i for i in self.item_ids if i not in self.kept]
 
-    def _set(self, store: Store) -> None:
+    def _label(self, store: Store) -> None:
         """On the edit lane: undo puts back what the catalog held, a label that the command line or
         another window set since this window read the labels included."""
         self.before.update(store.set_labels(self._ours(), self.category_id))
 
-    def _show_done(self) -> None:
+    def _unlabel(self, store: Store) -> None:
+        self.kept = store.undo_labels(dict(self.before), self.category_id)
+
+    def _show_labelled(self) -> None:
         """After redo is written (an undo just before it may have left more items alone)."""
         if self.done:
             self.session.apply_labels({**dict.fromkeys(self._ours(), self.category_id), **self.kept})
-
-    def undo(self) -> None:
-        """Puts back what the items held before, on those that still hold this step's label: one
-        the user gave a dropped file while its import ran (or another process gave) stays."""
-        self.done = False
-        _show_undone(self.session, self.before, self.category_id)
-        self.session.edit(self._undo, then=self._show_before)  # after _set, in the lane's order
-
-    def _undo(self, store: Store) -> None:
-        self.kept = store.undo_labels(dict(self.before), self.category_id)
 
     def _show_before(self) -> None:
         """After undo is written: what the catalog holds shows, labels another process had set
@@ -99,23 +88,42 @@ class LabelItems(QUndoCommand):
             self.session.apply_labels({**self.before, **self.kept})
 
 
-class CreateCategory(QUndoCommand):
+class LabelItems(_LabelsStep):
+    """Make items examples of a category, or (category None) plain unlabelled items again."""
+
+    def __init__(self, session: CatalogSession, item_ids: list[int], category_id: int | None, text: str,
+                 written: dict[int, int | None] | None = None):
+        """`written`: the labels are in the catalog already (a job wrote them), and this is what
+        it replaced; the first redo then only shows them."""
+        ids = _distinct(item_ids)
+        before = dict(written) if written is not None else {i: session.labels.get(i) for i in ids}
+        super().__init__(text, session, ids, category_id, before)
+        self.written = written is not None
+
+    def redo(self) -> None:
+        self.done = True
+        self.session.apply_labels(dict.fromkeys(self._ours(), self.category_id))
+        if self.written:
+            self.written = False
+            return
+        self.session.edit(self._label, then=self._show_labelled)
+
+    def undo(self) -> None:
+        self.done = False
+        _show_undone(self.session, self.before, self.category_id)
+        self.session.edit(self._unlabel, then=self._show_before)  # after _label, in the lane's order
+
+
+class CreateCategory(_LabelsStep):
     """A new category, optionally with first examples (N on a selection); the id is the store's, so
     the examples are shown once the worker has created it."""
 
     def __init__(self, session: CatalogSession, name: str, colour: str | None = None, examples: list[int] = ()):
-        super().__init__(f"New category {name!r}" + (f" from {len(examples)} items" if examples else ""))
-        self.session = session
+        ids = _distinct(examples)
+        super().__init__(f"New category {name!r}" + (f" from {len(ids)} items" if ids else ""),
+                         session, ids, None, {i: session.labels.get(i) for i in ids})
         self.name = name
         self.colour = colour
-        self.category_id: int | None = None
-        self.examples = list(examples)
-        self.before = {i: session.labels.get(i) for i in self.examples}
-        self.kept: dict[int, int | None] = {}
-        """Examples an undo left alone, relabelled since this step, with the labels they kept."""
-        self.done = False
-        """Whether the last of redo and undo was redo: an undo pressed before the create is saved
-        must not be followed by the examples being shown as labelled."""
 
     def _create(self, store: Store) -> None:
         if self.category_id is None:
@@ -123,20 +131,12 @@ class CreateCategory(QUndoCommand):
             self.colour = next(c.colour for c in store.categories() if c.id == self.category_id)
         else:
             store.restore_category(self.category_id, self.name, self.colour, {})
-        if self.examples:  # what undo puts back is what the catalog held, as in LabelItems
-            self.before.update(store.set_labels(self._ours(), self.category_id))
-
-    def _ours(self) -> list[int]:
-        """The examples this step labels: a redo leaves alone those an undo left, relabelled since."""
-        return [i for i in self.examples if i not in self.kept]
-
-    def _show_examples(self) -> None:
-        if self.done:
-            self.session.apply_labels({**dict.fromkeys(self._ours(), self.category_id), **self.kept})
+        if self.item_ids:
+            self._label(store)
 
     def redo(self) -> None:
         self.done = True
-        self.session.edit(self._create, categories=True, then=self._show_examples)
+        self.session.edit(self._create, categories=True, then=self._show_labelled)
 
     def undo(self) -> None:
         """The category leaves the window at once: its key, pressed before the removal is written,
@@ -146,14 +146,10 @@ class CreateCategory(QUndoCommand):
         self.session.apply_categories(_without(self.session.categories, self.category_id))
 
         def remove(store: Store) -> None:
-            self.kept = store.undo_labels(dict(self.before), self.category_id)  # as LabelItems.undo
+            self._unlabel(store)
             store.delete_category(self.category_id)
 
         self.session.edit(remove, categories=True, then=self._show_before)
-
-    def _show_before(self) -> None:
-        if not self.done:
-            self.session.apply_labels({**self.before, **self.kept})
 
 
 class RenameCategory(QUndoCommand):
