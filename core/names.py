@@ -47,9 +47,9 @@ def name_vectors(names: Mapping, encoder) -> dict:
 
 @lru_cache(maxsize=2)
 def _imagenet_names() -> tuple[str, ...]:
-    from timm.data import ImageNetInfo  # ships the class descriptions: no network
+    from protoshelf.core.backbones import import_timm
 
-    info = ImageNetInfo()
+    info = import_timm().data.ImageNetInfo()  # timm ships the class descriptions: no network
     return tuple(info.index_to_description(i) for i in range(info.num_classes()))
 
 

@@ -4,7 +4,7 @@ Jobs only call core functions on the lane's own Store; they never touch Qt objec
 slow to load are kept, so dropping three new images does not reload a network: the image backbone
 and the title model once per process (core's `shared_backbone`, `shared_title_encoder`), the
 in-memory classifier in the lane's WorkerContext. The core modules are imported inside the jobs,
-on the worker thread: torch and timm take seconds to import, and the window must be on screen
+on the worker thread: torch and torchvision take seconds to import, and the window must be on screen
 before that (`load_model` is the first job and says so).
 """
 from __future__ import annotations
@@ -128,7 +128,7 @@ def needs_torch(job: Callable) -> Callable:
 
 @needs_torch
 def load_model(context: WorkerContext, progress: TaskProgress, device: str) -> ModelInfo:
-    """Import torch, timm and the classifier on the worker, and say what they offer."""
+    """Import torch, torchvision and the classifier on the worker, and say what they offer."""
     from protoshelf.core.backbones import BackboneError, available_backbones, describe_device, resolve_device
     from protoshelf.core.classify import CatalogClassifier  # noqa: F401 - the import is the work
     from protoshelf.core.methods import describe, is_backbone_adapter, is_meta_learner, method_names
