@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from protoshelf.core.backbones import (
-    DEFAULT_BACKBONE, Backbone, is_shared_backbone_built, packaged_preprocessing, resolve_device, shared_backbone,
+    DEFAULT_BACKBONE, Backbone, packaged_preprocessing, resolve_device, shared_backbone,
 )
 from protoshelf.core.model_input import CatalogImages, collate, stack_images, to_model_input
 from protoshelf.core.progress import Progress, no_progress
@@ -153,22 +153,13 @@ DECODE_AHEAD = 8
 """Batches decoded ahead of the backbone while it runs, all threads together: 20 MB at 224 px
 and 16 images a batch."""
 
-DECODE_WHILE_BUILDING = 768
-"""Images decoded before the first batch is asked for while the backbone is built, for the CPU (the
-GPU's threads only read files): about what one thread decodes in the 1.5-2 s that building takes
-(importing timm, torchvision and torch._dynamo) on one core, when the other core would otherwise
-sit idle (115 MB at 224 px, drained to `DECODE_AHEAD` as the backbone catches up). Every image
-decoded then is one that does not take a core from the backbone later: `protoshelf embed` of 1,000
-300 px PNGs on 2 cores went from a median of 15.6 s to 14.3 s (4 alternating pairs, 128 images
-ahead before)."""
-
 
 def decoded_batches(dataset: Sequence, collate: Callable, batch_size: int, threads: int,
-                    ahead: int = DECODE_AHEAD, first: int = 0) -> Iterator:
+                    ahead: int = DECODE_AHEAD) -> Iterator:
     """`collate`d batches of `dataset` in order, decoded by `threads` threads while the backbone
-    runs (0: in the caller's thread, when asked for). The first `max(first, ahead)` batches start
-    at once, so they are ready when the backbone is built; after that, new batches start only
-    while fewer than `ahead` wait. Closing the iterator drops the batches not begun.
+    runs (0: in the caller's thread, when asked for). The first `ahead` batches start at once, so
+    they are ready when the backbone is built; after that, new batches start only while fewer than
+    `ahead` wait. Closing the iterator drops the batches not begun.
 
     Threads, not DataLoader worker processes: Pillow, libspng and numpy let go of the GIL while
     they work, and worker processes cost more than their decoding: each run forked a process the
@@ -182,16 +173,16 @@ def decoded_batches(dataset: Sequence, collate: Callable, batch_size: int, threa
 
     if threads == 0:
         return (decode(span) for span in spans)
-    batches = _decoded_ahead(decode, spans, threads, ahead, max(first, ahead))
+    batches = _decoded_ahead(decode, spans, threads, ahead)
     next(batches)  # starts the threads now; also, only a started generator runs its `finally` on close
     return batches
 
 
-def _decoded_ahead(decode: Callable, spans: Iterator[range], threads: int, ahead: int, first: int) -> Iterator:
+def _decoded_ahead(decode: Callable, spans: Iterator[range], threads: int, ahead: int) -> Iterator:
     pool = ThreadPoolExecutor(threads, thread_name_prefix="protoshelf-decode")
     pending: deque[Future] = deque()
     try:
-        pending.extend(pool.submit(decode, span) for span in islice(spans, first))
+        pending.extend(pool.submit(decode, span) for span in islice(spans, ahead))
         yield None
         while pending:
             if len(pending) <= ahead:
@@ -201,17 +192,14 @@ def _decoded_ahead(decode: Callable, spans: Iterator[range], threads: int, ahead
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, on_gpu: bool,
-             building: bool) -> Iterator:
+def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, on_gpu: bool) -> Iterator:
     if on_gpu:  # the threads only read JPEG files; the GPU decodes them
         from protoshelf.core import device_decode
 
         dataset, collate_batch = device_decode.JpegFiles(rows, prep), device_decode.collate
     else:
         dataset, collate_batch = CatalogImages(rows, prep), collate
-    far_ahead = building and not on_gpu  # a GPU's threads read file bytes: no gain, more memory
-    first = -(-DECODE_WHILE_BUILDING // batch_size) if far_ahead else 0
-    return decoded_batches(dataset, collate_batch, batch_size, threads, first=first)
+    return decoded_batches(dataset, collate_batch, batch_size, threads)
 
 
 def embed_catalog(
@@ -225,8 +213,8 @@ def embed_catalog(
 ) -> EmbedReport:
     """Embed every item that has no vector for `backbone_name` yet.
 
-    The decoding threads start before the backbone is built, so the first batches are ready when
-    it is: building it (timm, torchvision, weights) takes seconds of one core's time.
+    The decoding threads start before the backbone is built (about 0.2 s: its weights are read),
+    so the first batches are ready when it is.
     """
     rows = store.items_without_embedding(backbone_name)
     target = extractor.device if extractor else resolve_device(device)
@@ -242,8 +230,7 @@ def embed_catalog(
         prep = extractor.backbone.preprocessing
     on_gpu = target.type == "cuda" and torch.cuda.is_available()
     threads = default_workers() if workers is None else workers
-    building = extractor is None and not is_shared_backbone_built(backbone_name)
-    with closing(_batches(rows, prep, batch_size, threads, on_gpu, building)) as batches:
+    with closing(_batches(rows, prep, batch_size, threads, on_gpu)) as batches:
         if extractor is None:
             extractor = pretrained_extractor(backbone_name, target)
         features = _MemoryFallback(extractor, batch_size, report)

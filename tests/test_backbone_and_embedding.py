@@ -13,7 +13,7 @@ import torch
 
 from conftest import DEMO, no_network, write_image
 from protoshelf.core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
-from protoshelf.core.embedding import DECODE_AHEAD, _glibc, decoded_batches, embed_catalog, to_model_input
+from protoshelf.core.embedding import _glibc, decoded_batches, embed_catalog, to_model_input
 from protoshelf.core.images import open_image
 from protoshelf.core.importer import import_images
 from protoshelf.core.model_input import CatalogImages
@@ -147,7 +147,7 @@ def test_batches_come_in_order_from_decoding_threads():
 
 
 def test_decoding_starts_before_the_first_batch_is_asked_for():
-    """The backbone takes seconds to build: the threads decode meanwhile."""
+    """The backbone is built meanwhile: the first batches are ready when it is."""
     items = CountedItems(100)
     batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3)
     wait_for(lambda: len(items.decoded) == 30)
@@ -185,44 +185,6 @@ def test_decoding_stays_a_few_batches_ahead_of_the_backbone():
     time.sleep(0.3)
     assert len(items.decoded) == (1 + 3) * 10
     batches.close()
-
-
-def test_decoding_runs_further_ahead_while_the_backbone_is_built_then_drains_to_the_window():
-    """The first batches may go far ahead (the backbone is not there yet to compete for a core);
-    after that, no new batch starts until fewer than `ahead` wait."""
-    items = CountedItems(1000)
-    batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3, first=8)
-    wait_for(lambda: len(items.decoded) >= 80)
-    time.sleep(0.3)
-    assert len(items.decoded) == 80
-    taken = [next(batches) for _ in range(5)]  # eight waited; now three do
-    time.sleep(0.3)
-    assert len(items.decoded) == 80 and taken[-1] == list(range(40, 50))
-    assert next(batches) == list(range(50, 60))  # three wait: one more starts
-    wait_for(lambda: len(items.decoded) >= 90)
-    time.sleep(0.3)
-    assert len(items.decoded) == 90
-    batches.close()
-
-
-@pytest.mark.parametrize("built", [False, True])
-def test_embedding_decodes_past_the_steady_window_only_while_the_backbone_is_built(store, tmp_path, extractor,
-                                                                                    monkeypatch, built):
-    decoded = catalog_counting_decodes(store, tmp_path, monkeypatch, 24)
-    monkeypatch.setattr("protoshelf.core.embedding.DECODE_WHILE_BUILDING", 20)
-    monkeypatch.setattr("protoshelf.core.embedding.is_shared_backbone_built", lambda name: built)
-    steady = DECODE_AHEAD * 2  # batches of 2
-
-    def build(name, device):
-        if built:  # nothing to wait for: the steady window is all that is decoded ahead
-            time.sleep(0.5)
-            assert len(decoded) == steady
-        else:
-            wait_for(lambda: len(decoded) == 20)  # times out if only the steady window is decoded
-        return extractor
-
-    monkeypatch.setattr("protoshelf.core.embedding.pretrained_extractor", build)
-    assert embed_catalog(store, device="cpu", batch_size=2, workers=1).embedded == 24
 
 
 def test_a_closed_run_leaves_the_batches_not_begun_and_no_threads():
