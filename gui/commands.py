@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from PySide6.QtGui import QUndoCommand
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from protoshelf.core.store import CategoryRow, Store
 
@@ -22,6 +22,7 @@ class CatalogSession(Protocol):
 
     labels: dict[int, int]
     categories: list[CategoryRow]
+    undo_stack: QUndoStack
 
     def category(self, category_id: int) -> CategoryRow: ...
     def apply_labels(self, changes: dict[int, int | None]) -> None: ...
@@ -68,13 +69,31 @@ class _LabelsStep(QUndoCommand):
     def _ours(self) -> list[int]:
         return [i for i in self.item_ids if i not in self.kept]
 
+    def _steps_below(self) -> list[_LabelsStep]:
+        stack = self.session.undo_stack
+        steps = [stack.command(i) for i in range(stack.count())]
+        return [s for s in steps[:next(i for i, s in enumerate(steps) if s is self)] if isinstance(s, _LabelsStep)]
+
     def _label(self, store: Store) -> None:
         """On the edit lane: undo puts back what the catalog held, a label that the command line or
         another window set since this window read the labels included."""
         self.before.update(store.set_labels(self._ours(), self.category_id))
 
-    def _unlabel(self, store: Store) -> None:
+    def _unlabel(self, store: Store, below: list[_LabelsStep]) -> None:
         self.kept = store.undo_labels(dict(self.before), self.category_id)
+        self._hand_down(below)
+
+    def _hand_down(self, below: list[_LabelsStep]) -> None:
+        """On the edit lane, after an undo: an item it left alone may have been relabelled by a step
+        below this one on the stack but written after it (the user labelled a file while its drop
+        import ran; the import's step comes when the import ends). That step's `before` holds this
+        step's label, which is undone now: its undo must put back what the item held before this
+        step instead, or undoing both would leave this step's label. A redo of this step needs no
+        rewrite back: the stack undoes that step only after this one again."""
+        for step in below:
+            for item, label in self.kept.items():
+                if label == step.category_id and item in step.before and step.before[item] == self.category_id:
+                    step.before[item] = self.before[item]
 
     def _show_labelled(self) -> None:
         """After redo is written (an undo just before it may have left more items alone)."""
@@ -111,7 +130,8 @@ class LabelItems(_LabelsStep):
     def undo(self) -> None:
         self.done = False
         _show_undone(self.session, self.before, self.category_id)
-        self.session.edit(self._unlabel, then=self._show_before)  # after _label, in the lane's order
+        below = self._steps_below()  # read here: the stack is the GUI thread's
+        self.session.edit(lambda store: self._unlabel(store, below), then=self._show_before)  # after _label
 
 
 class CreateCategory(_LabelsStep):
@@ -145,8 +165,10 @@ class CreateCategory(_LabelsStep):
         _show_undone(self.session, self.before, self.category_id)
         self.session.apply_categories(_without(self.session.categories, self.category_id))
 
+        below = self._steps_below()
+
         def remove(store: Store) -> None:
-            self._unlabel(store)
+            self._unlabel(store, below)
             store.delete_category(self.category_id)
 
         self.session.edit(remove, categories=True, then=self._show_before)

@@ -567,6 +567,30 @@ def test_undoing_an_import_leaves_the_label_given_to_one_of_its_files_meanwhile(
     assert {i: session.labels.get(i) for i in (1, 2)} == {1: blue, 2: green} == {i: Store(path).labels().get(i) for i in (1, 2)}
 
 
+def test_undoing_an_import_and_the_label_given_meanwhile_leaves_what_was_there_before_both(qtbot, open_window,
+                                                                                        fake_catalog):
+    """The user's step is pushed before the import's (which comes when the import ends) but written
+    after it, so its undo put back the import's Red, though the import was undone already."""
+    path, session, (red, green, blue) = import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog)
+
+    def shown_and_stored():
+        wait_idle(qtbot, session)
+        shown = {i: session.labels.get(i) for i in (1, 2)}
+        assert shown == {i: Store(path).labels().get(i) for i in (1, 2)}
+        return shown
+
+    session.undo_stack.undo()  # the import: item 1 keeps the user's Blue
+    session.undo_stack.undo()  # the user's Blue
+    assert shown_and_stored() == {1: green, 2: None}
+    session.undo_stack.redo()
+    assert shown_and_stored() == {1: blue, 2: None}
+    session.undo_stack.redo()
+    assert shown_and_stored() == {1: blue, 2: red}
+    session.undo_stack.undo()
+    session.undo_stack.undo()
+    assert shown_and_stored() == {1: green, 2: None}
+
+
 def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_unlabelled(qtbot, open_window,
                                                                                         fake_catalog):
     from protoshelf.core.importer import ImportReport
