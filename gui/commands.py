@@ -23,6 +23,7 @@ class CatalogSession(Protocol):
     labels: dict[int, int]
     categories: list[CategoryRow]
     undo_stack: QUndoStack
+    edits: int
 
     def category(self, category_id: int) -> CategoryRow: ...
     def apply_labels(self, changes: dict[int, int | None]) -> None: ...
@@ -62,6 +63,11 @@ class _LabelsStep(QUndoCommand):
         self.before = before
         self.kept: dict[int, int | None] = {}
         """Items an undo left alone, relabelled since this step, with the labels they kept."""
+        self.edits_before = session.edits
+        """The window's edits sent before this step's: orders it against a job's write."""
+        self.written_since: int | None = None
+        """For labels a job wrote (an import onto a category): the window's edit count when the
+        job began. Steps pushed since then may have been written after the job's labels."""
         self.done = False
         """Whether the last of redo and undo was redo: what a write shows once it is done must
         not undo a later press (an undo pressed before a create is saved, say)."""
@@ -84,15 +90,19 @@ class _LabelsStep(QUndoCommand):
         self._hand_down(below)
 
     def _hand_down(self, below: list[_LabelsStep]) -> None:
-        """On the edit lane, after an undo: an item it left alone may have been relabelled by a step
-        below this one on the stack but written after it (the user labelled a file while its drop
-        import ran; the import's step comes when the import ends). That step's `before` holds this
-        step's label, which is undone now: its undo must put back what the item held before this
-        step instead, or undoing both would leave this step's label. A redo of this step needs no
-        rewrite back: the stack undoes that step only after this one again."""
-        for step in below:
-            for item, label in self.kept.items():
-                if label == step.category_id and item in step.before and step.before[item] == self.category_id:
+        """On the edit lane, after the undo of labels a job wrote: an item it left alone was
+        relabelled since, perhaps by steps pushed while the job ran, so below this one on the stack
+        but written after it (the user labelled a file, twice, or then deleted that category, while
+        its drop import ran). The first of them has this step's label as the item's `before`, which
+        is undone now: its undo must put back what the item held before this step instead, or
+        undoing them all would leave this step's label. Steps pushed before the job began were
+        written before it, and their `before` is theirs. A redo of this step needs no rewrite back:
+        the stack undoes those steps only after this one again."""
+        if self.written_since is None:
+            return
+        for step in (s for s in below if s.edits_before >= self.written_since):
+            for item in self.kept:
+                if item in step.before and step.before[item] == self.category_id:
                     step.before[item] = self.before[item]
 
     def _show_labelled(self) -> None:
@@ -111,13 +121,15 @@ class LabelItems(_LabelsStep):
     """Make items examples of a category, or (category None) plain unlabelled items again."""
 
     def __init__(self, session: CatalogSession, item_ids: list[int], category_id: int | None, text: str,
-                 written: dict[int, int | None] | None = None):
+                 written: dict[int, int | None] | None = None, written_since: int | None = None):
         """`written`: the labels are in the catalog already (a job wrote them), and this is what
-        it replaced; the first redo then only shows them."""
+        it replaced; the first redo then only shows them. `written_since`: the window's edit
+        count when that job began."""
         ids = _distinct(item_ids)
         before = dict(written) if written is not None else {i: session.labels.get(i) for i in ids}
         super().__init__(text, session, ids, category_id, before)
         self.written = written is not None
+        self.written_since = written_since
 
     def redo(self) -> None:
         self.done = True

@@ -91,7 +91,7 @@ class Intake(QObject):
         labelled = target is not None and result.before is not None
         if labelled:
             edited_meanwhile = session.edits != edits_at_start
-            session.show_labelled(report.item_ids, target.id, result.before)
+            session.show_labelled(report.item_ids, target.id, result.before, edits_at_start)
             if edited_meanwhile:
                 session.show_stored_labels(report.item_ids)
         self.load_search_texts(np.asarray(report.added, np.int64))

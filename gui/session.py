@@ -192,14 +192,16 @@ class CatalogSession(QObject):
         if ids:
             self.undo_stack.push(LabelItems(self, ids, category_id, text or self._label_text(len(ids), category_id)))
 
-    def show_labelled(self, item_ids, category_id: int, before: dict[int, int | None]) -> None:
+    def show_labelled(self, item_ids, category_id: int, before: dict[int, int | None], edits_at_start: int) -> None:
         """Show labels a job already wrote (an import onto a category), as one undo step; `before`
-        is what those items were labelled before, as the job read it."""
+        is what those items were labelled before, as the job read it; `edits_at_start`: this
+        window's edit count when the job began."""
         self._remember(category_id)
         ids = [int(i) for i in item_ids]
         if ids:
             self._edits += 1  # a catalog read from before the job's write must not take them off again
-            self.undo_stack.push(LabelItems(self, ids, category_id, self._label_text(len(ids), category_id), before))
+            self.undo_stack.push(LabelItems(self, ids, category_id, self._label_text(len(ids), category_id), before,
+                                            edits_at_start))
 
     @property
     def edits(self) -> int:

@@ -54,7 +54,8 @@ def test_outputs_and_weight_names_are_timms(variant, training):
         features = ours(images)
         assert torch.equal(features, reference(images))
     assert features.shape == (2, 1280)
-    assert 0 < features.mean() and features.max() < 6 and not torch.equal(features[0], features[1])  # alive, unsaturated
+    assert 0 < features.mean() and features.max() < 6  # neither dead nor saturated
+    assert not torch.equal(features[0], features[1])
     for mine, theirs in zip(ours.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(mine, theirs)  # training updated the running statistics alike
 

@@ -342,7 +342,7 @@ def test_a_catalog_read_from_before_an_imports_labels_does_not_take_them_off(qtb
     asked_at = session.edits
     with Store(path) as store:  # the import job labels what it brought
         before = store.set_labels([1, 2], red)
-    session.show_labelled([1, 2], red, before)
+    session.show_labelled([1, 2], red, before, asked_at)
     session._caught_up(asked_at, stale)
     assert session.labels[1] == session.labels[2] == red
     wait_idle(qtbot, session)

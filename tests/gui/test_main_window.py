@@ -517,9 +517,9 @@ def test_the_window_reads_the_catalogs_items_on_a_worker(qtbot, open_window, ext
     assert session.model.rowCount() == 3 and read_on_the_gui_thread == []
 
 
-def import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog):
+def import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog, meanwhile=None):
     """Item 1 (Green) and a new item 2 dropped onto Red; the user labels item 1 Blue while the
-    import runs, after the import job wrote Red."""
+    import runs, after the import job wrote Red (or does `meanwhile(session)`)."""
     from protoshelf.core.importer import ImportReport
     from protoshelf.gui import jobs
 
@@ -531,7 +531,7 @@ def import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalo
     started = session.edits  # the drop onto Red of item 1's file and a new one
     with Store(path) as job:
         before = job.set_labels([1, 2], red)
-    session.label([1], blue)
+    (meanwhile or (lambda s: s.label([1], blue)))(session)
     wait_idle(qtbot, session)
     session.intake._on_imported(started, jobs.ImportResult(ImportReport(existing=[1], added=[2]), red, False, before))
     wait_idle(qtbot, session)
@@ -589,6 +589,91 @@ def test_undoing_an_import_and_the_label_given_meanwhile_leaves_what_was_there_b
     session.undo_stack.undo()
     session.undo_stack.undo()
     assert shown_and_stored() == {1: green, 2: None}
+
+
+def undo_all(qtbot, session, path, items=(1, 2)) -> list[dict]:
+    """Undo every step, waiting for each to be written; what the window shows after each (and
+    the catalog holds alike)."""
+    shown = []
+    while session.undo_stack.canUndo():
+        session.undo_stack.undo()
+        wait_idle(qtbot, session)
+        shown.append({i: session.labels.get(i) for i in items})
+        assert shown[-1] == {i: Store(path).labels().get(i) for i in items}
+    return shown
+
+
+def test_undoing_an_import_and_two_labels_given_meanwhile_leaves_what_was_there_before(qtbot, open_window,
+                                                                                      fake_catalog):
+    """Blue, then Green, given to a file while its import onto Red ran; the first of them was
+    written over the import's Red."""
+    def blue_then_green(session):
+        session.label([1], blue)
+        wait_idle(qtbot, session)
+        session.label([1], green)
+
+    red, green, blue = fake_catalog[2]
+    path, session, _ = import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog, blue_then_green)
+    assert undo_all(qtbot, session, path) == [
+        {1: green, 2: None}, {1: blue, 2: None}, {1: green, 2: None}, {1: None, 2: None}]
+
+
+def test_undoing_an_import_a_label_and_its_category_delete_meanwhile_leaves_what_was_there_before(
+        qtbot, open_window, fake_catalog):
+    def blue_then_deleted(session):
+        session.label([1], blue)
+        wait_idle(qtbot, session)
+        session.delete_category(blue)
+
+    red, green, blue = fake_catalog[2]
+    path, session, _ = import_onto_red_with_a_label_given_meanwhile(qtbot, open_window, fake_catalog, blue_then_deleted)
+    assert undo_all(qtbot, session, path) == [
+        {1: None, 2: None}, {1: blue, 2: None}, {1: green, 2: None}, {1: None, 2: None}]
+
+
+def test_undoing_all_after_a_label_given_again_during_an_import_leaves_the_file_as_before_all(
+        qtbot, open_window, fake_catalog):
+    """The file was Red, then Blue; the import wrote Red; the window caught up (showing Red) and the
+    user gave Blue again. The import's undo handed its 'before' to the earlier Blue step as well,
+    which was written before the import, so undoing everything left Blue."""
+    from protoshelf.core.importer import ImportReport
+    from protoshelf.gui import jobs
+
+    path, truth, (red, green, blue) = fake_catalog
+    session = open_window(path).session
+    for category in (red, blue):
+        session.label([1], category)
+        wait_idle(qtbot, session)
+    started = session.edits
+    with Store(path) as job:
+        before = job.set_labels([1, 2], red)
+    session.catch_up()
+    wait_idle(qtbot, session)
+    session.label([1], blue)
+    wait_idle(qtbot, session)
+    session.intake._on_imported(started, jobs.ImportResult(ImportReport(existing=[1], added=[2]), red, False, before))
+    wait_idle(qtbot, session)
+    assert undo_all(qtbot, session, path) == [
+        {1: blue, 2: None}, {1: blue, 2: None}, {1: red, 2: None}, {1: None, 2: None}]
+
+
+def test_undoing_steps_written_in_order_leaves_their_earlier_labels_alone(qtbot, open_window, fake_catalog):
+    """Red, Blue, Red by the window, then Blue by another process: the last undo keeps the other
+    process's Blue, and the Blue step's undo then puts back its Red (no job wrote out of order)."""
+    path, truth, (red, green, blue) = fake_catalog
+    session = open_window(path).session
+    for category in (red, blue, red):
+        session.label([1], category)
+        wait_idle(qtbot, session)
+    with Store(path) as cli:
+        cli.set_labels([1], blue)
+    shown = []
+    for _ in range(2):
+        session.undo_stack.undo()
+        wait_idle(qtbot, session)
+        shown.append(session.labels.get(1))
+        assert shown[-1] == Store(path).labels().get(1)
+    assert shown == [blue, red]
 
 
 def test_a_cancelled_import_onto_a_category_deleted_meanwhile_keeps_the_files_unlabelled(qtbot, open_window,
