@@ -85,7 +85,7 @@ class _LabelsStep(QUndoCommand):
         another window set since this window read the labels included."""
         self.before.update(store.set_labels(self._ours(), self.category_id))
 
-    def _unlabel(self, store: Store, below: list[_LabelsStep]) -> None:
+    def _unlabel(self, store: Store, below: list[_LabelsStep] = ()) -> None:
         self.kept = store.undo_labels(dict(self.before), self.category_id)
         self._hand_down(below)
 
@@ -142,7 +142,7 @@ class LabelItems(_LabelsStep):
     def undo(self) -> None:
         self.done = False
         _show_undone(self.session, self.before, self.category_id)
-        below = self._steps_below()  # read here: the stack is the GUI thread's
+        below = self._steps_below() if self.written_since is not None else []  # the stack is the GUI thread's
         self.session.edit(lambda store: self._unlabel(store, below), then=self._show_before)  # after _label
 
 
@@ -177,10 +177,8 @@ class CreateCategory(_LabelsStep):
         _show_undone(self.session, self.before, self.category_id)
         self.session.apply_categories(_without(self.session.categories, self.category_id))
 
-        below = self._steps_below()
-
         def remove(store: Store) -> None:
-            self._unlabel(store, below)
+            self._unlabel(store)
             store.delete_category(self.category_id)
 
         self.session.edit(remove, categories=True, then=self._show_before)
