@@ -428,13 +428,16 @@ class Store:
             _write_labels(s, dict.fromkeys(ids, category_id))
         return previous
 
-    def undo_labels(self, before: dict[int, int | None], given: int | None) -> dict[int, int | None]:
+    def undo_labels(self, before: dict[int, int | None], given: int | None,
+                    leave: Iterable[int] = ()) -> dict[int, int | None]:
         """Put back `before` (from set_labels) on the items that still hold `given`, the label the
         step being undone gave them; returns the labels of the others, which someone relabelled
-        since (the user while an import ran, another process): an undo must not take a later label."""
+        since (the user while an import ran, another process): an undo must not take a later label.
+        `leave`: items the caller knows were relabelled since, perhaps to `given` again."""
+        leave = set(leave)
         with self._write() as s:
             now: dict[int, int | None] = {**dict.fromkeys(before), **_labels_in(s, list(before))}
-            ours = {i: label for i, label in before.items() if now[i] == given}
+            ours = {i: label for i, label in before.items() if now[i] == given and i not in leave}
             _write_labels(s, ours)
         return {i: label for i, label in now.items() if i not in ours}
 

@@ -86,24 +86,24 @@ class _LabelsStep(QUndoCommand):
         self.before.update(store.set_labels(self._ours(), self.category_id))
 
     def _unlabel(self, store: Store, below: list[_LabelsStep] = ()) -> None:
-        self.kept = store.undo_labels(dict(self.before), self.category_id)
-        self._hand_down(below)
+        meanwhile = self._relabelled_meanwhile(below)
+        leave = {i for _, i in meanwhile} | self.kept.keys()  # the last redo left those alone too
+        self.kept = store.undo_labels(dict(self.before), self.category_id, leave=leave)
+        for step, item in meanwhile:  # undone now, this step's label is not what the item held before theirs
+            step.before[item] = self.before[item]
 
-    def _hand_down(self, below: list[_LabelsStep]) -> None:
-        """On the edit lane, after the undo of labels a job wrote: an item it left alone was
-        relabelled since, perhaps by steps pushed while the job ran, so below this one on the stack
-        but written after it (the user labelled a file, twice, or then deleted that category, while
-        its drop import ran). The first of them has this step's label as the item's `before`, which
-        is undone now: its undo must put back what the item held before this step instead, or
-        undoing them all would leave this step's label. Steps pushed before the job began were
-        written before it, and their `before` is theirs. A redo of this step needs no rewrite back:
-        the stack undoes those steps only after this one again."""
+    def _relabelled_meanwhile(self, below: list[_LabelsStep]) -> list[tuple[_LabelsStep, int]]:
+        """(step, item) for labels a job wrote (an import onto a category): the steps pushed while
+        the job ran, so below this one on the stack, that relabelled one of its items after the job
+        wrote it (their `before` is the job's label), perhaps to the same label. The user labelled
+        a file while its drop import ran: undoing the import leaves that item as the user left it,
+        and undoing the user's step then puts back what the item held before the import, not the
+        import's label. Steps pushed before the job began were written before it. A redo of this
+        step needs no rewrite back: the stack undoes those steps only after this one again."""
         if self.written_since is None:
-            return
-        for step in (s for s in below if s.edits_before >= self.written_since):
-            for item in self.kept:
-                if item in step.before and step.before[item] == self.category_id:
-                    step.before[item] = self.before[item]
+            return []
+        return [(step, item) for step in below if step.edits_before >= self.written_since
+                for item in self.before if item in step.before and step.before[item] == self.category_id]
 
     def _show_labelled(self) -> None:
         """After redo is written (an undo just before it may have left more items alone)."""
@@ -141,8 +141,9 @@ class LabelItems(_LabelsStep):
 
     def undo(self) -> None:
         self.done = False
-        _show_undone(self.session, self.before, self.category_id)
         below = self._steps_below() if self.written_since is not None else []  # the stack is the GUI thread's
+        left = {item for _, item in self._relabelled_meanwhile(below)} | self.kept.keys()
+        _show_undone(self.session, {i: b for i, b in self.before.items() if i not in left}, self.category_id)
         self.session.edit(lambda store: self._unlabel(store, below), then=self._show_before)  # after _label
 
 

@@ -81,6 +81,17 @@ def test_undoing_labels_leaves_the_items_relabelled_since(store):
     assert store.labels() == {ids[0]: a, ids[1]: c, ids[4]: a}
 
 
+def test_undoing_labels_leaves_the_items_asked_to_be_left_even_with_the_same_label(store):
+    """The user gave a dropped file its import's category again after the import wrote it."""
+    ids = add_items(store, 3)
+    a, b = store.create_category("A"), store.create_category("B")
+    store.set_labels(ids, a)
+    before = store.set_labels(ids, b)
+    store.set_labels([ids[0]], b)
+    assert store.undo_labels(before, b, leave=[ids[0]]) == {ids[0]: b}
+    assert store.labels() == {ids[0]: b, ids[1]: a, ids[2]: a}
+
+
 def test_deleting_a_category_removes_its_labels_and_can_be_undone(store):
     ids = add_items(store, 3)
     a = store.create_category("A", colour="#123456")

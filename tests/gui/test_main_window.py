@@ -631,6 +631,50 @@ def test_undoing_an_import_a_label_and_its_category_delete_meanwhile_leaves_what
         {1: None, 2: None}, {1: blue, 2: None}, {1: green, 2: None}, {1: None, 2: None}]
 
 
+def test_a_file_labelled_like_its_import_meanwhile_keeps_the_users_label_through_undo_and_redo(
+        qtbot, open_window, fake_catalog):
+    """The user gave the file Red too, after the import's Red was written (the window still showed
+    Green): undoing the import took it back to Green, and the user's own step then could neither
+    undo nor redo it (its undo found it relabelled since)."""
+    red, green, blue = fake_catalog[2]
+    path, session, _ = import_onto_red_with_a_label_given_meanwhile(
+        qtbot, open_window, fake_catalog, lambda s: s.label([1], red))
+
+    def step(action):
+        action()
+        wait_idle(qtbot, session)
+        shown = {i: session.labels.get(i) for i in (1, 2)}
+        assert shown == {i: Store(path).labels().get(i) for i in (1, 2)}
+        return shown
+
+    stack = session.undo_stack
+    assert [step(stack.undo), step(stack.undo)] == [{1: red, 2: None}, {1: green, 2: None}]
+    assert [step(stack.redo), step(stack.redo)] == [{1: red, 2: None}, {1: red, 2: red}]
+    assert [step(stack.undo), step(stack.redo), step(stack.undo)] == [
+        {1: red, 2: None}, {1: red, 2: red}, {1: red, 2: None}]
+    assert step(stack.undo) == {1: green, 2: None}
+
+
+def test_a_label_given_before_the_import_reached_the_file_is_the_imports_before(qtbot, open_window, fake_catalog):
+    """Blue given to a dropped file before the job wrote Red over it: undoing the import gives Blue
+    back, and undoing Blue then Green (the job's `before` holds the user's Blue)."""
+    from protoshelf.core.importer import ImportReport
+    from protoshelf.gui import jobs
+
+    path, truth, (red, green, blue) = fake_catalog
+    session = open_window(path).session
+    session.label([1], green)
+    wait_idle(qtbot, session)
+    started = session.edits
+    session.label([1], blue)
+    wait_idle(qtbot, session)
+    with Store(path) as job:
+        before = job.set_labels([1, 2], red)
+    session.intake._on_imported(started, jobs.ImportResult(ImportReport(existing=[1], added=[2]), red, False, before))
+    wait_idle(qtbot, session)
+    assert undo_all(qtbot, session, path) == [{1: blue, 2: None}, {1: green, 2: None}, {1: None, 2: None}]
+
+
 def test_undoing_all_after_a_label_given_again_during_an_import_leaves_the_file_as_before_all(
         qtbot, open_window, fake_catalog):
     """The file was Red, then Blue; the import wrote Red; the window caught up (showing Red) and the
