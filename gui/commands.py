@@ -7,7 +7,7 @@ Functions handed to `session.edit` run on the worker thread and only touch the S
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -85,14 +85,14 @@ class _LabelsStep(QUndoCommand):
         another window set since this window read the labels included."""
         self.before.update(store.set_labels(self._ours(), self.category_id))
 
-    def _unlabel(self, store: Store, below: list[_LabelsStep] = ()) -> None:
+    def _unlabel(self, store: Store, below: Sequence[_LabelsStep] = ()) -> None:
         meanwhile = self._relabelled_meanwhile(below)
         leave = {i for _, i in meanwhile} | self.kept.keys()  # the last redo left those alone too
         self.kept = store.undo_labels(dict(self.before), self.category_id, leave=leave)
         for step, item in meanwhile:  # undone now, this step's label is not what the item held before theirs
             step.before[item] = self.before[item]
 
-    def _relabelled_meanwhile(self, below: list[_LabelsStep]) -> list[tuple[_LabelsStep, int]]:
+    def _relabelled_meanwhile(self, below: Sequence[_LabelsStep]) -> list[tuple[_LabelsStep, int]]:
         """(step, item) for labels a job wrote (an import onto a category): the steps pushed while
         the job ran, so below this one on the stack, that relabelled one of its items after the job
         wrote it (their `before` is the job's label), perhaps to the same label. The user labelled
@@ -180,7 +180,8 @@ class CreateCategory(_LabelsStep):
 
         def remove(store: Store) -> None:
             self._unlabel(store)
-            store.delete_category(self.category_id)
+            store.delete_category(self.category_id)  # an item left holding it (given since elsewhere) loses it
+            self.kept = {i: None if label == self.category_id else label for i, label in self.kept.items()}
 
         self.session.edit(remove, categories=True, then=self._show_before)
 

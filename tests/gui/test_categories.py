@@ -243,6 +243,28 @@ def test_undoing_a_new_category_leaves_an_example_the_command_line_relabelled_si
     assert {i: session.labels.get(i) for i in (1, 2, 3)} == {1: kitchen, 2: blue, 3: kitchen} and not problems
 
 
+def test_undoing_a_new_category_again_shows_an_example_it_skipped_as_the_delete_left_it(qtbot, open_window,
+                                                                                       fake_catalog):
+    """An example left alone by the first undo (relabelled Blue) and by the redo, then given the
+    new category by another process: the second undo leaves it to the delete, which unlabels it,
+    and the window showed the deleted category on it."""
+    path, (red, green, blue), window, session, problems = watched_window(qtbot, open_window, fake_catalog)
+    session.create_category("Kitchen", None, [1, 2])
+    wait_idle(qtbot, session)
+    with Store(path) as cli:
+        cli.set_labels([2], blue)
+    session.undo_stack.undo()
+    session.undo_stack.redo()
+    wait_idle(qtbot, session)
+    kitchen = session.categories[-1].id
+    with Store(path) as cli:
+        cli.set_labels([2], kitchen)
+    session.undo_stack.undo()
+    wait_idle(qtbot, session)
+    assert {i: Store(path).labels().get(i) for i in (1, 2)} == {1: None, 2: None}
+    assert {i: session.labels.get(i) for i in (1, 2)} == {1: None, 2: None} and not problems
+
+
 def test_undoing_a_delete_leaves_an_example_the_command_line_relabelled_since(qtbot, open_window, fake_catalog):
     """Restoring the example over its new label failed on the catalog's one-label-per-item rule:
     "A change could not be saved", the category stayed deleted and its other examples unlabelled."""
