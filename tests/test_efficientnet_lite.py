@@ -9,9 +9,8 @@ import timm
 import torch
 from torch import nn
 
+from protoshelf.core.backbones import PACKAGED
 from protoshelf.core.efficientnet_lite import VARIANTS, EfficientNetLite
-
-SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
 
 def randomised(model: nn.Module) -> nn.Module:
@@ -48,7 +47,7 @@ def test_outputs_and_weight_names_are_timms(variant, training):
     ours = EfficientNetLite(variant).train(training)
     assert list(ours.state_dict()) == list(reference.state_dict())
     ours.load_state_dict(reference.state_dict())
-    size = SIZES[variant]  # 240 and 260 give odd sizes on the way down
+    size = PACKAGED[variant].size  # 240 and 260 give odd sizes on the way down
     images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         features = ours(images)
