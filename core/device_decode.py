@@ -20,7 +20,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from protoshelf.core.backbones import Preprocessing
 from protoshelf.core.model_input import CatalogImages
-from protoshelf.core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image
+from protoshelf.core.images import MAX_FILE_BYTES, MAX_JPEG_SCANS, MAX_PIXELS, ImageError, open_image, scan_markers
 
 
 def plain_jpeg(path: Path) -> torch.Tensor | None:
@@ -35,7 +35,7 @@ def plain_jpeg(path: Path) -> torch.Tensor | None:
                 return None
     except Exception:  # noqa: BLE001 - any doubt goes to the Pillow path, which reports it properly
         return None
-    if data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+    if scan_markers(data) > MAX_JPEG_SCANS:
         return None
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 

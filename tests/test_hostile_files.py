@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import png_chunk, write_image
-from protoshelf.core.images import ImageError, open_image
+from protoshelf.core.images import ImageError, open_image, scan_markers
 from protoshelf.core.importer import import_images
 from protoshelf.core.store import Store
 
@@ -202,6 +202,15 @@ def test_progressive_jpeg_scan_bomb_is_refused_quickly():
     with pytest.raises(ImageError, match="scans"):
         open_image(bomb, min_side=256)
     assert time.process_time() - started < 0.5
+
+
+@pytest.mark.parametrize("data,count", [(b"", 0), (b"\xff", 0), (b"\xff\xda", 1), (b"\xda\xff\xff\xda\xff\xda\xff", 2)])
+def test_start_of_scan_markers_are_counted_byte_pair_by_byte_pair(data, count):
+    assert scan_markers(data) == count
+
+
+def test_a_scan_bomb_has_as_many_markers_as_scans():
+    assert scan_markers(scan_bomb_jpeg(side=64, scans=100)) == scan_bomb_jpeg(side=64, scans=0).count(b"\xff\xda") + 100
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
