@@ -19,7 +19,7 @@ other in this process, says where the difference goes.
 """
 from __future__ import annotations
 
-import protoshelf.core  # noqa: F401  - first: it sets OpenMP's wait policy, which torch reads when it loads
+import protoshelf.core  # noqa: F401  - first: it sets how OpenMP waits, which torch reads when it loads
 import argparse
 import io
 import os

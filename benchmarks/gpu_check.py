@@ -17,7 +17,7 @@ stderr, its cells into the JSON.
 """
 from __future__ import annotations
 
-import protoshelf.core  # noqa: F401  - first: it sets OpenMP's wait policy before torch loads
+import protoshelf.core  # noqa: F401  - first: it sets how OpenMP waits before torch loads
 import argparse
 import json
 import os

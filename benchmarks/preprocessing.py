@@ -18,7 +18,7 @@ it implements.
 """
 from __future__ import annotations
 
-import protoshelf.core  # noqa: F401  - first: it sets OpenMP's wait policy, which torch reads when it loads
+import protoshelf.core  # noqa: F401  - first: it sets how OpenMP waits, which torch reads when it loads
 import argparse
 from pathlib import Path
 

@@ -1,12 +1,15 @@
-"""Start-up: commands that need no model import no torch, and the launcher's first-run help."""
+"""Start-up: commands that need no model import no torch, OpenMP is told how to wait before torch
+loads, and the launcher's first-run help."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from protoshelf.core import OPENMP_SPIN, wait_briefly_then_sleep
 from protoshelf.core.desktop import install_desktop_entry
 from protoshelf.gui import launcher
 
@@ -33,6 +36,37 @@ def test_commands_without_a_model_import_no_torch(tmp_path, argv):
 def test_the_app_window_imports_no_torch():
     """The window is built from these; torch loads on a worker after it is shown."""
     assert "torch" not in modules_after("import protoshelf.gui.app, protoshelf.gui.main_window")
+
+
+SPIN_WHEN_TORCH_LOADS = """
+import os, sys
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("AT TORCH:", os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT"))
+            sys.meta_path.remove(self)
+sys.meta_path.insert(0, Watch())
+"""
+
+
+@pytest.mark.parametrize("entry", ["protoshelf.core.cli", "protoshelf.gui.jobs"])
+def test_openmp_is_told_to_spin_briefly_before_torch_loads(entry):
+    """libgomp reads its settings once, when torch loads it: after that, setting them does nothing."""
+    code = f"{SPIN_WHEN_TORCH_LOADS}import {entry}\nimport protoshelf.core.embedding"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"AT TORCH: PASSIVE {OPENMP_SPIN}" in result.stdout
+
+
+@pytest.mark.parametrize("own", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}])
+def test_a_users_own_openmp_waiting_wins(own):
+    environ = dict(own)
+    wait_briefly_then_sleep(environ)
+    assert environ == own
+    untouched: dict[str, str] = {}
+    wait_briefly_then_sleep(untouched)
+    assert untouched == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": OPENMP_SPIN}
 
 
 def test_a_missing_xcb_library_prints_the_apt_command(monkeypatch, capsys):
