@@ -16,8 +16,11 @@ def wait_briefly_then_sleep(environ=os.environ) -> None:
     the decoding needs. Measured end to end (benchmarks/embedding_throughput.py, 6-8 processes per
     setting), this spin gave 110 images/s for PNG cut-outs and 105 for 1000 px JPEGs, passive
     waiting 100 and 98, libgomp's default spin 107 and 99; 10,000-50,000 spins were alike.
-    PASSIVE stays set: past the spin it sleeps, it does not spin at all when threads outnumber
-    cores, and other OpenMP runtimes (Intel's, LLVM's) read it. A user's own setting of either
+    The price is paid when two processes embed side by side on the same cores, each spinning as if
+    it had them alone: 300 PNGs each took 8.4-10.1 s with this spin, 6.7-7.2 s sleeping at once,
+    18-24 s with libgomp's default spin (what plain PyTorch runs with).
+    PASSIVE stays set: past the spin it sleeps, it does not spin at all when this process's OpenMP
+    threads outnumber the cores, and other OpenMP runtimes (Intel's, LLVM's) read it. A user's own setting of either
     variable wins.
     """
     if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
