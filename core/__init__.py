@@ -20,8 +20,8 @@ def wait_briefly_then_sleep(environ=os.environ) -> None:
     it had them alone: 300 PNGs each took 8.4-10.1 s with this spin, 6.7-7.2 s sleeping at once,
     18-24 s with libgomp's default spin (what plain PyTorch runs with).
     PASSIVE stays set: past the spin it sleeps, it does not spin at all when this process's OpenMP
-    threads outnumber the cores, and other OpenMP runtimes (Intel's, LLVM's) read it. A user's own setting of either
-    variable wins.
+    threads outnumber the cores, and other OpenMP runtimes (Intel's, LLVM's) read it. A user's own
+    setting of either variable wins.
     """
     if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"

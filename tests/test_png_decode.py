@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import png_chunk
 from protoshelf.core import png_decode
 
 pytestmark = pytest.mark.skipif(not png_decode.available(), reason="this imagecodecs lacks libspng or libdeflate")
@@ -28,10 +29,6 @@ def smooth(height: int, width: int, channels: int) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     planes = [(x * 3 + y) % 256, (x * y) % 256, (y * 5) % 256, (x + y * 7) % 256][:channels]
     return np.dstack(planes).astype(np.uint8)
-
-
-def chunk(kind: bytes, payload: bytes) -> bytes:
-    return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
 
 
 def chunks(png: bytes):
@@ -84,8 +81,8 @@ def test_libspng_is_given_the_rows_stored_not_the_file(monkeypatch):
 def with_chunks_around_the_pixels(data: bytes) -> bytes:
     """gAMA and tEXt before the first IDAT, tEXt after the last."""
     idat, iend = data.index(b"IDAT") - 4, data.index(b"IEND") - 4
-    before = chunk(b"gAMA", (45455).to_bytes(4, "big")) + chunk(b"tEXt", b"Title\0a lamp")
-    return data[:idat] + before + data[idat:iend] + chunk(b"tEXt", b"Comment\0after") + data[iend:]
+    before = png_chunk(b"gAMA", (45455).to_bytes(4, "big")) + png_chunk(b"tEXt", b"Title\0a lamp")
+    return data[:idat] + before + data[idat:iend] + png_chunk(b"tEXt", b"Comment\0after") + data[iend:]
 
 
 @pytest.mark.parametrize("extra", [{}, {"transparency": (1, 2, 3)}])
@@ -126,7 +123,7 @@ def test_a_flood_of_idat_chunks_is_left_to_libspng():
     pixels = noise(20, 20, 3)
     data = png_bytes(pixels)
     first = data.index(b"IDAT") - 4
-    flood = data[:first] + chunk(b"IDAT", b"") * png_decode.MAX_CHUNKS + data[first:]
+    flood = data[:first] + png_chunk(b"IDAT", b"") * png_decode.MAX_CHUNKS + data[first:]
 
     assert png_decode._with_rows_stored(flood) is None
     assert np.array_equal(png_decode.decode(flood), pixels)
