@@ -173,14 +173,18 @@ def naive(folder: Path, photos: list[Path]) -> float:
 
 
 def run(images: int = 192, batch_size: int | None = None, side: int | None = None, rounds: int = 4,
-        workers: int | None = None, naive_images: int = 32, kind: str = "jpeg", device: str = "cpu") -> dict:
+        workers: int | None = None, naive_images: int = 32, kind: str = "jpeg", device: str = "cpu",
+        unfolded: bool = False) -> dict:
     """`batch_size` None: what `embed_catalog` picks on this device; `side` None: the kind's own;
-    `naive_images` 0: no naive loop (it runs on the CPU only)."""
+    `naive_images` 0: no naive loop (it runs on the CPU only); `unfolded`: the backbone with its
+    batch norms as separate operations, as before they were folded (for comparison)."""
     side = side or KINDS[kind][1]
     folder = Path(tempfile.mkdtemp(prefix="protoshelf-embed-bench-"))
     try:
         photos = write_photos(folder, images, side, kind)
         extractor = FeatureExtractor(load_backbone(), torch.device(device))
+        if unfolded:
+            extractor.features = extractor.backbone.features
         batch_size = batch_size or default_batch_size(extractor.device)
         prep = extractor.backbone.preprocessing
         decoded = [to_model_input(open_model_image(p, prep), prep) for p in photos]
@@ -203,7 +207,7 @@ def run(images: int = 192, batch_size: int | None = None, side: int | None = Non
     e2e_cpu = min(c.cpu for c in e2e) / images * 1000
     return {
         "kind": kind, "images": images, "side": side, "batch_size": batch_size,
-        "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "workers": workers, "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "unfolded": unfolded,
         "forward_images_per_s": round(forward_rate, 2),
         "end_to_end_images_per_s": round(e2e_rate, 2),
         "naive_images_per_s": naive_rate and round(naive_rate, 2),
@@ -274,7 +278,8 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def print_figures(f: dict) -> None:
     print(f"embedding {f['images']} {f['kind']} images of {f['side']} px on {f['device']}, batch {f['batch_size']}, {f['cpus']} CPUs, "
-          f"{f['torch_threads']} torch threads, load average {f['load_average']}")
+          f"{f['torch_threads']} torch threads, load average {f['load_average']}"
+          + (", batch norms unfolded" if f["unfolded"] else ""))
     print(f"  forward only  {f['forward_images_per_s']:7.1f} images/s  {f['forward_cpu_ms_per_image']:6.1f} CPU ms/image  (ceiling)")
     print(f"  end to end    {f['end_to_end_images_per_s']:7.1f} images/s  {f['end_to_end_cpu_ms_per_image']:6.1f} CPU ms/image  "
           f"= {f['end_to_end_vs_forward']:.0%} of forward (median of rounds {f['end_to_end_vs_forward_median_round']:.0%}, "
@@ -298,10 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command-images", type=int, default=0,
                         help="also time `protoshelf embed` of this many images per kind against its floor (0: skip)")
     parser.add_argument("--command-runs", type=int, default=3, help="rounds of the command's timing; medians count")
+    parser.add_argument("--unfolded", action="store_true", help="batch norms not folded into the convolutions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    figures = {kind: run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images, kind)
-               for kind in args.kinds}
+    figures = {kind: run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images, kind,
+                         unfolded=args.unfolded) for kind in args.kinds}
     if args.command_images:
         figures["command"] = {kind: command_run(args.command_images, kind, args.command_runs) for kind in args.kinds}
     return report(figures, args.json, print_all)

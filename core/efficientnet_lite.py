@@ -9,7 +9,11 @@ the outputs equal to timm's. Other timm models are still built by timm (core/bac
 """
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # Per stage: block kind, kernel, stride (timm's arch_def for efficientnet_lite; expansion 6 in "ir").
 _STAGES = (("ds", 3, 1), ("ir", 3, 2), ("ir", 5, 2), ("ir", 3, 2), ("ir", 5, 1), ("ir", 5, 2), ("ir", 3, 1))
@@ -100,3 +104,28 @@ class EfficientNetLite(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         x = self.bn1(self.conv_stem(images))
         return self.global_pool(self.bn2(self.conv_head(self.blocks(x))))
+
+
+_CONV_THEN_NORM = {
+    EfficientNetLite: (("conv_stem", "bn1"), ("conv_head", "bn2")),
+    DepthwiseSeparable: (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    InvertedResidual: (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+}
+
+
+def folded_for_inference(trunk: EfficientNetLite) -> EfficientNetLite:
+    """A copy of `trunk` for inference, each batch norm folded into the convolution before it.
+
+    In eager PyTorch a batch norm is a pass of its own over the layer's output, and this network
+    has 49 of them: on 2 CPU cores, folding took the backbone from 124-132 to 169-174 images/s
+    (batches of 16), with features within 1e-5 of the unfolded ones. The copy only runs: it has no
+    batch norms to train or save, and the trunk it came from is left as it is, for fine-tuning and
+    the concept head."""
+    folded = copy.deepcopy(trunk).eval()
+    with torch.no_grad():
+        for module in list(folded.modules()):
+            for conv_name, norm_name in _CONV_THEN_NORM.get(type(module), ()):
+                norm = getattr(module, norm_name)
+                setattr(module, conv_name, fuse_conv_bn_eval(getattr(module, conv_name), norm))
+                setattr(module, norm_name, norm.act)
+    return folded.requires_grad_(False)

@@ -45,6 +45,17 @@ def test_features_are_not_constant_and_separate_pictures(extractor):
     assert (normed @ normed.T)[np.triu_indices(4, 1)].max() < 0.95
 
 
+def test_the_extractor_runs_a_folded_copy_and_gives_the_backbones_features(extractor):
+    """Folding the batch norms changes no vector beyond rounding, so stored ones stay valid."""
+    images = [open_image(DEMO / "images" / f"{n}.png") for n in ("banana", "violin", "teapot")]
+    batch = torch.stack([to_model_input(image, extractor.backbone.preprocessing) for image in images])
+    with torch.inference_mode():
+        expected = extractor.backbone.features(((batch.float() - extractor.mean) / extractor.std)).numpy()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in extractor.features.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in extractor.backbone.modules())
+    np.testing.assert_allclose(extractor(batch), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_the_default_backbone_loads_from_its_package_without_the_network(extractor):
     with no_network():
         backbone = load_backbone()

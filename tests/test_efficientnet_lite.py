@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from protoshelf.core.backbones import PACKAGED
-from protoshelf.core.efficientnet_lite import VARIANTS, EfficientNetLite
+from protoshelf.core.efficientnet_lite import VARIANTS, EfficientNetLite, folded_for_inference
 
 
 def randomised(model: nn.Module) -> nn.Module:
@@ -57,6 +57,24 @@ def test_outputs_and_weight_names_are_timms(variant, training):
     assert not torch.equal(features[0], features[1])
     for mine, theirs in zip(ours.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(mine, theirs)  # training updated the running statistics alike
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_folding_the_batch_norms_keeps_the_features_and_the_trunk(variant):
+    trunk = randomised(EfficientNetLite(variant)).eval()
+    before = {key: value.clone() for key, value in trunk.state_dict().items()}
+    folded = folded_for_inference(trunk)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in folded.modules()) == sum(
+        isinstance(m, nn.ReLU6) for m in trunk.modules())
+    size = PACKAGED[variant].size
+    images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected, got = trunk(images), folded(images)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(got[0], got[1])
+    assert trunk.state_dict().keys() == before.keys()  # the original keeps its norms, for fine-tuning
+    assert all(torch.equal(value, before[key]) for key, value in trunk.state_dict().items())
 
 
 def test_building_the_default_backbone_imports_neither_timm_nor_torchvision():
