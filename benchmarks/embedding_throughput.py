@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unfolded", action="store_true", help="batch norms not folded into the convolutions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.unfolded and args.command_images:
+        parser.error("--unfolded applies to this process's rounds; `protoshelf embed` always folds")
     figures = {kind: run(args.images, args.batch_size, args.side, args.rounds, args.workers, args.naive_images, kind,
                          unfolded=args.unfolded) for kind in args.kinds}
     if args.command_images:

@@ -1,6 +1,7 @@
 """The packaged backbone is wired right, and catalog embedding is batched and resumable."""
 from __future__ import annotations
 
+import copy
 import resource
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 
 from conftest import DEMO, no_network, write_image
 from protoshelf.core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
-from protoshelf.core.embedding import _glibc, decoded_batches, embed_catalog, to_model_input
+from protoshelf.core.embedding import FeatureExtractor, _glibc, decoded_batches, embed_catalog, to_model_input
 from protoshelf.core.images import open_image
 from protoshelf.core.importer import import_images
 from protoshelf.core.model_input import CatalogImages
@@ -270,4 +271,17 @@ def test_an_extractor_on_another_device_leaves_the_shared_backbone_on_the_cpu(ex
     elsewhere = pretrained_extractor("efficientnet_lite0", torch.device("meta"))  # any device but the CPU
     assert extractor.backbone is shared and elsewhere.backbone is not shared
     assert next(elsewhere.backbone.parameters()).device.type == "meta"
+    assert {p.device.type for p in elsewhere.features.parameters()} == {"meta"}  # the folded copy runs there
     assert {p.device.type for p in shared.parameters()} == {"cpu"}
+
+
+def test_moving_an_extractor_after_running_out_of_memory_leaves_the_old_one_whole(extractor):
+    """The fallback to the CPU builds a new extractor; the app's cached one must keep its backbone
+    where its folded copy and normalisation are, not have it moved from under it."""
+    own = FeatureExtractor(copy.deepcopy(extractor.backbone), torch.device("cpu"))
+    moved = own.on_device(torch.device("meta"))
+    assert {p.device.type for p in moved.backbone.parameters()} == {"meta"}
+    assert {p.device.type for p in moved.features.parameters()} == {"meta"}
+    assert {p.device.type for p in own.backbone.parameters()} == {"cpu"}
+    assert {b.device.type for b in own.backbone.buffers()} == {"cpu"}
+    assert moved.backbone.preprocessing == own.backbone.preprocessing
