@@ -123,7 +123,7 @@ def pretrained_extractor(backbone_name: str, device: torch.device) -> FeatureExt
     """An extractor over the shared pretrained backbone; on another device than the CPU over a copy,
     since moving the shared one would take it away from the concept head."""
     backbone = shared_backbone(backbone_name)
-    return FeatureExtractor(backbone if device.type == "cpu" else copy.deepcopy(backbone), device)
+    return FeatureExtractor(backbone if device.type == "cpu" else _copied_to(backbone, device), device)
 
 
 class _MemoryFallback:
