@@ -3,7 +3,7 @@
 Only items without a vector for the chosen backbone are embedded, and each batch is committed on
 its own, so a cancelled or killed run picks up where it stopped. Running out of GPU memory halves
 the batch, then moves to the CPU, and says so in the report instead of ending the run. Images are
-decoded to uint8 in threads, a few batches ahead of the backbone (core/model_input.py; on CUDA,
+decoded to uint8 in threads, up to 16 batches ahead of the backbone (core/model_input.py; on CUDA,
 JPEGs on the GPU: core/device_decode.py); normalisation happens on the device, where it is nearly free.
 """
 from __future__ import annotations
@@ -169,23 +169,30 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-DECODE_AHEAD = 8
-"""Batches decoded ahead of the backbone while it runs, all threads together: 20 MB at 224 px
-and 16 images a batch."""
+DECODE_AHEAD, GPU_READ_AHEAD = 16, 8
+"""Batches decoded ahead of the backbone while it runs, all threads together: 40 MB at 224 px
+and 16 images a batch. For a GPU the threads only read files, 64 a batch, into page-locked
+memory: 8 batches of 3 MB phone photos already hold 1.5 GB of it."""
 
 
 def decoded_batches(dataset: Sequence, collate: Callable, batch_size: int, threads: int,
                     ahead: int = DECODE_AHEAD) -> Iterator:
     """`collate`d batches of `dataset` in order, decoded by `threads` threads while the backbone
     runs (0: in the caller's thread, when asked for). The first `ahead` batches start at once, so
-    they are ready when the backbone is built; after that, new batches start only while fewer than
-    `ahead` wait. Closing the iterator drops the batches not begun.
+    they are ready when the backbone is built; after that, once half of them have been taken, as
+    many start again as make `ahead`. Closing the iterator drops the batches not begun.
 
     Threads, not DataLoader worker processes: Pillow, libspng and numpy let go of the GIL while
     they work, and worker processes cost more than their decoding: each run forked a process the
     size of the app, and each batch crossed over through shared memory. On 2 cores, end to end
     went from 74% to 94% of the backbone's own throughput for 1000 px JPEGs, and from 74% to 85%
-    for 300 px PNGs (median of 5 alternating rounds of 128 images)."""
+    for 300 px PNGs (median of 5 alternating rounds of 128 images).
+
+    Refilling in runs, not a batch for each batch taken: the backbone's OpenMP threads wait at
+    every layer for one whose core a decoding thread took, and a decoding thread that wakes for
+    each batch takes a core in many short turns (benchmarks/decode_interference.py). On 2 cores,
+    512 images, 5 alternating rounds: 141 against 137 images/s for PNG cut-outs, 129 against 125
+    for 1000 px JPEGs."""
     spans = (range(start, min(start + batch_size, len(dataset))) for start in range(0, len(dataset), batch_size))
 
     def decode(span: range):
@@ -205,9 +212,10 @@ def _decoded_ahead(decode: Callable, spans: Iterator[range], threads: int, ahead
         pending.extend(pool.submit(decode, span) for span in islice(spans, ahead))
         yield None
         while pending:
-            if len(pending) <= ahead:
-                pending.extend(pool.submit(decode, span) for span in islice(spans, 1))
-            yield pending.popleft().result()
+            batch = pending.popleft()
+            if len(pending) <= ahead // 2:
+                pending.extend(pool.submit(decode, span) for span in islice(spans, ahead - len(pending)))
+            yield batch.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -216,10 +224,9 @@ def _batches(rows: list[tuple[int, str]], prep, batch_size: int, threads: int, o
     if on_gpu:  # the threads only read JPEG files; the GPU decodes them
         from protoshelf.core import device_decode
 
-        dataset, collate_batch = device_decode.JpegFiles(rows, prep), device_decode.collate
-    else:
-        dataset, collate_batch = CatalogImages(rows, prep), collate
-    return decoded_batches(dataset, collate_batch, batch_size, threads)
+        return decoded_batches(device_decode.JpegFiles(rows, prep), device_decode.collate, batch_size, threads,
+                               ahead=GPU_READ_AHEAD)
+    return decoded_batches(CatalogImages(rows, prep), collate, batch_size, threads)
 
 
 def embed_catalog(

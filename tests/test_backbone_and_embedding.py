@@ -188,15 +188,20 @@ def test_embedding_decodes_while_the_backbone_is_built(store, tmp_path, extracto
     assert embed_catalog(store, device="cpu", batch_size=2, workers=1).embedded == 6
 
 
-def test_decoding_stays_a_few_batches_ahead_of_the_backbone():
-    """A catalog of a million items must not be decoded into memory ahead of a slow backbone."""
+def test_decoding_stays_a_few_batches_ahead_of_the_backbone_and_resumes_in_runs():
+    """A catalog of a million items must not be decoded into memory ahead of a slow backbone; and
+    decoding starts again only once half the batches ahead have been taken, then up to all."""
     items = CountedItems(1000)
-    batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=3)
+    batches = decoded_batches(items, list, batch_size=10, threads=2, ahead=4)
     assert next(batches) == list(range(10))
-    wait_for(lambda: len(items.decoded) >= (1 + 3) * 10)  # the batch taken and three ahead
+    wait_for(lambda: len(items.decoded) >= 4 * 10)
     time.sleep(0.3)
-    assert len(items.decoded) == (1 + 3) * 10
-    batches.close()
+    assert len(items.decoded) == 4 * 10  # three wait, more than half: nothing new starts
+    assert next(batches) == list(range(10, 20))
+    wait_for(lambda: len(items.decoded) >= (2 + 4) * 10)  # two wait: two more start
+    time.sleep(0.3)
+    assert len(items.decoded) == (2 + 4) * 10
+    assert list(batches)[-1] == list(range(990, 1000))
 
 
 def test_a_closed_run_leaves_the_batches_not_begun_and_no_threads():
@@ -204,7 +209,7 @@ def test_a_closed_run_leaves_the_batches_not_begun_and_no_threads():
     items = CountedItems(1000, gated_from=5)  # the first batch passes; the others wait at the gate
     batches = decoded_batches(items, list, batch_size=5, threads=2, ahead=6)
     assert next(batches) == [0, 1, 2, 3, 4]
-    batches.close()  # the threads are held in batch 1 and maybe 2; batches 3 to 7 were not begun
+    batches.close()  # the threads are held in batch 1 and maybe 2; batches 3 to 5 were not begun
     items.gate.set()
     wait_for(lambda: not decoding_threads())
     assert set(range(10)) <= {index for index, _ in items.decoded} <= set(range(15))
