@@ -1,6 +1,8 @@
 """Decoding JPEGs where the backbone runs (the CUDA path), exercised here with device="cpu"."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from PIL import Image
@@ -43,3 +45,34 @@ def test_jpeg_bytes_png_crops_and_broken_files_take_their_paths(tmp_path, extrac
         np.linalg.norm(extractor(batch), axis=1) * np.linalg.norm(extractor(expected), axis=1)
     )
     assert cosine.min() > 0.99
+
+
+def test_files_for_the_gpu_are_read_fewer_batches_ahead_than_pictures_are_decoded(tmp_path, monkeypatch):
+    """Read-ahead for the GPU holds raw files in page-locked memory, 64 a batch: it stays at 8
+    batches while decoding for the CPU keeps 16 ahead."""
+    from protoshelf.core import embedding
+    from protoshelf.core.backbones import DEFAULT_BACKBONE, packaged_preprocessing
+    from protoshelf.core.model_input import CatalogImages
+
+    path = write_image(tmp_path / "one.jpg")
+    rows = [(i, str(path)) for i in range(100)]
+    prep = packaged_preprocessing(DEFAULT_BACKBONE)
+    read = {JpegFiles: [], CatalogImages: []}
+
+    def counted(kind):
+        original = kind.__getitem__
+        return lambda self, index: read[kind].append(index) or original(self, index)
+
+    for kind in read:
+        monkeypatch.setattr(kind, "__getitem__", counted(kind))
+    for on_gpu, kind, ahead in ((True, JpegFiles, embedding.GPU_READ_AHEAD), (False, CatalogImages, embedding.DECODE_AHEAD)):
+        batches = embedding._batches(rows, prep, batch_size=2, threads=1, on_gpu=on_gpu)
+        next(batches)
+        deadline = time.monotonic() + 30
+        while len(read[kind]) < 2 * ahead:
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert len(read[kind]) == 2 * ahead
+        batches.close()
+    assert embedding.GPU_READ_AHEAD < embedding.DECODE_AHEAD
