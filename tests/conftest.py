@@ -6,6 +6,7 @@ import os
 import socket
 import sqlite3
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,14 @@ def raw_sql(path: Path) -> Iterator[sqlite3.Connection]:
         db.execute("PRAGMA foreign_keys = ON")
         with db:
             yield db
+
+
+def wait_for(condition, seconds: float = 30.0) -> None:
+    """Poll until `condition()` holds: for work other threads do; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO, no_network, write_image
+from conftest import DEMO, no_network, wait_for, write_image
 from protoshelf.core.backbones import BackboneError, imagenet_classes, load_backbone, resolve_device
 from protoshelf.core.embedding import FeatureExtractor, _glibc, decoded_batches, embed_catalog, to_model_input
 from protoshelf.core.images import open_image
@@ -136,13 +136,6 @@ class CountedItems:
             raise RuntimeError(f"item {index} is broken")
         self.decoded.append((index, threading.current_thread().name))
         return index
-
-
-def wait_for(condition, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def decoding_threads() -> list[threading.Thread]:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import write_image
+from conftest import wait_for, write_image
 from protoshelf.core.device_decode import JpegFiles, collate, to_device_batch
 from protoshelf.core.model_input import open_model_image, to_model_input
 
@@ -68,10 +68,7 @@ def test_files_for_the_gpu_are_read_fewer_batches_ahead_than_pictures_are_decode
     for on_gpu, kind, ahead in ((True, JpegFiles, embedding.GPU_READ_AHEAD), (False, CatalogImages, embedding.DECODE_AHEAD)):
         batches = embedding._batches(rows, prep, batch_size=2, threads=1, on_gpu=on_gpu)
         next(batches)
-        deadline = time.monotonic() + 30
-        while len(read[kind]) < 2 * ahead:
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.01)
+        wait_for(lambda: len(read[kind]) >= 2 * ahead)
         time.sleep(0.3)
         assert len(read[kind]) == 2 * ahead
         batches.close()
